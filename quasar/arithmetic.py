@@ -1,0 +1,81 @@
+"""Plain numpy implementation of docs/arithmetic.md.
+
+It is the independent oracle: the RTL regression and the integer reference model are both checked
+against these few lines. Keep it literal and obvious; never optimise it, never import the models or
+the RTL generator from here.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+M_BITS = 16
+S_BITS = 6
+MAX_SHIFT = (1 << S_BITS) - 1
+
+
+def clog2(n: int) -> int:
+    """Ceiling of log2(n) for n >= 1 (clog2(1) == 0)."""
+    return max(0, (int(n) - 1).bit_length())
+
+
+def act_range(act_bits: int) -> tuple[int, int]:
+    """Inclusive range of an unsigned activation code."""
+    return 0, (1 << act_bits) - 1
+
+
+def weight_range(weight_bits: int) -> tuple[int, int]:
+    """Inclusive range of a symmetric signed weight code (the quantizer never emits -2^(W-1))."""
+    top = (1 << (weight_bits - 1)) - 1
+    return -top, top
+
+
+def acc_bits(act_bits: int, weight_bits: int, k_max: int) -> int:
+    """Signed accumulator width that cannot overflow for any reduction K <= k_max."""
+    return act_bits + weight_bits + clog2(k_max)
+
+
+def matmul(a: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """Exact integer matmul `a @ w` in int64 (a: P x K activations, w: K x N weights)."""
+    return np.asarray(a, dtype=np.int64) @ np.asarray(w, dtype=np.int64)
+
+
+def requantize(v: np.ndarray, mult: np.ndarray, shift: np.ndarray, act_bits: int) -> np.ndarray:
+    """`clamp(round_half_up(v * M / 2^S), 0, 2^A - 1)`; M and S broadcast over the last axis."""
+    v = np.asarray(v, dtype=np.int64)
+    mult = np.asarray(mult, dtype=np.int64)
+    shift = np.asarray(shift, dtype=np.int64)
+    p = v * mult
+    half = np.where(shift > 0, np.left_shift(np.int64(1), np.maximum(shift - 1, 0)), 0)
+    r = np.right_shift(p + half, shift)  # arithmetic shift on int64 == floor division by 2^S
+    lo, hi = act_range(act_bits)
+    return np.clip(r, lo, hi)
+
+
+def protect(y: np.ndarray, lo: np.ndarray | int, hi: np.ndarray | int) -> tuple[np.ndarray, int]:
+    """Range restriction: clamp to [lo, hi] (broadcast over the last axis); return (z, violations)."""
+    y = np.asarray(y, dtype=np.int64)
+    lo = np.asarray(lo, dtype=np.int64)
+    hi = np.asarray(hi, dtype=np.int64)
+    violations = int(np.count_nonzero(y < lo) + np.count_nonzero(y > hi))
+    return np.minimum(np.maximum(y, lo), hi), violations
+
+
+def layer(
+    a: np.ndarray,
+    w: np.ndarray,
+    bias: np.ndarray,
+    mult: np.ndarray,
+    shift: np.ndarray,
+    act_bits: int,
+    bounds: tuple[np.ndarray | int, np.ndarray | int] | None = None,
+) -> dict[str, np.ndarray | int]:
+    """One matmul layer end to end: returns acc, v (logits), y (requantized) and z (protected)."""
+    acc = matmul(a, w)
+    v = acc + np.asarray(bias, dtype=np.int64)
+    y = requantize(v, mult, shift, act_bits)
+    if bounds is None:
+        z, violations = y, 0
+    else:
+        z, violations = protect(y, *bounds)
+    return {"acc": acc, "v": v, "y": y, "z": z, "violations": violations}
