@@ -1,0 +1,1 @@
+"""Fault-injection campaigns on the generated RTL: planning, execution, classification, reporting."""

@@ -1,0 +1,135 @@
+"""The results store: one SQLite database per campaign directory, written as results come.
+
+Every batch of results is one transaction (atomic: a killed campaign leaves whole rows or none), the
+database runs in WAL mode with full sync, and a `meta` table ties the file to one campaign
+configuration. Resuming reads the keys already stored and never writes a key twice (the primary key
+makes a duplicate impossible). A file that is not a QuaSAR store, or belongs to another campaign, is
+refused without being touched.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+import pandas as pd
+
+from quasar.errors import QuasarError
+
+SCHEMA_VERSION = 1
+OUTCOMES = ("masked", "tolerable", "sdc", "critical", "hang", "crash")
+
+COLUMNS: dict[str, str] = {
+    "campaign_id": "TEXT NOT NULL",
+    "protection": "TEXT NOT NULL",
+    "fault_id": "INTEGER NOT NULL",
+    "image": "INTEGER NOT NULL",
+    "dataset_index": "INTEGER NOT NULL",
+    "layer": "INTEGER NOT NULL",
+    "layer_name": "TEXT NOT NULL",
+    "tile": "INTEGER NOT NULL",
+    "site": "TEXT NOT NULL",
+    "kind": "TEXT NOT NULL",
+    "bits": "TEXT NOT NULL",
+    "bit": "INTEGER NOT NULL",
+    "cycle": "INTEGER NOT NULL",
+    "model": "TEXT NOT NULL",
+    "label": "INTEGER NOT NULL",
+    "golden_top1": "INTEGER NOT NULL",
+    "faulty_top1": "INTEGER",
+    "changed_outputs": "INTEGER",
+    "protection_events": "INTEGER",
+    "golden_protection_events": "INTEGER",
+    "protection_fired": "INTEGER",
+    "outcome": "TEXT NOT NULL",
+    "sim_cycles": "INTEGER",
+    "sim_time_s": "REAL",
+}
+
+
+class ResultStore:
+    """SQLite-backed, append-only store of per-fault results."""
+
+    def __init__(self, path: str | Path, campaign_id: str, config: Mapping[str, object]):
+        self.path = Path(path)
+        self.campaign_id = campaign_id
+        self._check_file()
+        try:
+            self.db = sqlite3.connect(self.path, timeout=30)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=FULL")
+            self._init_schema(config)
+        except sqlite3.DatabaseError as exc:
+            raise QuasarError(f"results store {self.path} is not a readable QuaSAR store ({exc})") from None
+
+    def _check_file(self) -> None:
+        if self.path.exists() and self.path.stat().st_size > 0:
+            with open(self.path, "rb") as fh:
+                if fh.read(16) != b"SQLite format 3\x00":
+                    raise QuasarError(f"results store {self.path} is not an SQLite database; refusing to touch it")
+
+    def _init_schema(self, config: Mapping[str, object]) -> None:
+        tables = {r[0] for r in self.db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        if tables and not {"meta", "results"} <= tables:
+            raise QuasarError(f"results store {self.path} holds tables {sorted(tables)}, not a QuaSAR store")
+        if not tables:
+            cols = ", ".join(f"{k} {v}" for k, v in COLUMNS.items())
+            with self.db:
+                self.db.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+                self.db.execute(f"CREATE TABLE results ({cols}, PRIMARY KEY (protection, fault_id))")
+                self.db.executemany(
+                    "INSERT INTO meta VALUES (?, ?)",
+                    [
+                        ("schema_version", str(SCHEMA_VERSION)),
+                        ("campaign_id", self.campaign_id),
+                        ("config", json.dumps(config, sort_keys=True)),
+                    ],
+                )
+            return
+        meta = dict(self.db.execute("SELECT key, value FROM meta"))
+        if meta.get("schema_version") != str(SCHEMA_VERSION):
+            raise QuasarError(
+                f"results store {self.path} has schema version {meta.get('schema_version')!r}, "
+                f"this QuaSAR writes {SCHEMA_VERSION}"
+            )
+        if meta.get("campaign_id") != self.campaign_id:
+            raise QuasarError(
+                f"results store {self.path} belongs to campaign {meta.get('campaign_id')!r}, not "
+                f"{self.campaign_id!r}: use another --out directory or the same settings"
+            )
+
+    def done_keys(self, protection: str) -> set[int]:
+        rows = self.db.execute("SELECT fault_id FROM results WHERE protection = ?", (protection,))
+        return {r[0] for r in rows}
+
+    def add(self, rows: Iterable[Mapping[str, object]]) -> int:
+        """Insert a batch atomically; returns the number of rows written."""
+        rows = list(rows)
+        if not rows:
+            return 0
+        for r in rows:
+            if r["outcome"] not in OUTCOMES:
+                raise ValueError(f"outcome must be one of {OUTCOMES}, got {r['outcome']!r}")
+        names = list(COLUMNS)
+        sql = f"INSERT INTO results ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})"
+        values = [tuple({**r, "campaign_id": self.campaign_id}.get(k) for k in names) for r in rows]
+        try:
+            with self.db:
+                self.db.executemany(sql, values)
+        except sqlite3.OperationalError as exc:
+            raise QuasarError(f"could not write results to {self.path}: {exc}") from None
+        return len(rows)
+
+    def frame(self) -> pd.DataFrame:
+        return pd.read_sql_query("SELECT * FROM results ORDER BY protection, fault_id", self.db)
+
+    def close(self) -> None:
+        self.db.close()
+
+    def __enter__(self) -> ResultStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
