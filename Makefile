@@ -11,6 +11,8 @@ COLS       ?= 8
 PROTECTION ?= range
 OUT        ?= runs
 PYTEST_ARGS ?=
+# Extra options passed through to `quasar campaign` (e.g. CAMPAIGN_ARGS="--faults 200 --images 4").
+CAMPAIGN_ARGS ?=
 
 PYTHON ?= python3
 VENV   := .venv
@@ -26,14 +28,19 @@ ifneq ($(shell command -v ccache 2>/dev/null),)
 export OBJCACHE ?= ccache
 endif
 
-.PHONY: help venv test test-fast lint gen-rtl train accuracy-table clean distclean
+.PHONY: help venv test test-fast lint campaign replay gen-rtl synth synth-overhead synth-all train accuracy-table \
+	clean distclean
 
 help:
 	@echo "make campaign NET=lenet BITS=8   run a fault-injection campaign (unprotected vs protected)"
 	@echo "make test                        run the test suite (creates .venv on first use)"
 	@echo "make test-fast                   the tests that need no simulator, synthesis or training"
 	@echo "make lint                        ruff"
+	@echo "make replay RUN=DIR FAULT=ID             rerun one fault alone with a waveform"
 	@echo "make gen-rtl ROWS=8 COLS=8 BITS=8 PROTECTION=range OUT=DIR"
+	@echo "make synth BITS=8 ROWS=8 COLS=8 PROTECTION=range   Yosys area + nextpnr Fmax"
+	@echo "make synth-overhead              protection overhead, 8x8 at 4/8/16 bits"
+	@echo "make synth-all                   the whole synthesis grid"
 	@echo "make train NET=lenet BITS=8      train (or reuse) a quantized model"
 	@echo "make accuracy-table NET=lenet    QAT vs PTQ accuracy for bits 2..8 and 16"
 
@@ -55,8 +62,23 @@ test-fast: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 
+campaign: $(STAMP)
+	$(QUASAR) campaign --net $(NET) --bits $(BITS) --rows $(ROWS) --cols $(COLS) --runs-dir $(OUT) $(CAMPAIGN_ARGS)
+
+replay: $(STAMP)
+	$(QUASAR) replay --run $(RUN) --fault $(FAULT) --waves
+
 gen-rtl: $(STAMP)
 	$(QUASAR) gen-rtl --rows $(ROWS) --cols $(COLS) --bits $(BITS) --protection $(PROTECTION) --out $(OUT)/rtl
+
+synth: $(STAMP)
+	$(QUASAR) synth --rows $(ROWS) --cols $(COLS) --bits $(BITS) --protection $(PROTECTION) --out $(OUT)/synth
+
+synth-overhead: $(STAMP)
+	$(QUASAR) synth-overhead --out $(OUT)/synth
+
+synth-all: $(STAMP)
+	$(QUASAR) synth-all --out $(OUT)/synth
 
 train: $(STAMP)
 	$(QUASAR) train --net $(NET) --bits $(BITS)

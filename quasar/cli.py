@@ -24,7 +24,7 @@ app = typer.Typer(
 )
 
 # Each module defines `register(app: typer.Typer) -> None`.
-COMMAND_MODULES = ("hdl_gen.cli", "models.cli")
+COMMAND_MODULES = ("hdl_gen.cli", "hdl_gen.synth_cli", "models.cli", "fault_campaigns.cli")
 
 for _name in COMMAND_MODULES:
     importlib.import_module(_name).register(app)
