@@ -1,0 +1,306 @@
+"""A fault-injection campaign end to end: model, golden RTL check, fault list, runs, store, report.
+
+Order of work (nothing slow starts before every input is checked):
+1. validate the configuration and the output directory;
+2. train or reuse the quantized model, pick the campaign's test images (seeded);
+3. trace every image through the integer reference model of each design (unprotected, protected);
+4. build the RTL of each design, read its fault-site map;
+5. golden check: every tile of every layer of the golden images runs on RTL and must equal the
+   integer model bit for bit (and count the same protection events); a mismatch stops the campaign
+   and names the first differing layer, tile and element;
+6. plan the fault list once (seeded, per layer, Leveugle sample sizes) and run the same list on every
+   design, skipping faults already in the store (resume);
+7. write summary.json, report.md and plots.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from fault_campaigns import mapping
+from fault_campaigns.classify import Classifier, Golden
+from fault_campaigns.config import CampaignConfig
+from fault_campaigns.executor import LocalExecutor
+from fault_campaigns.faults import Fault, LayerSpace, is_stuck, load_sites, plan
+from fault_campaigns.store import ResultStore
+from quasar.errors import QuasarError
+
+log = logging.getLogger(__name__)
+
+STORE_NAME = "results.sqlite"
+
+
+class GoldenMismatch(QuasarError):
+    """The golden RTL run disagrees with the integer reference model."""
+
+
+def atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w") as fh:
+        fh.write(text)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def check_out_dir(path: Path) -> Path:
+    """Create the run directory or fail with a clear message before any work."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / ".write-test"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as exc:
+        raise QuasarError(f"output directory {str(path)!r} is not writable: {exc.strerror or exc}") from None
+    return path
+
+
+@dataclass
+class Design:
+    protection: str
+    array: object  # hdl_gen.ArrayConfig
+    build: object  # testbenches.sim.SimBuild
+    model: object  # models.IntegerModel
+    trace: object  # models.Trace of the campaign images
+    golden: Golden
+
+
+class Campaign:
+    def __init__(self, cfg: CampaignConfig, out_dir: Path, workers: int | None = None, progress: bool = True,
+                 stall_timeout: float = 180.0):
+        self.cfg = cfg
+        self.out_dir = check_out_dir(Path(out_dir))
+        self.workers = workers or os.cpu_count() or 1
+        self.progress = progress
+        self.stall_timeout = stall_timeout
+        self.timings: dict[str, float] = {}
+        self.golden_report: dict[str, dict] = {}
+
+    # -- preparation ------------------------------------------------------------------------------
+    def prepare(self) -> None:
+        from hdl_gen import ArrayConfig
+        from models import IntegerModel, TrainConfig, get_or_train, load_dataset
+        from testbenches.sim import build
+
+        cfg = self.cfg
+        t0 = time.perf_counter()
+        tc = TrainConfig(net=cfg.net, act_bits=cfg.a_bits, weight_bits=cfg.w_bits, mode=cfg.train_mode,
+                         dataset=cfg.dataset, data_dir=cfg.data_dir)
+        self.export, self.metrics = get_or_train(tc, progress=self.progress)
+        data = load_dataset(self.export.dataset, cfg.data_dir)
+        self.dataset_name = data.name
+        if cfg.images > len(data.test_y):
+            raise QuasarError(f"--images {cfg.images} is more than the {len(data.test_y)} test images of {data.name}")
+        rng = np.random.default_rng([cfg.seed, 0x1A6E])
+        self.image_index = np.sort(rng.choice(len(data.test_y), size=cfg.images, replace=False))
+        x = data.test_x[self.image_index]
+        self.labels = np.asarray(data.test_y[self.image_index], dtype=np.int64)
+        self.timings["model_s"] = time.perf_counter() - t0
+
+        t0 = time.perf_counter()
+        self.designs: dict[str, Design] = {}
+        for p in cfg.protections:
+            model = IntegerModel(self.export, protection=p, per_channel=cfg.per_channel_bounds)
+            trace = model.trace(model.quantize_input(x))
+            golden = Golden([np.asarray(lt.Y, np.int64) for lt in trace.layers],
+                            np.argmax(np.asarray(trace.logits), axis=1), self.labels)
+            array = ArrayConfig(rows=cfg.rows, cols=cfg.cols, act_bits=cfg.a_bits, weight_bits=cfg.w_bits,
+                                k_max=cfg.k_max, protection=p, per_channel_bounds=cfg.per_channel_bounds)
+            self.designs[p] = Design(p, array, None, model, trace, golden)
+        first = self.designs[cfg.protections[0]]
+        self.maps = mapping.layer_maps(self.export, cfg.rows, cfg.cols,
+                                       [np.asarray(lt.X).shape[1] for lt in first.trace.layers])
+        self.timings["trace_s"] = time.perf_counter() - t0
+
+        t0 = time.perf_counter()
+        for d in self.designs.values():
+            d.build = build(d.array)
+        self.timings["build_s"] = time.perf_counter() - t0
+        site_sets = {p: load_sites(str(d.build.design.sites_path), cfg.targets) for p, d in self.designs.items()}
+        names = {p: [(s.name, s.width, s.kind) for s in sites] for p, sites in site_sets.items()}
+        if len({tuple(v) for v in names.values()}) != 1:
+            raise QuasarError("the designs' fault-site maps differ; the same fault list cannot run on both")
+        self.sites = site_sets[cfg.protections[0]]
+        cycles = {p: [d.array.tile_cycles(lm.reduction) for lm in self.maps] for p, d in self.designs.items()}
+        if len({tuple(v) for v in cycles.values()}) != 1:
+            raise QuasarError(f"the designs' tile run lengths differ ({cycles}); one fault list cannot run on both")
+        self.tile_cycles = cycles[cfg.protections[0]]
+
+    # -- tile groups --------------------------------------------------------------------------------
+    def _group(self, d: Design, image: int, layer: int, tile: int, runs: list[dict]) -> dict:
+        lm = self.maps[layer]
+        lx = self.export.layers[layer]
+        x = np.asarray(d.trace.layers[layer].X[image], np.int64)
+        ops = mapping.tile_operands(lm, lx, x, tile, d.protection, self.cfg.per_channel_bounds, self.cfg.a_bits)
+        exp = mapping.expect(ops, self.cfg.a_bits, d.protection)
+        want = exp.logit if lm.is_last else exp.act
+        got = mapping.extract(lm, d.golden.outputs[layer][image], tile)
+        vp, vn = lm.valid(tile)
+        if not np.array_equal(got, want[:vp, :vn]):
+            raise GoldenMismatch(
+                f"the integer model and the numpy oracle disagree on layer {lm.name}, tile {tile}, image {image} "
+                f"({d.protection}): the model is not bit-exact with docs/arithmetic.md"
+            )
+        cycles = self.tile_cycles[layer]
+        return {"key": (image, layer, tile), "ops": ops, "act": exp.act, "logit": exp.logit,
+                "violations": exp.violations, "is_last": lm.is_last, "max_cycles": 4 * cycles + 64, "runs": runs}
+
+    def _executor(self, d: Design, tag: str) -> LocalExecutor:
+        return LocalExecutor(d.build, self.out_dir / "work" / f"{tag}-{d.protection}", workers=self.workers,
+                             stall_timeout=self.stall_timeout)
+
+    # -- golden check ---------------------------------------------------------------------------------
+    def golden_check(self, d: Design) -> dict:
+        groups, rid = [], 0
+        for image in range(self.cfg.golden_images):
+            for lm in self.maps:
+                for tile in range(lm.tiles):
+                    groups.append(self._group(d, image, lm.index, tile, [{"id": rid, "site": None}]))
+                    rid += 1
+        by_id = {g["runs"][0]["id"]: g for g in groups}
+        records: list[dict] = []
+        t0 = time.perf_counter()
+        self._executor(d, "golden").run(groups, records.extend, lambda rid, outcome, logp: records.append(
+            {"id": rid, "lost": outcome, "log": logp}))
+        elapsed = time.perf_counter() - t0
+        for rec in sorted(records, key=lambda r: r["id"]):
+            g = by_id[rec["id"]]
+            image, layer, tile = g["key"]
+            lm = self.maps[layer]
+            where = f"design {d.protection}, layer {lm.name} (#{layer}), tile {tile}, image {image}"
+            if "lost" in rec:
+                raise GoldenMismatch(f"golden RTL run lost ({rec['lost']}) on {where}; log {rec['log']}")
+            if not rec["fin"]:
+                raise GoldenMismatch(f"golden RTL run did not finish on {where}")
+            if rec["diff"]:
+                i, j, v = rec["diff"][0]
+                want = (g["logit"] if g["is_last"] else g["act"])[i, j]
+                p0, n0 = lm.origin(tile)
+                raise GoldenMismatch(
+                    f"golden RTL run disagrees with the integer model on {where}: first differing element is "
+                    f"array row {i}, column {j} (pixel {p0 + i}, channel {n0 + j}): RTL {v}, model {want} "
+                    f"({len(rec['diff'])} elements differ)"
+                )
+            if rec["viol"] != (g["violations"] if d.protection != "none" else rec["viol"]):
+                raise GoldenMismatch(f"golden RTL run counted {rec['viol']} protection events on {where}, "
+                                     f"the model {g['violations']}")
+            if rec["cyc"] != self.tile_cycles[layer]:
+                raise GoldenMismatch(f"golden RTL run took {rec['cyc']} cycles on {where}, the generator's "
+                                     f"tile_cycles() says {self.tile_cycles[layer]}")
+        # The RTL golden run's own classification: the last layer's logits as the RTL computed them.
+        last = self.maps[-1]
+        rtl_top1 = np.argmax(d.golden.outputs[last.index][: self.cfg.golden_images].reshape(self.cfg.golden_images, -1),
+                             axis=1)
+        report = {"images": self.cfg.golden_images, "tile_runs": len(groups), "bit_exact": True,
+                  "rtl_top1": rtl_top1.tolist(), "labels": self.labels[: self.cfg.golden_images].tolist(),
+                  "rtl_accuracy": float(np.mean(rtl_top1 == self.labels[: self.cfg.golden_images])),
+                  "wall_s": elapsed}
+        log.info("golden check (%s): %d tile runs on %d image(s) bit-exact with the integer model in %.1f s",
+                 d.protection, len(groups), self.cfg.golden_images, elapsed)
+        return report
+
+    # -- the fault list -----------------------------------------------------------------------------
+    def layer_spaces(self) -> list[LayerSpace]:
+        wanted = set(self.cfg.layers) if self.cfg.layers else None
+        return [LayerSpace(lm.index, lm.tiles, self.tile_cycles[lm.index])
+                for lm in self.maps if wanted is None or lm.name in wanted]
+
+    def fault_list(self) -> list[Fault]:
+        c = self.cfg
+        return plan(self.layer_spaces(), c.images, self.sites, c.fault_model, c.seed, c.faults, c.margin,
+                    c.confidence)
+
+    def store_config(self) -> dict:
+        return {**self.cfg.to_dict(), "campaign_id": self.cfg.campaign_id}
+
+    # -- running ------------------------------------------------------------------------------------
+    def run_design(self, d: Design, faults: list[Fault], store: ResultStore) -> dict:
+        done = store.done_keys(d.protection)
+        todo = [f for f in faults if f.fault_id not in done]
+        log.info("%s: %d faults, %d already stored, %d to run", d.protection, len(faults), len(done), len(todo))
+        if not todo:
+            return {"ran": 0, "wall_s": 0.0}
+        by_group: dict[tuple[int, int, int], list[Fault]] = defaultdict(list)
+        for f in todo:
+            by_group[(f.image, f.layer, f.tile)].append(f)
+        groups = []
+        for (image, layer, tile), fs in sorted(by_group.items()):
+            runs = [{"id": f.fault_id, "site": f.site, "mask": f.mask, "cycle": 0 if is_stuck(f.model) else f.cycle,
+                     "model": "flip" if f.model.startswith("mbu") else f.model} for f in fs]
+            groups.append(self._group(d, image, layer, tile, runs))
+        gviol = {g["key"]: g["violations"] for g in groups}
+        by_id = {f.fault_id: f for f in todo}
+        clf = Classifier(self.maps, d.golden, d.model.forward_from)
+
+        def rows_for(records: list[dict], extra: list[dict]) -> list[dict]:
+            fs = [by_id[r["id"]] for r in records]
+            out = []
+            for f, row in zip(fs, extra, strict=True):
+                base = f.to_row()
+                base.update(row)
+                base.update(protection=d.protection, dataset_index=int(self.image_index[f.image]),
+                            layer_name=self.maps[f.layer].name, bit=min(f.bits))
+                g = gviol[(f.image, f.layer, f.tile)]
+                if d.protection == "none":
+                    base.update(protection_events=None, golden_protection_events=None, protection_fired=None)
+                else:
+                    ev = base.get("protection_events")
+                    base.update(golden_protection_events=g,
+                                protection_fired=None if ev is None else int(ev > g))
+                out.append(base)
+            return out
+
+        bar = _progress(len(todo), f"{self.cfg.net} {self.cfg.a_bits}b {d.protection}", self.progress)
+        t0 = time.perf_counter()
+
+        def on_results(records: list[dict]) -> None:
+            rows = rows_for(records, clf.classify([by_id[r["id"]] for r in records], records))
+            store.add(rows)
+            bar.update(len(rows))
+
+        def on_lost(rid: int, outcome: str, logp: str) -> None:
+            f = by_id[rid]
+            row = {"outcome": outcome, "label": int(self.labels[f.image]),
+                   "golden_top1": int(d.golden.top1[f.image]), "faulty_top1": None, "changed_outputs": None,
+                   "protection_events": None, "sim_cycles": None, "sim_time_s": None}
+            store.add(rows_for([{"id": rid}], [row]))
+            bar.update(1)
+
+        try:
+            self._executor(d, "faults").run(groups, on_results, on_lost)
+        finally:
+            bar.close()
+        return {"ran": len(todo), "wall_s": time.perf_counter() - t0}
+
+    def run(self) -> dict:
+        from fault_campaigns.report import write_reports
+
+        t_start = time.perf_counter()
+        atomic_write(self.out_dir / "campaign.json", json.dumps(self.store_config(), indent=2, sort_keys=True))
+        store = ResultStore(self.out_dir / STORE_NAME, self.cfg.campaign_id, self.store_config())
+        try:
+            self.prepare()
+            for p, d in self.designs.items():
+                self.golden_report[p] = self.golden_check(d)
+            faults = self.fault_list()
+            runs = {}
+            for p, d in self.designs.items():
+                runs[p] = self.run_design(d, faults, store)
+            self.timings["campaign_s"] = time.perf_counter() - t_start
+            return write_reports(self, store, faults, runs)
+        finally:
+            store.close()
+
+
+def _progress(total: int, desc: str, enabled: bool):
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit="inj", disable=not enabled, smoothing=0.05, dynamic_ncols=True)

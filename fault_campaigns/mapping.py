@@ -1,0 +1,138 @@
+"""Mapping a network onto the R x C array: the tiles of every layer and their operands.
+
+Layer `l` computes `Y = f(X @ Wt)` with `X` (P x K) and `Wt` (K x N) (docs/arithmetic.md). Tile `t`
+covers output pixels `p0 .. p0+R-1` and channels `n0 .. n0+C-1`, with `(tp, tn) = divmod(t, tiles_n)`,
+`p0 = tp * R`, `n0 = tn * C`. Edge tiles are zero-fed: padded rows of `X` and padded columns of `Wt`,
+bias, multiplier and shift are 0 and their outputs are discarded. The expected output of a whole
+padded tile (what the RTL must produce, padding included, and the violations it must count) comes
+from the plain numpy oracle `quasar.arithmetic`, never from the RTL.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from quasar import arithmetic
+
+
+@dataclass(frozen=True)
+class LayerMap:
+    index: int
+    name: str
+    pixels: int  # P
+    reduction: int  # K
+    channels: int  # N
+    rows: int  # R of the array
+    cols: int  # C of the array
+    is_last: bool
+
+    @property
+    def tiles_p(self) -> int:
+        return math.ceil(self.pixels / self.rows)
+
+    @property
+    def tiles_n(self) -> int:
+        return math.ceil(self.channels / self.cols)
+
+    @property
+    def tiles(self) -> int:
+        return self.tiles_p * self.tiles_n
+
+    def origin(self, tile: int) -> tuple[int, int]:
+        """(p0, n0): the first output pixel and channel of `tile`."""
+        if not 0 <= tile < self.tiles:
+            raise ValueError(f"layer {self.name!r} has tiles 0..{self.tiles - 1}, got {tile!r}")
+        tp, tn = divmod(tile, self.tiles_n)
+        return tp * self.rows, tn * self.cols
+
+    def valid(self, tile: int) -> tuple[int, int]:
+        """How many rows and columns of `tile` hold real outputs (the rest is padding)."""
+        p0, n0 = self.origin(tile)
+        return min(self.rows, self.pixels - p0), min(self.cols, self.channels - n0)
+
+
+@dataclass
+class TileOperands:
+    """Everything loaded into the array for one tile run, padded to the array shape."""
+
+    x: np.ndarray  # R x K activations
+    w: np.ndarray  # K x C weights
+    bias: np.ndarray  # C
+    mult: np.ndarray  # C
+    shift: np.ndarray  # C
+    lo: int | np.ndarray  # per layer, or C per channel
+    hi: int | np.ndarray
+
+    @property
+    def k(self) -> int:
+        return int(self.x.shape[1])
+
+
+@dataclass
+class TileExpect:
+    """The whole padded tile's expected outputs and violation count."""
+
+    act: np.ndarray  # R x C activations after protection
+    logit: np.ndarray  # R x C biased accumulators v
+    violations: int
+
+
+def layer_maps(export, rows: int, cols: int, pixels: list[int]) -> list[LayerMap]:
+    """One LayerMap per matmul layer of a model export; `pixels[l]` is layer l's P (from a trace)."""
+    out = []
+    for i, (layer, p) in enumerate(zip(export.layers, pixels, strict=True)):
+        k, n = np.asarray(layer.weight).shape
+        out.append(LayerMap(i, layer.name, int(p), int(k), int(n), rows, cols, bool(layer.is_last)))
+    return out
+
+
+def _pad(a: np.ndarray, length: int, axis: int) -> np.ndarray:
+    pad = [(0, 0)] * a.ndim
+    pad[axis] = (0, length - a.shape[axis])
+    return np.pad(np.asarray(a, dtype=np.int64), pad)
+
+
+def tile_operands(lm: LayerMap, layer, x: np.ndarray, tile: int, protection: str, per_channel: bool,
+                  act_bits: int) -> TileOperands:
+    """Operands of `tile` of one image's lowered layer input `x` (P x K)."""
+    p0, n0 = lm.origin(tile)
+    vp, vn = lm.valid(tile)
+    full_lo, full_hi = arithmetic.act_range(act_bits)
+    xt = _pad(x[p0:p0 + vp], lm.rows, 0)
+    wt = _pad(layer.weight[:, n0:n0 + vn], lm.cols, 1)
+    cols = slice(n0, n0 + vn)
+    bias, mult, shift = (_pad(np.asarray(a)[cols], lm.cols, 0) for a in (layer.bias, layer.mult, layer.shift))
+    if protection == "none" or lm.is_last:
+        lo, hi = full_lo, full_hi  # no clamping: the logits path is never range-restricted
+        if per_channel:
+            lo, hi = np.full(lm.cols, lo, np.int64), np.full(lm.cols, hi, np.int64)
+    elif per_channel:
+        lo = np.concatenate([np.asarray(layer.lo_ch, np.int64)[cols], np.full(lm.cols - vn, full_lo, np.int64)])
+        hi = np.concatenate([np.asarray(layer.hi_ch, np.int64)[cols], np.full(lm.cols - vn, full_hi, np.int64)])
+    else:
+        lo, hi = int(layer.lo), int(layer.hi)
+    return TileOperands(xt, wt, bias, mult, shift, lo, hi)
+
+
+def expect(ops: TileOperands, act_bits: int, protection: str) -> TileExpect:
+    """The oracle's output of a padded tile, exactly as the RTL must compute it."""
+    bounds = None if protection == "none" else (ops.lo, ops.hi)
+    r = arithmetic.layer(ops.x, ops.w, ops.bias, ops.mult, ops.shift, act_bits, bounds)
+    return TileExpect(np.asarray(r["z"], np.int64), np.asarray(r["v"], np.int64), int(r["violations"]))
+
+
+def place(lm: LayerMap, y: np.ndarray, tile: int, tile_out: np.ndarray) -> None:
+    """Write the valid part of a tile's output (R x C) into a layer output `y` (P x N) in place."""
+    p0, n0 = lm.origin(tile)
+    vp, vn = lm.valid(tile)
+    y[p0:p0 + vp, n0:n0 + vn] = tile_out[:vp, :vn]
+
+
+def extract(lm: LayerMap, y: np.ndarray, tile: int) -> np.ndarray:
+    """The valid part of `tile` from a layer output `y` (P x N)."""
+    p0, n0 = lm.origin(tile)
+    vp, vn = lm.valid(tile)
+    return y[p0:p0 + vp, n0:n0 + vn]

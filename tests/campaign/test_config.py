@@ -1,0 +1,40 @@
+"""Campaign configuration: every bad value is refused with a message naming it, before any work."""
+
+import pytest
+
+from fault_campaigns.config import CampaignConfig
+from quasar.errors import QuasarError
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"bits": 0}, "bits"),
+        ({"bits": 1}, "bits"),
+        ({"bits": 17}, "bits"),
+        ({"net": "vgg"}, "'vgg'"),
+        ({"rows": 0}, "rows"),
+        ({"cols": 65}, "cols"),
+        ({"margin": 0.0}, "margin"),
+        ({"margin": 1.0}, "margin"),
+        ({"confidence": 1.0}, "confidence"),
+        ({"confidence": -0.1}, "confidence"),
+        ({"protections": ("tmr",)}, "'tmr'"),
+        ({"fault_model": "flip3"}, "'flip3'"),
+        ({"targets": ("wires",)}, "'wires'"),
+        ({"golden_images": 5, "images": 2}, "golden images"),
+        ({"layers": ("conv9",)}, "'conv9'"),
+        ({"k_max": 64}, "k_max"),
+    ],
+)
+def test_bad_values_are_named(kwargs, message):
+    with pytest.raises(QuasarError, match=message):
+        CampaignConfig(**kwargs)
+
+
+def test_identity_ignores_where_the_data_lives():
+    a = CampaignConfig(data_dir="/a")
+    b = CampaignConfig(data_dir="/b")
+    assert a.campaign_id == b.campaign_id
+    assert CampaignConfig(seed=1).campaign_id != a.campaign_id
+    assert CampaignConfig(bits=8).campaign_id == CampaignConfig(bits=8, act_bits=8).campaign_id
