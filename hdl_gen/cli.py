@@ -1,0 +1,43 @@
+"""`quasar gen-rtl`: write one generated array (Verilog, fault_sites.json, config.json) to a directory.
+
+Only argument parsing lives here; validation is ArrayConfig's, generation is hdl_gen.rtl's.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+
+def gen_rtl(
+    out: Path = typer.Option(..., "--out", help="output directory (created if missing)"),
+    rows: int = typer.Option(8, "--rows", help="array rows (1..64)"),
+    cols: int = typer.Option(8, "--cols", help="array columns (1..64)"),
+    bits: int = typer.Option(8, "--bits", help="activation and weight bits (2..16)"),
+    act_bits: int | None = typer.Option(None, "--act-bits", help="activation bits, overrides --bits"),
+    weight_bits: int | None = typer.Option(None, "--weight-bits", help="weight bits, overrides --bits"),
+    protection: str = typer.Option("none", "--protection", help="none | range"),
+    per_channel_bounds: bool = typer.Option(False, "--per-channel-bounds", help="one (lo, hi) pair per column"),
+    k_max: int = typer.Option(1024, "--k-max", help="longest reduction K the array supports (1..16384)"),
+) -> None:
+    """Generate the systolic-array RTL, its fault-site map and config.json."""
+    from hdl_gen.config import ArrayConfig
+    from hdl_gen.rtl import generate
+
+    cfg = ArrayConfig(
+        rows=rows,
+        cols=cols,
+        act_bits=bits if act_bits is None else act_bits,
+        weight_bits=bits if weight_bits is None else weight_bits,
+        k_max=k_max,
+        protection=protection,
+        per_channel_bounds=per_channel_bounds,
+    )
+    design = generate(cfg, out)
+    typer.echo(f"wrote {len(design.sources)} Verilog file(s), {design.sites_path.name} and "
+               f"{design.config_path.name} to {design.out_dir} (top {design.top}, key {cfg.key()})")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("gen-rtl")(gen_rtl)

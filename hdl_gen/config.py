@@ -1,0 +1,150 @@
+"""The one configuration object of the generated systolic array.
+
+Every hardware width is derived here from a handful of knobs, so the RTL generator, the testbenches,
+the campaigns and the synthesis flow can never disagree on a width. This module never generates
+Verilog and never runs a tool.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, fields
+
+from quasar import arithmetic
+from quasar.errors import ConfigError, check_choice, check_range
+
+PROTECTIONS = ("none", "range")
+MAX_DIM = 64
+MIN_BITS, MAX_BITS = 2, 16
+MAX_K = 16384
+# The fixed latency of a tile run beyond K + rows + cols (docs/rtl.md, "Timing"): one cycle for the
+# operand-buffer read, one for the PE multiply-accumulate, one per post-processing stage (bias add,
+# requantization, protection/output write) and done.
+TILE_OVERHEAD = 3
+
+
+@dataclass(frozen=True)
+class ArrayConfig:
+    """An R x C output-stationary array; see docs/rtl.md for what each derived width means."""
+
+    rows: int = 8
+    cols: int = 8
+    act_bits: int = 8
+    weight_bits: int = 8
+    k_max: int = 1024
+    protection: str = "none"
+    per_channel_bounds: bool = False
+
+    M_BITS = arithmetic.M_BITS
+    S_BITS = arithmetic.S_BITS
+
+    def __post_init__(self) -> None:
+        # Normalise (e.g. "8" from a JSON file or CLI) and validate; frozen, hence object.__setattr__.
+        for name, lo, hi in (
+            ("rows", 1, MAX_DIM),
+            ("cols", 1, MAX_DIM),
+            ("act_bits", MIN_BITS, MAX_BITS),
+            ("weight_bits", MIN_BITS, MAX_BITS),
+            ("k_max", 1, MAX_K),
+        ):
+            object.__setattr__(self, name, check_range(name, getattr(self, name), lo, hi))
+        object.__setattr__(self, "protection", check_choice("protection", self.protection, PROTECTIONS))
+        if not isinstance(self.per_channel_bounds, bool):
+            raise ConfigError(f"per_channel_bounds must be true or false, got {self.per_channel_bounds!r}")
+
+    # ---- derived widths -------------------------------------------------------------------------
+    @property
+    def acc_bits(self) -> int:
+        """Signed accumulator width; no overflow for any K <= k_max (docs/arithmetic.md)."""
+        return arithmetic.acc_bits(self.act_bits, self.weight_bits, self.k_max)
+
+    @property
+    def v_bits(self) -> int:
+        """Signed width of the biased accumulator v = acc + bias (also the logit width)."""
+        return self.acc_bits + 1
+
+    @property
+    def k_bits(self) -> int:
+        """Width of the run-time reduction-length port `k` (holds 1..k_max)."""
+        return self.k_max.bit_length()
+
+    @property
+    def addr_bits(self) -> int:
+        """Address width of the operand buffers (k_max words each)."""
+        return max(1, arithmetic.clog2(self.k_max))
+
+    @property
+    def row_bits(self) -> int:
+        return max(1, arithmetic.clog2(self.rows))
+
+    @property
+    def cyc_bits(self) -> int:
+        """Width of the run's cycle counter: holds tile_cycles(k) for any value of the k port."""
+        return ((1 << self.k_bits) - 1 + self.rows + self.cols + TILE_OVERHEAD).bit_length()
+
+    @property
+    def ld_bits(self) -> int:
+        """Width of the synthesizable load port's data bus (one abuf or wbuf word)."""
+        return max(self.rows * self.act_bits, self.cols * self.weight_bits)
+
+    @property
+    def bound_lanes(self) -> int:
+        """How many (lo, hi) pairs the protection unit takes: 1, or one per output channel."""
+        return self.cols if self.per_channel_bounds else 1
+
+    @property
+    def protected(self) -> bool:
+        return self.protection == "range"
+
+    # ---- timing ---------------------------------------------------------------------------------
+    def tile_cycles(self, k: int) -> int:
+        """Clock edges from the edge that samples `start` (edge 0) to the edge that raises `done`.
+
+        `done` rises at edge k + rows + cols + 3 (docs/rtl.md, "Timing"); the regression measures it.
+        """
+        k = check_range("k", k, 1, self.k_max)
+        return k + self.rows + self.cols + TILE_OVERHEAD
+
+    # ---- identity and serialisation -------------------------------------------------------------
+    def to_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, object]) -> ArrayConfig:
+        names = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise ConfigError(f"unknown array config key(s) {', '.join(unknown)}; allowed: {', '.join(sorted(names))}")
+        return cls(**data)  # type: ignore[arg-type]
+
+    def key(self) -> str:
+        """Short, stable, filesystem-safe identity: readable prefix plus a hash of every field."""
+        digest = hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:8]
+        pc = "pc" if self.per_channel_bounds else ""
+        return (
+            f"{self.rows}x{self.cols}_a{self.act_bits}w{self.weight_bits}_k{self.k_max}_"
+            f"{self.protection}{pc}_{digest}"
+        )
+
+    def suffix(self) -> str:
+        """Module-name suffix: the widths a generated module depends on."""
+        return f"a{self.act_bits}w{self.weight_bits}acc{self.acc_bits}"
+
+    def verilog_params(self) -> dict[str, int]:
+        """The constants baked into the generated top (emitted there as localparams of these names)."""
+        return {
+            "ROWS": self.rows,
+            "COLS": self.cols,
+            "ACT_BITS": self.act_bits,
+            "WEIGHT_BITS": self.weight_bits,
+            "ACC_BITS": self.acc_bits,
+            "V_BITS": self.v_bits,
+            "K_MAX": self.k_max,
+            "K_BITS": self.k_bits,
+            "M_BITS": self.M_BITS,
+            "S_BITS": self.S_BITS,
+            "PROTECT": int(self.protected),
+            "PER_CHANNEL_BOUNDS": int(self.per_channel_bounds),
+            "TILE_OVERHEAD": TILE_OVERHEAD,
+        }
