@@ -6,20 +6,23 @@ Only argument parsing lives here; validation is ArrayConfig's, generation is hdl
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
 
 def gen_rtl(
-    out: Path = typer.Option(..., "--out", help="output directory (created if missing)"),
-    rows: int = typer.Option(8, "--rows", help="array rows (1..64)"),
-    cols: int = typer.Option(8, "--cols", help="array columns (1..64)"),
-    bits: int = typer.Option(8, "--bits", help="activation and weight bits (2..16)"),
-    act_bits: int | None = typer.Option(None, "--act-bits", help="activation bits, overrides --bits"),
-    weight_bits: int | None = typer.Option(None, "--weight-bits", help="weight bits, overrides --bits"),
-    protection: str = typer.Option("none", "--protection", help="none | range"),
-    per_channel_bounds: bool = typer.Option(False, "--per-channel-bounds", help="one (lo, hi) pair per column"),
-    k_max: int = typer.Option(1024, "--k-max", help="longest reduction K the array supports (1..16384)"),
+    out: Annotated[Path, typer.Option("--out", help="output directory (created if missing)")],
+    rows: Annotated[int, typer.Option("--rows", help="array rows (1..64)")] = 8,
+    cols: Annotated[int, typer.Option("--cols", help="array columns (1..64)")] = 8,
+    bits: Annotated[int, typer.Option("--bits", help="activation and weight bits (2..16)")] = 8,
+    act_bits: Annotated[int | None, typer.Option("--act-bits", help="activation bits, overrides --bits")] = None,
+    weight_bits: Annotated[int | None, typer.Option("--weight-bits", help="weight bits, overrides --bits")] = None,
+    protection: Annotated[str, typer.Option("--protection", help="none | range")] = "none",
+    per_channel_bounds: Annotated[
+        bool, typer.Option("--per-channel-bounds", help="one (lo, hi) pair per output column")
+    ] = False,
+    k_max: Annotated[int, typer.Option("--k-max", help="longest reduction K the array supports (1..16384)")] = 1024,
 ) -> None:
     """Generate the systolic-array RTL, its fault-site map and config.json."""
     from hdl_gen.config import ArrayConfig

@@ -289,7 +289,9 @@ def make_top(cfg: ArrayConfig, pe: Module, postproc: Module, protect: Module | N
         w_north.append(src)
     if skew_regs:
         m.Always(vg.Posedge(clk))(
-            vg.If(clr)(*[r(Int(0, n)) for r, n in skew_regs]).Else(*[r(s) for (r, _), s in zip(skew_regs, skew_next)])
+            vg.If(clr)(*[r(Int(0, n)) for r, n in skew_regs]).Else(
+                *[r(s) for (r, _), s in zip(skew_regs, skew_next, strict=True)]
+            )
         )
 
     # ---- the PE grid --------------------------------------------------------------------------
