@@ -1,0 +1,282 @@
+"""Quantized layers: a float network, its fake-quant twin whose forward *is* the integer arithmetic, calibration.
+
+Scheme (docs/models.md): activations unsigned A-bit codes with one real scale per layer (s_in, s_out);
+weights symmetric signed W-bit codes with one scale per output channel (one per tensor for the last
+layer, so the raw integer logits rank the classes like the real ones); bias at scale s_in * s_w in the
+accumulator width; requantization by the integer multiplier M and shift S of docs/arithmetic.md with
+M / 2^S ~= s_in * s_w / s_out.
+
+`QuantNet` carries integer codes (float64 tensors holding integers, exact below 2^53) from layer to
+layer. Its forward value is computed with the integer requantization itself (int64 multiply, round half
+up, arithmetic shift), so it equals the integer reference model bit for bit; gradients use the
+straight-through estimator of the same expression written with real scales (LSQ), so weights, biases and
+both kinds of scale are trained. This module never reads data files or the cache.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from models.export import LayerExport, ModelExport
+from models.nets import NetSpec
+from quasar.arithmetic import M_BITS, MAX_SHIFT, acc_bits
+
+DTYPE = torch.float64
+_M_TOP = 1 << M_BITS  # M < 2^16
+_M_NORM = 1 << (M_BITS - 1)  # normalised M >= 2^15
+
+
+def multiplier_shift(m: np.ndarray | float) -> tuple[np.ndarray, np.ndarray]:
+    """Integer (M, S) with M / 2^S ~= m > 0: M = round_half_up(m * 2^S) normalised into [2^15, 2^16).
+
+    When m is so small that S would exceed 63, S = 63 and M < 2^15 (possibly 0); when m >= 2^16, S = 0
+    and M saturates at 2^16 - 1. Both are far outside what a trained network produces.
+    """
+    m = np.atleast_1d(np.asarray(m, dtype=np.float64))
+    if not np.all(np.isfinite(m)) or np.any(m <= 0):
+        raise ValueError(f"requantization scales must be finite and positive, got {m}")
+    _, exp = np.frexp(m)  # m = f * 2^exp, f in [0.5, 1)  =>  m * 2^(16 - exp) in [2^15, 2^16)
+    shift = (M_BITS - exp).astype(np.int64)
+    shift = np.clip(shift, 0, MAX_SHIFT)
+    mult = np.floor(np.ldexp(m, shift) + 0.5).astype(np.int64)
+    carry = (mult >= _M_TOP) & (shift > 0)  # rounding reached 2^16: one bit less of shift
+    shift = np.where(carry, shift - 1, shift)
+    mult = np.where(carry, np.floor(np.ldexp(m, shift) + 0.5).astype(np.int64), mult)
+    return np.minimum(mult, _M_TOP - 1), shift
+
+
+def requantize_torch(v: torch.Tensor, mult: torch.Tensor, shift: torch.Tensor, act_bits: int) -> torch.Tensor:
+    """docs/arithmetic.md's requantization on int64 tensors; mult/shift broadcast over dim 1 (channels)."""
+    view = (1, -1) + (1,) * (v.dim() - 2)
+    mult, shift = mult.view(view), shift.view(view)
+    half = torch.where(shift > 0, torch.ones_like(shift) << (shift - 1).clamp(min=0), torch.zeros_like(shift))
+    return torch.clamp((v * mult + half) >> shift, 0, (1 << act_bits) - 1)
+
+
+def round_half_up(x: torch.Tensor) -> torch.Tensor:
+    return torch.floor(x + 0.5)
+
+
+def ste_round(x: torch.Tensor) -> torch.Tensor:
+    """round_half_up in the forward pass, identity in the backward pass (straight-through estimator)."""
+    return x + (round_half_up(x) - x).detach()
+
+
+# ------------------------------------------------------------------------------------------ float
+
+
+class FloatNet(nn.Module):
+    """The plain float network of a NetSpec: conv/fc, ReLU, max-pool, flatten; no ReLU on the logits."""
+
+    def __init__(self, spec: NetSpec) -> None:
+        super().__init__()
+        self.spec = spec
+        self.geometry = spec.geometry()
+        mods = []
+        for g in self.geometry:
+            if g.kind == "conv":
+                mods.append(nn.Conv2d(g.in_channels, g.out_channels, g.kernel, g.stride, g.padding))
+            else:
+                mods.append(nn.Linear(g.in_channels, g.out_channels))
+        self.layers = nn.ModuleList(mods)
+
+    def forward(self, x: torch.Tensor, keep: bool = False):
+        """Logits; with keep=True also every hidden layer's post-ReLU output (before pooling)."""
+        kept = []
+        for g, mod in zip(self.geometry, self.layers, strict=True):
+            x = mod(x)
+            if g.is_last:
+                break
+            x = F.relu(x)
+            if keep:
+                kept.append(x)
+            if g.pool > 1:
+                x = F.max_pool2d(x, g.pool)
+            if g.flatten:
+                x = x.flatten(1)
+        return (x, kept) if keep else x
+
+
+# ------------------------------------------------------------------------------------ calibration
+
+
+def mse_clip(values: torch.Tensor, levels: int, signed: bool, grid: int = 64) -> float:
+    """The clipping threshold c that minimises the squared quantization error of `values` on a uniform
+    grid of `levels` steps per sign (step c / levels). Candidates: fractions 1/grid .. 1 of max|values|."""
+    v = values.detach().to(DTYPE).flatten()
+    top = float(v.abs().max()) if v.numel() else 0.0
+    if top == 0.0:
+        return 1.0
+    best, best_err = top, math.inf
+    for frac in torch.linspace(1.0 / grid, 1.0, grid, dtype=DTYPE).tolist():
+        c = top * frac
+        step = c / levels
+        lo = -levels if signed else 0
+        err = float(((torch.clamp(round_half_up(v / step), lo, levels) * step - v) ** 2).sum())
+        if err < best_err:
+            best, best_err = c, err
+    return best
+
+
+# ------------------------------------------------------------------------------------- fake-quant
+
+
+class QuantNet(nn.Module):
+    """Fake-quant network whose forward reproduces docs/arithmetic.md exactly.
+
+    Parameters: real weights/biases (float64), log weight scales (per output channel; one for the last
+    layer) and log output-activation scales (one per hidden layer). The input scale is fixed at
+    1 / (2^A - 1) by the contract's input quantization.
+    """
+
+    def __init__(self, spec: NetSpec, act_bits: int, weight_bits: int) -> None:
+        super().__init__()
+        self.spec = spec
+        self.geometry = spec.geometry()
+        self.act_bits = act_bits
+        self.weight_bits = weight_bits
+        self.act_max = (1 << act_bits) - 1
+        self.w_max = (1 << (weight_bits - 1)) - 1
+        acc = acc_bits(act_bits, weight_bits, spec.max_reduction)
+        self.bias_lo, self.bias_hi = -(1 << (acc - 1)), (1 << (acc - 1)) - 1
+        self.weight = nn.ParameterList()
+        self.bias = nn.ParameterList()
+        self.log_sw = nn.ParameterList()
+        self.log_sout = nn.ParameterList()
+        for g in self.geometry:
+            shape = (
+                (g.out_channels, g.in_channels, g.kernel, g.kernel)
+                if g.kind == "conv"
+                else (g.out_channels, g.in_channels)
+            )
+            self.weight.append(nn.Parameter(torch.zeros(shape, dtype=DTYPE)))
+            self.bias.append(nn.Parameter(torch.zeros(g.out_channels, dtype=DTYPE)))
+            self.log_sw.append(nn.Parameter(torch.zeros(1 if g.is_last else g.out_channels, dtype=DTYPE)))
+            if not g.is_last:
+                self.log_sout.append(nn.Parameter(torch.zeros((), dtype=DTYPE)))
+
+    # ---------------------------------------------------------------------------------- set-up
+
+    @torch.no_grad()
+    def init_from_float(self, float_net: FloatNet, calib_x: torch.Tensor) -> None:
+        """Post-training quantization: copy the float weights, choose MSE-optimal weight scales per
+        channel and output-activation scales from the float activations on calibration images."""
+        for i, mod in enumerate(float_net.layers):
+            self.weight[i].copy_(mod.weight.to(DTYPE))
+            self.bias[i].copy_(mod.bias.to(DTYPE))
+            w = mod.weight.detach().to(DTYPE).reshape(mod.weight.shape[0], -1)
+            if self.geometry[i].is_last:
+                clips = torch.tensor([mse_clip(w, self.w_max, signed=True)], dtype=DTYPE)
+            else:
+                clips = torch.tensor([mse_clip(row, self.w_max, signed=True) for row in w], dtype=DTYPE)
+            self.log_sw[i].copy_(torch.log(clips / self.w_max))
+        _, kept = float_net(calib_x.to(torch.float32), keep=True)
+        for i, act in enumerate(kept):
+            sample = act.flatten()
+            if sample.numel() > 2_000_000:  # a seeded subsample keeps the search fast
+                gen = torch.Generator().manual_seed(i)
+                sample = sample[torch.randint(sample.numel(), (2_000_000,), generator=gen)]
+            self.log_sout[i].copy_(torch.log(torch.tensor(mse_clip(sample, self.act_max, signed=False) / self.act_max)))
+
+    # -------------------------------------------------------------------------------- the layers
+
+    def _scales(self, i: int, s_in: torch.Tensor):
+        sw = torch.exp(self.log_sw[i])
+        return sw, s_in * sw
+
+    def _weight_codes(self, i: int, sw: torch.Tensor) -> torch.Tensor:
+        view = (-1,) + (1,) * (self.weight[i].dim() - 1)
+        return torch.clamp(ste_round(self.weight[i] / sw.view(view)), -self.w_max, self.w_max)
+
+    def _bias_codes(self, i: int, acc_scale: torch.Tensor) -> torch.Tensor:
+        return torch.clamp(ste_round(self.bias[i] / acc_scale.detach()), self.bias_lo, self.bias_hi)
+
+    def input_codes(self, x: torch.Tensor) -> torch.Tensor:
+        return round_half_up(x.to(DTYPE) * self.act_max)
+
+    def forward(self, x: torch.Tensor, keep: bool = False):
+        """(codes of the logits v, real logits); with keep=True also every hidden layer's output codes
+        (B, N, H, W) or (B, N), before pooling. x: images in [0, 1]."""
+        a = self.input_codes(x)
+        s_in = torch.tensor(1.0 / self.act_max, dtype=DTYPE)
+        kept = []
+        for i, g in enumerate(self.geometry):
+            sw, acc_scale = self._scales(i, s_in)
+            w = self._weight_codes(i, sw)
+            b = self._bias_codes(i, acc_scale)
+            if g.kind == "conv":
+                v = F.conv2d(a, w, b, stride=g.stride, padding=g.padding)
+            else:
+                v = F.linear(a, w, b)
+            if g.is_last:
+                return (v, v * acc_scale, kept) if keep else (v, v * acc_scale)
+            s_out = torch.exp(self.log_sout[i])
+            a = self._requantize(i, v, acc_scale, s_out)
+            if keep:
+                kept.append(a.detach())
+            if g.pool > 1:
+                a = F.max_pool2d(a, g.pool)
+            if g.flatten:
+                a = a.flatten(1)
+            s_in = s_out
+        raise AssertionError("unreachable: the last layer returns")
+
+    def _requantize(self, i: int, v: torch.Tensor, acc_scale: torch.Tensor, s_out: torch.Tensor) -> torch.Tensor:
+        m = acc_scale / s_out  # real multiplier per channel, differentiable
+        mult, shift = multiplier_shift(m.detach().cpu().numpy())
+        exact = requantize_torch(
+            v.detach().round().to(torch.int64), torch.from_numpy(mult), torch.from_numpy(shift), self.act_bits
+        ).to(DTYPE)
+        view = (1, -1) + (1,) * (v.dim() - 2)
+        surrogate = torch.clamp(v * m.view(view), 0, self.act_max)
+        return surrogate + (exact - surrogate).detach()
+
+    # ------------------------------------------------------------------------------------- export
+
+    @torch.no_grad()
+    def export(self, dataset: str, config: dict | None = None) -> ModelExport:
+        """Integer weights, biases, M and S, exactly as the forward pass uses them (bounds not yet set)."""
+        layers = []
+        s_in = torch.tensor(1.0 / self.act_max, dtype=DTYPE)
+        for i, g in enumerate(self.geometry):
+            sw, acc_scale = self._scales(i, s_in)
+            w = self._weight_codes(i, sw).reshape(g.out_channels, -1).T  # (K, N), im2col order
+            b = self._bias_codes(i, acc_scale)
+            n = g.out_channels
+            if g.is_last:
+                mult, shift, s_out = np.ones(n, np.int64), np.zeros(n, np.int64), None
+            else:
+                s_out = torch.exp(self.log_sout[i])
+                mult, shift = multiplier_shift((acc_scale / s_out).numpy())
+                mult, shift = np.broadcast_to(mult, (n,)).copy(), np.broadcast_to(shift, (n,)).copy()
+            layers.append(
+                LayerExport.from_geometry(
+                    g,
+                    weight=np.ascontiguousarray(w.round().to(torch.int64).numpy()),
+                    bias=b.round().to(torch.int64).numpy(),
+                    mult=mult.astype(np.int64),
+                    shift=shift.astype(np.int64),
+                    input_scale=float(s_in),
+                    weight_scale=np.broadcast_to(sw.numpy(), (n,)).copy(),
+                    output_scale=None if s_out is None else float(s_out),
+                )
+            )
+            if s_out is not None:
+                s_in = s_out
+        return ModelExport(
+            net=self.spec.name,
+            act_bits=self.act_bits,
+            weight_bits=self.weight_bits,
+            dataset=dataset,
+            layers=layers,
+            input_shape=self.spec.input_shape,
+            num_classes=self.spec.num_classes,
+            max_reduction=self.spec.max_reduction,
+            input_levels=self.act_max,
+            config=dict(config or {}),
+        )
