@@ -95,8 +95,8 @@ def make_pe(cfg: ArrayConfig) -> Module:
     w_out = m.Output("w_out", w_bits)
     acc_out = m.Output("acc_out", acc_bits)
     a_reg = m.Reg("a_reg", a_bits)
-    w_reg = m.Reg("w_reg", w_bits, signed=True)
-    acc = m.Reg("acc", acc_bits, signed=True)
+    w_reg = m.Reg("w_reg", w_bits)
+    acc = m.Reg("acc", acc_bits)
     prod = m.Wire("prod", prod_bits, signed=True)
     # unsigned activation x signed weight: both extended to the exact product width A+W
     prod.assign(Signed(_zext(a_reg, a_bits, prod_bits)) * Signed(_sext(w_reg, w_bits, prod_bits)))

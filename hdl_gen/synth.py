@@ -195,7 +195,9 @@ def yosys_banner(yosys_log: str) -> str | None:
 
 
 def _clock_key(name: str) -> str:
-    return name.removeprefix("$glbnet$")
+    """'posedge $glbnet$clk$TRELLIS_IO_IN' -> 'clk': nextpnr names a clock after its global buffer net."""
+    name = re.sub(r"^(posedge|negedge)\s+", "", name.strip())
+    return name.removeprefix("$glbnet$").split("$", 1)[0]
 
 
 def pnr_timing(report: dict[str, Any], clock: str = "clk") -> dict[str, Any]:
@@ -427,7 +429,7 @@ def ecp5_script(sources: Sequence[str], top: str, step: str, json_out: str | Non
 
 
 def ports_script(sources: Sequence[str], top: str, step: str) -> str:
-    return "\n".join([*_read_sources(sources), f"hierarchy -top {top}", f"select -module {top}",
+    return "\n".join([*_read_sources(sources), f"hierarchy -top {top}", "proc", f"select -module {top}",
                       f"write_json -selected {step}/ports.json", ""])
 
 
@@ -639,27 +641,27 @@ def _read_json(path: Path) -> dict[str, Any]:
 
 
 def _target_result(ctx: StepContext, target: str, meta: dict[str, Any]) -> dict[str, Any]:
+    """Parse one step directory's raw tool output into the figures of synth.json."""
     step_dir = ctx.run_dir / target
     ylog = (step_dir / "yosys.log").read_text(errors="replace")
     cells = cell_counts(_read_json(step_dir / "stat.json"), WRAPPER_TOP if target == "pnr" else ctx.top)
-    res: dict[str, Any] = {"cached": meta["cached"], "wall_s": meta["wall_s"], "dir": str(step_dir),
-                           "yosys": yosys_banner(ylog), "script": (step_dir / "script.ys").read_text()}
-    if target in ("xc7", "xc7-nodsp"):
-        res.update(xilinx_metrics(cells))
-    else:
-        res.update(ecp5_metrics(cells))
-    res["memories"] = memory_mapping(ylog)
-    res["cells"] = cells
+    common = {"cached": meta["cached"], "wall_s": meta["wall_s"], "dir": str(step_dir), "yosys": yosys_banner(ylog)}
     if target == "pnr":
         report = _read_json(step_dir / "report.json")
-        res = {"cached": meta["cached"], "device": meta["device"], "part": meta["part"],
-               "package": meta["package"], "speed": meta["speed"], "seed": meta["seed"],
-               **pnr_timing(report), "utilization": pnr_utilization(report), "tried": meta["tried"],
-               "wall_s": meta["wall_s"], "dir": str(step_dir), "nextpnr_args_log": f"nextpnr-{meta['device']}.log",
-               "wrapper": {**meta["wrapper"], "cells": {k: res[k] for k in
-                                                        ("lut4", "ccu2c", "lut4_equiv", "ffs", "mult18", "dp16kd")}},
-               "yosys": res["yosys"]}
-    return res
+        wrapper_cells = ecp5_metrics(cells)
+        return {
+            **{k: meta[k] for k in ("device", "part", "package", "speed", "seed")},
+            **pnr_timing(report),
+            "utilization": pnr_utilization(report),
+            "tried": meta["tried"],
+            "wrapper": {**meta["wrapper"], **{k: wrapper_cells[k] for k in
+                                              ("lut4", "ccu2c", "lut4_equiv", "ffs", "mult18", "dp16kd", "dpr16x4")}},
+            "nextpnr_log": str(step_dir / f"nextpnr-{meta['device']}.log"),
+            **common,
+        }
+    metrics = xilinx_metrics(cells) if target.startswith("xc7") else ecp5_metrics(cells)
+    return {**metrics, "memories": memory_mapping(ylog), "cells": cells,
+            "script": (step_dir / "script.ys").read_text(), **common}
 
 
 def parse_targets(text: str | Iterable[str]) -> tuple[str, ...]:

@@ -1,0 +1,1 @@
+"""cocotb testbenches of the generated array and the Verilator build/launch helpers (testbenches.sim)."""

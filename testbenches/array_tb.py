@@ -1,0 +1,373 @@
+"""cocotb testbench of the generated array: clock, reset, operand/parameter loading, tile runs, faults.
+
+The fast path keeps Python asleep: the clock is cocotb's GPI (C) clock, operands are deposited as
+whole buffer words, the RTL sequences a tile run on its own, and Python wakes only at edge 0, at each
+transient fault's cycle and when `done` rises (or the run times out). Stuck-at faults take the slow
+path (Python wakes after every edge to re-impose the stuck bits).
+
+Fault-cycle semantics (docs/rtl.md, "Fault injection"): edge 0 of a run is the rising clock edge that
+samples `start`; `Injection(cycle=e)` with the flip model deposits `value ^ mask` into the register
+half a clock period after edge e, i.e. after the design updated it at edge e and before edge e + 1
+samples it. Valid cycles are 0 .. cfg.tile_cycles(k) - 1.
+
+This module must stay importable outside a simulator (for the data classes); it never builds anything.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from hdl_gen.config import ArrayConfig
+from quasar.errors import ConfigError, check_choice, check_range
+
+FAULT_MODELS = ("flip", "stuck0", "stuck1")
+PERIOD_NS = 10
+HALF_NS = PERIOD_NS // 2
+
+
+def config_from_env() -> ArrayConfig:
+    """The config of the design this simulator process runs (set by testbenches.sim.sim_command)."""
+    path = os.environ.get("QUASAR_ARRAY_CONFIG")
+    if not path:
+        raise ConfigError("QUASAR_ARRAY_CONFIG is not set: start the simulator through testbenches.sim")
+    return ArrayConfig.from_dict(json.loads(Path(path).read_text()))
+
+
+@dataclass(frozen=True)
+class Injection:
+    """One fault of one tile run. flip: `value ^ mask` deposited half a period after edge `cycle`
+    of the run; stuck0/stuck1: the bits of `mask` held at 0/1 from before edge 0 until the run ends
+    (`cycle` is ignored)."""
+
+    site: str
+    mask: int
+    cycle: int = 0
+    model: str = "flip"
+
+    def __post_init__(self) -> None:
+        check_choice("fault model", self.model, FAULT_MODELS)
+        if isinstance(self.mask, bool) or not isinstance(self.mask, int) or self.mask <= 0:
+            raise ConfigError(f"fault mask must be a positive integer, got {self.mask!r}")
+        if isinstance(self.cycle, bool) or not isinstance(self.cycle, int) or self.cycle < 0:
+            raise ConfigError(f"fault cycle must be a non-negative integer, got {self.cycle!r}")
+
+
+@dataclass(frozen=True, eq=False)
+class TileResult:
+    """What one tile run produced. out_act: the protected activations (R x C); logits: v = acc + bias
+    (R x C, signed); violations: the protection counter (0 without protection); cycles: edges from edge 0
+    to the edge that raised `done` (or to the timeout); finished: False when the run timed out (a hang)."""
+
+    out_act: np.ndarray
+    logits: np.ndarray
+    violations: int
+    cycles: int
+    finished: bool
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, TileResult):
+            return NotImplemented
+        return (
+            np.array_equal(self.out_act, other.out_act)
+            and np.array_equal(self.logits, other.logits)
+            and (self.violations, self.cycles, self.finished) == (other.violations, other.cycles, other.finished)
+        )
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        with np.printoptions(threshold=64, linewidth=160):
+            return (
+                f"TileResult(finished={self.finished}, cycles={self.cycles}, violations={self.violations},\n"
+                f"  out_act={self.out_act.tolist()!r},\n  logits={self.logits.tolist()!r})"
+            )
+
+
+# ---- packing ------------------------------------------------------------------------------------
+def pack_words(values: np.ndarray, width: int) -> list[int]:
+    """Rows of `values` (N x L, two's complement allowed) as N integers, element l at [l*width +: width]."""
+    values = np.asarray(values, dtype=np.int64)
+    n, lanes = values.shape
+    masked = (values & ((1 << width) - 1)).astype(np.uint64)
+    bits = ((masked[:, :, None] >> np.arange(width, dtype=np.uint64)) & np.uint64(1)).astype(np.uint8)
+    packed = np.packbits(bits.reshape(n, lanes * width), axis=1, bitorder="little")
+    return [int.from_bytes(row.tobytes(), "little") for row in packed]
+
+
+def unpack(value: int, count: int, width: int, signed: bool = False) -> np.ndarray:
+    """Inverse of pack_words for one word: `count` fields of `width` bits, as int64."""
+    nbytes = (count * width + 7) // 8
+    raw = np.frombuffer(value.to_bytes(nbytes, "little"), dtype=np.uint8)
+    bits = np.unpackbits(raw, bitorder="little")[: count * width].reshape(count, width).astype(np.int64)
+    out = bits @ (np.int64(1) << np.arange(width, dtype=np.int64))
+    if signed:
+        out = np.where(out >= (1 << (width - 1)), out - (1 << width), out)
+    return out
+
+
+def _check_array(name: str, values: object, shape: tuple[int, ...], lo: int, hi: int) -> np.ndarray:
+    arr = np.asarray(values)
+    if arr.shape != shape:
+        raise ConfigError(f"{name} must have shape {shape}, got {arr.shape}")
+    if arr.size and not np.issubdtype(arr.dtype, np.integer):
+        raise ConfigError(f"{name} must hold integers, got dtype {arr.dtype}")
+    arr = arr.astype(np.int64)
+    if arr.size and (arr.min() < lo or arr.max() > hi):
+        bad = arr[(arr < lo) | (arr > hi)].flat[0]
+        raise ConfigError(f"{name} values must be in {lo}..{hi}, got {int(bad)}")
+    return arr
+
+
+def _per_lane(name: str, values: object, lanes: int, lo: int, hi: int) -> np.ndarray:
+    arr = np.asarray(values)
+    if arr.ndim == 0:
+        arr = np.full(lanes, int(arr), dtype=np.int64)
+    return _check_array(name, arr, (lanes,), lo, hi)
+
+
+def check_bounds(cfg: ArrayConfig, lo: object, hi: object) -> tuple[np.ndarray, np.ndarray]:
+    """Validate (lo, hi): scalars, or (cols,) arrays with per-channel bounds; each in 0..2^A-1, lo <= hi."""
+    top = (1 << cfg.act_bits) - 1
+    lanes = cfg.bound_lanes
+    for name, value in (("lo", lo), ("hi", hi)):
+        if np.ndim(value) not in (0, 1) or (np.ndim(value) == 1 and not cfg.per_channel_bounds):
+            raise ConfigError(f"{name} must be a scalar{' or a (cols,) array' if cfg.per_channel_bounds else ''}, "
+                              f"got shape {np.shape(value)}")
+    lo_a = _per_lane("lo", lo, lanes, 0, top)
+    hi_a = _per_lane("hi", hi, lanes, 0, top)
+    if np.any(lo_a > hi_a):
+        j = int(np.argmax(lo_a > hi_a))
+        raise ConfigError(f"lower bound lo={int(lo_a[j])} is above upper bound hi={int(hi_a[j])}"
+                          + (f" (column {j})" if lanes > 1 else "") + "; need lo <= hi")
+    return lo_a, hi_a
+
+
+# ---- the testbench ------------------------------------------------------------------------------
+class ArrayTB:
+    """Drives one generated array (the cocotb `dut`) described by `cfg`."""
+
+    def __init__(self, dut, cfg: ArrayConfig):  # type: ignore[no-untyped-def]
+        self.dut = dut
+        self.cfg = cfg
+        self._clock = None
+        self._handles: dict[str, object] = {}
+        self._abuf: list[int | None] = [None] * cfg.k_max  # what the buffers hold, None: unknown
+        self._wbuf: list[int | None] = [None] * cfg.k_max
+        self._ports: dict[str, int] = {}
+        self._loaded_k = 0
+        self._params_loaded = False
+        self._needs_reset = True
+        self.words_written = 0  # buffer words deposited so far (the reload optimisation is measurable)
+
+    # ---- clock and reset ----
+    def start_clock(self) -> None:
+        if self._clock is None:
+            from cocotb.clock import Clock
+
+            self._clock = Clock(self.dut.clk, PERIOD_NS, unit="ns")
+            self._clock.start(start_high=False)
+
+    async def reset(self, cycles: int = 2) -> None:
+        """Synchronous reset for `cycles` edges; operand buffers and parameter ports keep their contents."""
+        from cocotb.triggers import RisingEdge
+
+        self.start_clock()
+        self.dut.start.value = 0
+        self.dut.ld_en.value = 0
+        self.dut.rst.value = 1
+        for _ in range(cycles):
+            await RisingEdge(self.dut.clk)
+        self.dut.rst.value = 0
+        await RisingEdge(self.dut.clk)
+        self._needs_reset = False
+
+    # ---- loading ----
+    def handle(self, site: str):  # type: ignore[no-untyped-def]
+        """The simulator handle of a dotted register name relative to the dut (e.g. "pe_2_3.a_reg")."""
+        h = self._handles.get(site)
+        if h is None:
+            h = self.dut
+            try:
+                for part in site.split("."):
+                    h = getattr(h, part)
+            except AttributeError:
+                raise ConfigError(f"no register {site!r} in the design (see fault_sites.json)") from None
+            self._handles[site] = h
+        return h
+
+    def load_operands(self, x: np.ndarray, wt: np.ndarray) -> int:
+        """Deposit X (R x K activations) and Wt (K x C weights) into abuf/wbuf; return K.
+        Only words that differ from what the buffers already hold are written."""
+        cfg = self.cfg
+        x = np.asarray(x)
+        if x.ndim != 2:
+            raise ConfigError(f"x must be a (rows x K) matrix, got shape {x.shape}")
+        k = check_range("K (columns of x)", x.shape[1], 1, cfg.k_max)
+        x = _check_array("x (activations)", x, (cfg.rows, k), 0, (1 << cfg.act_bits) - 1)
+        w_top = (1 << (cfg.weight_bits - 1)) - 1
+        wt = _check_array("wt (weights)", wt, (k, cfg.cols), -w_top - 1, w_top)
+        self._write_words(self.dut.abuf, self._abuf, pack_words(x.T, cfg.act_bits))
+        self._write_words(self.dut.wbuf, self._wbuf, pack_words(wt, cfg.weight_bits))
+        self._loaded_k = k
+        return k
+
+    def _write_words(self, mem, cache: list[int | None], words: list[int]) -> None:  # type: ignore[no-untyped-def]
+        for kk, word in enumerate(words):
+            if cache[kk] != word:
+                mem[kk].value = word
+                cache[kk] = word
+                self.words_written += 1
+
+    def load_params(self, bias, mult, shift, lo=None, hi=None) -> None:  # type: ignore[no-untyped-def]
+        """Drive the per-column parameters (bias at the accumulator scale, multiplier M, shift S) and,
+        with protection, the bounds (scalars, or (cols,) arrays with per-channel bounds; lo <= hi).
+        Without protection the bounds are validated if given and otherwise ignored."""
+        cfg = self.cfg
+        c = cfg.cols
+        acc_half = 1 << (cfg.acc_bits - 1)
+        bias = _per_lane("bias", bias, c, -acc_half, acc_half - 1)
+        mult = _per_lane("mult", mult, c, 0, (1 << cfg.M_BITS) - 1)
+        shift = _per_lane("shift", shift, c, 0, (1 << cfg.S_BITS) - 1)
+        ports = {
+            "bias": pack_words(bias[None, :], cfg.acc_bits)[0],
+            "mult": pack_words(mult[None, :], cfg.M_BITS)[0],
+            "shift": pack_words(shift[None, :], cfg.S_BITS)[0],
+        }
+        if lo is None and hi is None:
+            lo, hi = 0, (1 << cfg.act_bits) - 1  # no clamping
+        elif lo is None or hi is None:
+            raise ConfigError("give both bounds lo and hi, or neither")
+        lo_a, hi_a = check_bounds(cfg, lo, hi)
+        if cfg.protected:
+            ports["lo"] = pack_words(lo_a[None, :], cfg.act_bits)[0]
+            ports["hi"] = pack_words(hi_a[None, :], cfg.act_bits)[0]
+        for name, value in ports.items():
+            if self._ports.get(name) != value:
+                getattr(self.dut, name).value = value
+                self._ports[name] = value
+        self._params_loaded = True
+
+    def load(self, x, wt, bias, mult, shift, lo=None, hi=None) -> int:  # type: ignore[no-untyped-def]
+        """load_operands + load_params; returns K."""
+        k = self.load_operands(x, wt)
+        self.load_params(bias, mult, shift, lo, hi)
+        return k
+
+    # ---- results ----
+    def read_result(self, cycles: int, finished: bool) -> TileResult:
+        cfg = self.cfg
+        n = cfg.rows * cfg.cols
+        act = unpack(self.dut.out_act.value.to_unsigned(), n, cfg.act_bits).reshape(cfg.rows, cfg.cols)
+        logit = unpack(self.dut.out_logit.value.to_unsigned(), n, cfg.v_bits, signed=True).reshape(cfg.rows, cfg.cols)
+        violations = int(self.dut.viol_count.value.to_unsigned())
+        return TileResult(act, logit, violations, cycles, finished)
+
+    def default_max_cycles(self, k: int) -> int:
+        return 4 * self.cfg.tile_cycles(k) + 64
+
+    # ---- one tile run ----
+    async def run(
+        self, k: int | None = None, injections: Sequence[Injection] = (), max_cycles: int | None = None
+    ) -> TileResult:
+        """Run one tile of reduction length `k` (default: the K of the last load_operands) with the given
+        faults; return what the array produced. A run that does not raise `done` within `max_cycles`
+        edges returns finished=False; the next run resets the array first."""
+        from cocotb.triggers import First, RisingEdge, Timer
+        from cocotb.utils import get_sim_time
+
+        cfg = self.cfg
+        if k is None:
+            k = self._loaded_k
+        k = check_range("k", k, 1, cfg.k_max)
+        if k > self._loaded_k:
+            raise ConfigError(f"k={k} exceeds the K={self._loaded_k} of the loaded operands; call load_operands first")
+        if not self._params_loaded:
+            raise ConfigError("call load_params (or load) before run")
+        span = cfg.tile_cycles(k)
+        if max_cycles is None:
+            max_cycles = self.default_max_cycles(k)
+        max_cycles = check_range("max_cycles", max_cycles, 1, 1 << 40)
+        flips, stuck = [], []
+        for inj in injections:
+            h = self.handle(inj.site)
+            width = len(h)
+            if inj.mask >= 1 << width:
+                raise ConfigError(f"mask {inj.mask:#x} does not fit the {width}-bit register {inj.site}")
+            if inj.model == "flip":
+                check_range(f"cycle of the fault in {inj.site} (k={k})", inj.cycle, 0, span - 1)
+                flips.append((inj.cycle, h, inj.mask))
+            else:
+                stuck.append((h, inj.mask, inj.mask if inj.model == "stuck1" else 0))
+        flips.sort(key=lambda f: f[0])
+
+        self.start_clock()
+        if self._needs_reset:
+            await self.reset()
+        dut = self.dut
+        dut.k.value = k
+        dut.start.value = 1
+        holder = None
+        if stuck:
+            _impose(stuck)
+            holder = _start_holder(dut.clk, stuck)
+        await RisingEdge(dut.clk)  # edge 0: the array samples start
+        t0 = get_sim_time("ns")
+        dut.start.value = 0
+        deadline = t0 + max_cycles * PERIOD_NS + HALF_NS
+        done_edge = RisingEdge(dut.done)
+        finished = False
+        for cycle, h, mask in flips:
+            target = t0 + cycle * PERIOD_NS + HALF_NS
+            if target > deadline:
+                break
+            wait = target - get_sim_time("ns")
+            if wait > 0 and await First(done_edge, Timer(wait, unit="ns")) is done_edge:
+                finished = True  # a fault made the run end before this flip's cycle
+                break
+            _deposit(h, _read(h) ^ mask)
+        if not finished:
+            remaining = deadline - get_sim_time("ns")
+            if remaining > 0:
+                finished = await First(done_edge, Timer(remaining, unit="ns")) is done_edge
+        if holder is not None:
+            holder.cancel()
+        cycles = round((get_sim_time("ns") - t0) / PERIOD_NS) if finished else max_cycles
+        result = self.read_result(cycles, finished)
+        # a hang or a stuck fault may leave state that `start` alone does not clear
+        self._needs_reset = (not finished) or bool(stuck)
+        return result
+
+
+def _read(h) -> int:  # type: ignore[no-untyped-def]
+    return h.value.to_unsigned()
+
+
+def _deposit(h, value: int) -> None:  # type: ignore[no-untyped-def]
+    width = len(h)
+    if h._handle.get_signed() and value >= 1 << (width - 1):  # signed handles take signed ints
+        value -= 1 << width
+    h.value = value
+
+
+def _impose(stuck) -> None:  # type: ignore[no-untyped-def]
+    for h, mask, ones in stuck:
+        _deposit(h, (_read(h) & ~mask) | ones)
+
+
+def _start_holder(clk, stuck):  # type: ignore[no-untyped-def]
+    import cocotb
+    from cocotb.triggers import RisingEdge
+
+    async def hold() -> None:
+        edge = RisingEdge(clk)
+        while True:
+            await edge
+            _impose(stuck)
+
+    return cocotb.start_soon(hold())

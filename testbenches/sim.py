@@ -1,0 +1,240 @@
+"""Build the generated array with Verilator (through cocotb_tools.runner) and launch cocotb test modules.
+
+`build(cfg)` generates the design and compiles it once into a cache directory shared by every process
+(a file lock serialises builders; a stamp holding a digest of the sources and flags marks a finished
+build). `sim_command()` returns the exact command, environment and working directory that run a
+cocotb test module on a finished build, so a caller can start, time out and kill it itself;
+`run_test()` runs one and raises with the log tail unless every test in it passed.
+This module never drives a signal; the testbench classes live in testbenches/array_tb.py.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from xml.etree import ElementTree
+
+from cocotb_tools.runner import Verilator
+from filelock import FileLock
+
+from hdl_gen import TOP, ArrayConfig, Design, generate
+from quasar import toolenv
+from quasar.errors import ConfigError
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+BUILD_DIR_ENV = "QUASAR_BUILD_DIR"
+CONFIG_ENV = "QUASAR_ARRAY_CONFIG"  # path of config.json, read by the test modules (ArrayTB.config_from_env)
+SITES_ENV = "QUASAR_FAULT_SITES"
+TIMESCALE = ("1ns", "1ps")
+# Verilator flags beyond the runner's own (--vpi --public-flat-rw ...). -O3 and --x-assign/--x-initial 0
+# trade nothing we need (the design resets every register it reads) for speed and determinism.
+VERILATOR_ARGS = ("-O3", "--x-assign", "0", "--x-initial", "0", "-Wno-fatal")
+# C++ optimisation of the verilated model: -O2 instead of the wheel's -Os nearly halves simulation time.
+MAKE_OPT = "OPT_FAST=-O2"
+STAMP = "built.json"
+
+
+class SimulationError(RuntimeError):
+    """A build or simulation failed; the message carries the tail of its log."""
+
+
+@dataclass(frozen=True)
+class SimBuild:
+    """A finished simulator build of one config."""
+
+    cfg: ArrayConfig
+    design: Design
+    root: Path  # build/sim/<key>[-waves]
+    waves: bool
+    build_seconds: float  # 0.0 when an existing build was reused
+
+    @property
+    def obj_dir(self) -> Path:
+        return self.root / "obj"
+
+    @property
+    def executable(self) -> Path:
+        return self.obj_dir / TOP
+
+
+def build_root() -> Path:
+    override = os.environ.get(BUILD_DIR_ENV)
+    return Path(override).resolve() if override else REPO_ROOT / "build" / "sim"
+
+
+def _tail(path: Path, lines: int = 60) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return f"(no log at {path})"
+
+
+def _digest(design: Design, waves: bool) -> str:
+    h = hashlib.sha256()
+    for src in design.sources:
+        h.update(src.name.encode())
+        h.update(src.read_bytes())
+    h.update(json.dumps([VERILATOR_ARGS, MAKE_OPT, TIMESCALE, waves, sys.version]).encode())
+    return h.hexdigest()
+
+
+def build(cfg: ArrayConfig, waves: bool = False) -> SimBuild:
+    """Generate and compile `cfg` into build/sim/<key>[-waves], or reuse a finished build there."""
+    toolenv.apply()
+    root = build_root() / (cfg.key() + ("-waves" if waves else ""))
+    root.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(root / ".lock")):
+        design = generate(cfg, root / "rtl")
+        digest = _digest(design, waves)
+        stamp = root / STAMP
+        obj = root / "obj"
+        if stamp.is_file() and (obj / TOP).is_file():
+            try:
+                if json.loads(stamp.read_text()).get("digest") == digest:
+                    return SimBuild(cfg, design, root, waves, 0.0)
+            except (OSError, ValueError):
+                pass
+        stamp.unlink(missing_ok=True)
+        shutil.rmtree(obj, ignore_errors=True)
+        log = root / "build.log"
+        t0 = time.monotonic()
+        env_backup = os.environ.get("MAKEFLAGS", "")
+        os.environ["MAKEFLAGS"] = f"{env_backup} {MAKE_OPT}".strip()
+        try:
+            Verilator().build(
+                sources=design.sources,
+                hdl_toplevel=TOP,
+                build_dir=obj,
+                build_args=list(VERILATOR_ARGS),
+                timescale=TIMESCALE,
+                waves=waves,
+                log_file=log,
+            )
+        except (RuntimeError, subprocess.CalledProcessError) as exc:
+            raise SimulationError(f"Verilator build of {cfg.key()} failed ({exc}); log {log}:\n{_tail(log)}") from None
+        finally:
+            os.environ["MAKEFLAGS"] = env_backup
+        seconds = time.monotonic() - t0
+        stamp.write_text(json.dumps({"digest": digest, "key": cfg.key(), "seconds": round(seconds, 2)}) + "\n")
+        return SimBuild(cfg, design, root, waves, seconds)
+
+
+class _Captured(Exception):  # noqa: N818 - control flow, not an error
+    def __init__(self, cmds: Sequence[Sequence[str]], env: dict[str, str], cwd: Path):
+        super().__init__("captured")
+        self.cmds, self.env, self.cwd = [list(c) for c in cmds], env, cwd
+
+
+class _CapturingVerilator(Verilator):
+    """The runner's own test() logic, stopped just before it would execute the simulator."""
+
+    def _execute(self, cmds, cwd) -> None:  # type: ignore[no-untyped-def]
+        raise _Captured(cmds, dict(self.env), Path(cwd))
+
+
+def sim_command(
+    build: SimBuild,
+    test_module: str,
+    testcase: str | Sequence[str] | None = None,
+    extra_env: Mapping[str, str] | None = None,
+    python_path: Sequence[str | os.PathLike[str]] = (),
+    waves: bool = False,
+    results_xml: str | os.PathLike[str] | None = None,
+) -> tuple[list[str], dict[str, str], Path]:
+    """(cmd, env, cwd) that run the cocotb module `test_module` on `build`.
+
+    cwd is the directory of `results_xml` (default: a fresh directory under <build>/runs), so parallel
+    runs never share files. `extra_env` wins over the inherited environment; `python_path` entries are
+    put first on PYTHONPATH, before the repository root. The environment also names the design's
+    config.json and fault_sites.json (QUASAR_ARRAY_CONFIG, QUASAR_FAULT_SITES).
+    """
+    if waves and not build.waves:
+        raise ConfigError("waves=True needs a build made with build(cfg, waves=True)")
+    if results_xml is None:
+        (build.root / "runs").mkdir(exist_ok=True)
+        results = Path(tempfile.mkdtemp(prefix="run-", dir=build.root / "runs")) / "results.xml"
+    else:
+        results = Path(results_xml).resolve()
+        results.parent.mkdir(parents=True, exist_ok=True)
+    toolenv.apply()
+    runner = _CapturingVerilator()
+    try:
+        runner.test(
+            test_module=test_module,
+            hdl_toplevel=TOP,
+            hdl_toplevel_lang="verilog",
+            testcase=testcase,
+            build_dir=build.obj_dir,
+            test_dir=results.parent,
+            results_xml=str(results),
+            waves=waves,
+            timescale=TIMESCALE,
+        )
+    except _Captured as cap:
+        cmds, env, cwd = cap.cmds, cap.env, cap.cwd
+    else:  # pragma: no cover - the runner always executes its command
+        raise SimulationError("cocotb runner produced no simulator command")
+    if len(cmds) != 1:
+        raise SimulationError(f"expected one simulator command from the runner, got {cmds!r}")
+    env.update({CONFIG_ENV: str(build.design.config_path), SITES_ENV: str(build.design.sites_path)})
+    env.update(extra_env or {})
+    paths = [str(Path(p).resolve()) for p in python_path] + [str(REPO_ROOT)]
+    env["PYTHONPATH"] = os.pathsep.join(paths + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
+    return cmds[0], env, cwd
+
+
+@dataclass(frozen=True)
+class TestOutcome:
+    results_xml: Path
+    log: Path
+    tests: int
+    seconds: float
+
+
+def _results(path: Path) -> tuple[int, list[str]]:
+    """(number of test cases, names of those that did not pass)."""
+    if not path.is_file() or path.stat().st_size == 0:
+        return 0, []
+    root = ElementTree.parse(path).getroot()
+    cases = list(root.iter("testcase"))
+    bad = [c.get("name", "?") for c in cases if any(c.find(tag) is not None for tag in ("failure", "error", "skipped"))]
+    return len(cases), bad
+
+
+def run_test(
+    build: SimBuild,
+    test_module: str,
+    testcase: str | Sequence[str] | None = None,
+    extra_env: Mapping[str, str] | None = None,
+    python_path: Sequence[str | os.PathLike[str]] = (),
+    waves: bool = False,
+    timeout: float = 600.0,
+) -> TestOutcome:
+    """Run a cocotb test module to completion; raise SimulationError unless it ran tests and all passed."""
+    cmd, env, cwd = sim_command(build, test_module, testcase, extra_env, python_path, waves)
+    log = cwd / "sim.log"
+    t0 = time.monotonic()
+    with open(log, "w") as fh:
+        proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=fh, stderr=subprocess.STDOUT)
+        try:
+            rc = proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            raise SimulationError(f"{test_module} timed out after {timeout:.0f} s; log {log}:\n{_tail(log)}") from None
+    seconds = time.monotonic() - t0
+    results = cwd / "results.xml"
+    tests, bad = _results(results)
+    if rc != 0 or tests == 0 or bad:
+        why = f"exit status {rc}" if rc else ("no test ran" if tests == 0 else f"failed: {', '.join(bad)}")
+        raise SimulationError(f"{test_module} on {build.cfg.key()}: {why}; log {log}:\n{_tail(log)}")
+    return TestOutcome(results, log, tests, seconds)
