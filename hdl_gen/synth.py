@@ -104,7 +104,7 @@ _XC7_LUTRAM_LUTS = {
     "RAM16X1D": 2, "RAM32X1D": 2, "RAM64X1D": 2, "RAM128X1D": 4, "RAM256X1D": 8,
     "RAM32M": 4, "RAM64M": 4, "RAM32M16": 8, "RAM64M8": 8,
 }
-_XC7_IGNORED = {"BUFG", "IBUF", "OBUF", "IOBUF", "OBUFT", "GND", "VCC"}
+_XC7_IGNORED = {"BUFG", "IBUF", "OBUF", "IOBUF", "OBUFT", "GND", "VCC", "$scopeinfo"}
 
 
 def xilinx_metrics(cells: dict[str, int]) -> dict[str, Any]:
@@ -147,7 +147,7 @@ def xilinx_metrics(cells: dict[str, int]) -> dict[str, Any]:
 
 _ECP5_KNOWN = {
     "LUT4", "CCU2C", "MULT18X18D", "ALU54B", "TRELLIS_FF", "DP16KD", "TRELLIS_DPR16X4", "PFUMX", "L6MUX21",
-    "TRELLIS_IO", "TRELLIS_COMB", "VHI", "VLO",
+    "TRELLIS_IO", "TRELLIS_COMB", "VHI", "VLO", "$scopeinfo",
 }
 
 
@@ -777,6 +777,21 @@ def summary_rows(result: dict[str, Any]) -> list[tuple[str, str]]:
     return rows
 
 
+OVERHEAD_BITS = (4, 8, 16)
+
+
+def parse_bits_list(items: Iterable[str | int]) -> list[int]:
+    """['4', '8,16'] -> [4, 8, 16] (order kept, duplicates dropped); ConfigError names a bad width."""
+    widths: list[int] = []
+    for item in items:
+        for part in str(item).split(","):
+            if part.strip():
+                b = check_range("bits", part.strip(), 2, 16)
+                if b not in widths:
+                    widths.append(b)
+    return widths
+
+
 # (label, target, field) of every figure in the overhead table.
 OVERHEAD_METRICS = (
     ("xc7 LUT", "xc7", "luts"),
@@ -799,7 +814,7 @@ def _pct(base: float | None, new: float | None) -> float | None:
 def protection_overhead(
     out: Path | str,
     *,
-    bits: Sequence[int] = (4, 8, 16),
+    bits: Sequence[int] = OVERHEAD_BITS,
     rows: int = 8,
     cols: int = 8,
     k_max: int | None = None,

@@ -1,0 +1,129 @@
+"""`quasar synth`, `quasar synth-overhead`, `quasar synth-all`: area and timing of generated arrays.
+
+Only argument parsing and printing live here; every check of a value happens in `hdl_gen.synth` or
+`ArrayConfig`, which raise `QuasarError`s that quasar/cli.py prints as one-line errors.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+TARGETS_HELP = "comma-separated: xc7, xc7-nodsp, ecp5, pnr"
+DEVICE_HELP = "ECP5 part for place and route: auto (smallest that fits), 25k, 45k or 85k"
+KMAX_HELP = "operand-buffer depth (longest K, 1..16384); default: ArrayConfig's (1024)"
+JOBS_HELP = "targets run in parallel (each target is one single-threaded tool process)"
+
+Out = Annotated[Path, typer.Option("--out", help="output root; each design gets <out>/<config key>/")]
+Targets = Annotated[str, typer.Option("--targets", help=TARGETS_HELP)]
+Seed = Annotated[int, typer.Option("--seed", help="nextpnr placement seed")]
+Device = Annotated[str, typer.Option("--device", help=DEVICE_HELP)]
+Force = Annotated[bool, typer.Option("--force", help="ignore cached results and run every tool again")]
+Jobs = Annotated[int, typer.Option("--jobs", help=JOBS_HELP)]
+KMax = Annotated[int | None, typer.Option("--k-max", help=KMAX_HELP)]
+Rows = Annotated[int, typer.Option("--rows", help="array rows (1..64)")]
+Cols = Annotated[int, typer.Option("--cols", help="array columns (1..64)")]
+BitsList = Annotated[
+    list[str] | None,
+    typer.Option("--bits", help="bit widths (act = weight), e.g. --bits 4 8 16 or --bits 4,8,16"),
+]
+_EXTRA = {"allow_extra_args": True, "ignore_unknown_options": False}
+
+
+def synth_command(
+    rows: Rows = 8,
+    cols: Cols = 8,
+    bits: Annotated[int, typer.Option("--bits", help="activation and weight bits (2..16)")] = 8,
+    act_bits: Annotated[int | None, typer.Option("--act-bits", help="activation bits, overrides --bits")] = None,
+    weight_bits: Annotated[int | None, typer.Option("--weight-bits", help="weight bits, overrides --bits")] = None,
+    protection: Annotated[str, typer.Option("--protection", help="none | range")] = "none",
+    per_channel_bounds: Annotated[
+        bool, typer.Option("--per-channel-bounds", help="one (lo, hi) pair per output column")
+    ] = False,
+    k_max: KMax = None,
+    targets: Targets = "xc7,xc7-nodsp,ecp5,pnr",
+    seed: Seed = 1,
+    freq: Annotated[float, typer.Option("--freq", help="nextpnr target frequency, MHz (Fmax is what it achieves)")]
+    = 100.0,
+    device: Device = "auto",
+    out: Out = Path("runs/synth"),
+    force: Force = False,
+    jobs: Jobs = 1,
+) -> None:
+    """Synthesize one array (Yosys xc7, xc7 without DSPs, ECP5) and place and route it (nextpnr-ecp5)."""
+    from hdl_gen import ArrayConfig, synth
+    from quasar.errors import check_range
+
+    for name, value in (("bits", bits), ("act-bits", act_bits), ("weight-bits", weight_bits)):
+        if value is not None:
+            check_range(name, value, 2, 16)
+    cfg = ArrayConfig(
+        rows=rows,
+        cols=cols,
+        act_bits=bits if act_bits is None else act_bits,
+        weight_bits=bits if weight_bits is None else weight_bits,
+        protection=protection,
+        per_channel_bounds=per_channel_bounds,
+        **({} if k_max is None else {"k_max": k_max}),
+    )
+    result = synth.synthesize(cfg, out, targets=targets, seed=seed, freq_mhz=freq, device=device, force=force,
+                              jobs=jobs)
+    for name, value in synth.summary_rows(result):
+        typer.echo(f"{name:<10} {value}")
+    typer.echo(f"wrote {Path(result['run_dir']) / 'synth.json'}")
+
+
+def synth_overhead_command(
+    ctx: typer.Context,
+    bits: BitsList = None,
+    rows: Rows = 8,
+    cols: Cols = 8,
+    k_max: KMax = None,
+    targets: Targets = "xc7,xc7-nodsp,ecp5,pnr",
+    seed: Seed = 1,
+    device: Device = "auto",
+    out: Out = Path("runs/synth"),
+    force: Force = False,
+    jobs: Jobs = 1,
+) -> None:
+    """Protection overhead: none vs range at each bit width (LUT, FF, Fmax); writes overhead.json and .md."""
+    from hdl_gen import synth
+
+    widths = synth.parse_bits_list([*(bits or []), *ctx.args]) or list(synth.OVERHEAD_BITS)
+    data = synth.protection_overhead(out, bits=widths, rows=rows, cols=cols, k_max=k_max, targets=targets,
+                                     seed=seed, device=device, force=force, jobs=jobs)
+    typer.echo(synth.overhead_markdown(data))
+    typer.echo(f"wrote {Path(out) / 'overhead.json'} and {Path(out) / 'overhead.md'}")
+
+
+def synth_all_command(
+    ctx: typer.Context,
+    bits: BitsList = None,
+    protections: Annotated[str, typer.Option("--protections", help="comma-separated: none, range")] = "none,range",
+    rows: Rows = 8,
+    cols: Cols = 8,
+    k_max: KMax = None,
+    targets: Targets = "xc7,xc7-nodsp,ecp5,pnr",
+    seed: Seed = 1,
+    device: Device = "auto",
+    out: Out = Path("runs/synth"),
+    force: Force = False,
+    jobs: Jobs = 1,
+) -> None:
+    """The whole grid (bits 2..8 and 16 x protection none/range by default); writes grid.json and grid.md."""
+    from hdl_gen import synth
+
+    widths = synth.parse_bits_list([*(bits or []), *ctx.args]) or list(synth.GRID_BITS)
+    prots = [p.strip() for p in protections.split(",") if p.strip()]
+    data = synth.synth_grid(out, bits=widths, protections=prots, rows=rows, cols=cols, k_max=k_max,
+                            targets=targets, seed=seed, device=device, force=force, jobs=jobs)
+    typer.echo(synth.grid_markdown(data))
+    typer.echo(f"wrote {Path(out) / 'grid.json'} and {Path(out) / 'grid.md'}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("synth")(synth_command)
+    app.command("synth-overhead", context_settings=_EXTRA)(synth_overhead_command)
+    app.command("synth-all", context_settings=_EXTRA)(synth_all_command)
