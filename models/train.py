@@ -11,6 +11,7 @@ Library code: it logs, it never prints or configures logging.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -40,6 +41,7 @@ MODES = ("qat", "ptq")
 BITS_RANGE = (2, 16)
 CACHE_FORMAT = 1  # bump whenever training or quantization changes what a config produces
 CACHE_ENV = "QUASAR_CACHE_DIR"
+TRAIN_THREADS = 1
 BAD_CHECKPOINT_ACTIONS = ("retrain", "error")
 # Image shapes of the datasets whose shape is fixed (an idx directory can hold any size).
 DATASET_SHAPES = {"mnist": (1, 28, 28), "digits": (1, 8, 8), "cifar10": (3, 32, 32)}
@@ -325,7 +327,7 @@ def _fit(
             loss.backward()
             optimizer.step()
             sched.step()
-            loss_sum += float(loss) * len(idx)
+            loss_sum += loss.item() * len(idx)
             correct += int((logits.argmax(1) == yt[ib]).sum())
             total += len(idx)
         history.append({"epoch": epoch + 1, "loss": loss_sum / total, "train_accuracy": correct / total})
@@ -481,14 +483,32 @@ def _load_entry(entry: Path, config: TrainConfig, qcfg: dict) -> tuple[ModelExpo
     return export, metrics
 
 
+@contextlib.contextmanager
+def torch_threads(n: int):
+    """Run torch with n intra-op threads, restoring the previous count afterwards."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def get_or_train(
     config: TrainConfig,
     cache_dir: str | os.PathLike | None = None,
     progress: bool = True,
     on_bad_checkpoint: str = "retrain",
+    threads: int = TRAIN_THREADS,
 ) -> tuple[ModelExport, Metrics]:
-    """The export and metrics of `config`, from the cache when it holds a valid entry, else trained now."""
+    """The export and metrics of `config`, from the cache when it holds a valid entry, else trained now.
+
+    `threads`: torch intra-op threads while training. Results are deterministic for a given seed and
+    thread count; one thread is the default because on a shared 2-core machine OpenMP's spinning threads
+    slowed training up to 25x whenever another process held a core (measured, docs/models.md).
+    """
     check_choice("on_bad_checkpoint", on_bad_checkpoint, BAD_CHECKPOINT_ACTIONS)
+    threads = check_range("threads", threads, 1, 1024)
     root = cache_root(cache_dir)
     root.mkdir(parents=True, exist_ok=True)
     data = load_dataset(config.resolved_dataset, config.data_dir, seed=config.seed)
@@ -509,7 +529,8 @@ def get_or_train(
             log.info("no cached model for %s; training", config.run_name)
         except CheckpointError as exc:
             _handle_bad(exc, on_bad_checkpoint)
-        return _train_entry(config, data, qcfg, root, entry, progress, on_bad_checkpoint)
+        with torch_threads(threads):
+            return _train_entry(config, data, qcfg, root, entry, progress, on_bad_checkpoint)
 
 
 def _train_entry(config, data, qcfg, root, entry, progress, action) -> tuple[ModelExport, Metrics]:
