@@ -200,8 +200,8 @@ def make_top(cfg: ArrayConfig, pe: Module, postproc: Module, protect: Module | N
     rst = m.Input("rst")
     start = m.Input("start")
     k = m.Input("k", KB)
-    busy = m.OutputReg("busy")
-    done = m.OutputReg("done")
+    busy_out = m.Output("busy")
+    done_out = m.Output("done")
     bias = m.Input("bias", C * ACC)
     mult = m.Input("mult", C * cfg.M_BITS)
     shift = m.Input("shift", C * cfg.S_BITS)
@@ -226,6 +226,12 @@ def make_top(cfg: ArrayConfig, pe: Module, postproc: Module, protect: Module | N
     )
 
     # ---- sequencer ---------------------------------------------------------------------------
+    # internal registers behind the busy/done ports: a testbench deposit into a top-level port
+    # variable would be overwritten by the simulator, into these it sticks like a real upset
+    busy = m.Reg("busy_r")
+    done = m.Reg("done_r")
+    busy_out.assign(busy)
+    done_out.assign(done)
     go = m.Wire("go")
     go.assign(vg.Land(start, vg.Not(busy)))
     clr = m.Wire("clr")
@@ -249,15 +255,15 @@ def make_top(cfg: ArrayConfig, pe: Module, postproc: Module, protect: Module | N
     last = m.Wire("last")
     last.assign(vg.Land(o_valid, o_row == Int(R - 1, RB)))
     m.Always(vg.Posedge(clk))(
-        vg.If(rst)(busy(0), done(0), cyc(Int(0, CB)), k_reg(Int(0, KB)))
-        .Elif(go)(busy(1), done(0), cyc(Int(0, CB)), k_reg(k))
+        vg.If(rst)(busy(Int(0, 1)), done(Int(0, 1)), cyc(Int(0, CB)), k_reg(Int(0, KB)))
+        .Elif(go)(busy(Int(1, 1)), done(Int(0, 1)), cyc(Int(0, CB)), k_reg(k))
         .Elif(busy)(
             cyc(cyc + Int(1, CB)),
-            vg.If(last)(busy(0), done(1)),
+            vg.If(last)(busy(Int(0, 1)), done(Int(1, 1))),
         )
     )
     m.Always(vg.Posedge(clk))(
-        vg.If(clr)(v_valid(0), v_row(Int(0, RB)), o_valid(0), o_row(Int(0, RB))).Else(
+        vg.If(clr)(v_valid(Int(0, 1)), v_row(Int(0, RB)), o_valid(Int(0, 1)), o_row(Int(0, RB))).Else(
             v_valid(drain), v_row(d_rel[0:RB]), o_valid(v_valid), o_row(v_row)
         )
     )
@@ -430,8 +436,8 @@ def fault_sites(cfg: ArrayConfig) -> list[dict[str, object]]:
     for j in range(C):
         add(f"v_{j}", cfg.v_bits, "accumulator", None, j)
     for name, width in (
-        ("busy", 1),
-        ("done", 1),
+        ("busy_r", 1),
+        ("done_r", 1),
         ("cyc", cfg.cyc_bits),
         ("k_reg", cfg.k_bits),
         ("v_valid", 1),

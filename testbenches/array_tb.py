@@ -161,6 +161,7 @@ class ArrayTB:
         self._wbuf: list[int | None] = [None] * cfg.k_max
         self._ports: dict[str, int] = {}
         self._loaded_k = 0
+        self._last_operands: tuple[np.ndarray, np.ndarray] | None = None
         self._params_loaded = False
         self._needs_reset = True
         self.words_written = 0  # buffer words deposited so far (the reload optimisation is measurable)
@@ -205,6 +206,8 @@ class ArrayTB:
         """Deposit X (R x K activations) and Wt (K x C weights) into abuf/wbuf; return K.
         Only words that differ from what the buffers already hold are written."""
         cfg = self.cfg
+        if self._last_operands is not None and _same(self._last_operands, (x, wt)):
+            return self._loaded_k  # the campaign reruns one tile many times: skip packing it again
         x = np.asarray(x)
         if x.ndim != 2:
             raise ConfigError(f"x must be a (rows x K) matrix, got shape {x.shape}")
@@ -215,6 +218,7 @@ class ArrayTB:
         self._write_words(self.dut.abuf, self._abuf, pack_words(x.T, cfg.act_bits))
         self._write_words(self.dut.wbuf, self._wbuf, pack_words(wt, cfg.weight_bits))
         self._loaded_k = k
+        self._last_operands = (x.copy(), wt.copy())
         return k
 
     def _write_words(self, mem, cache: list[int | None], words: list[int]) -> None:  # type: ignore[no-untyped-def]
@@ -223,6 +227,28 @@ class ArrayTB:
                 mem[kk].value = word
                 cache[kk] = word
                 self.words_written += 1
+
+    async def load_operands_port(self, x: np.ndarray, wt: np.ndarray) -> int:
+        """Like load_operands, through the synthesizable load port (one word per clock cycle)."""
+        from cocotb.triggers import RisingEdge
+
+        cfg = self.cfg
+        x = _check_array("x (activations)", x, (cfg.rows, np.shape(x)[1]), 0, (1 << cfg.act_bits) - 1)
+        k = check_range("K (columns of x)", x.shape[1], 1, cfg.k_max)
+        w_top = (1 << (cfg.weight_bits - 1)) - 1
+        wt = _check_array("wt (weights)", wt, (k, cfg.cols), -w_top - 1, w_top)
+        self.start_clock()
+        dut = self.dut
+        for sel, words, cache in ((0, pack_words(x.T, cfg.act_bits), self._abuf),
+                                  (1, pack_words(wt, cfg.weight_bits), self._wbuf)):
+            for addr, word in enumerate(words):
+                dut.ld_en.value, dut.ld_sel.value, dut.ld_addr.value, dut.ld_data.value = 1, sel, addr, word
+                await RisingEdge(dut.clk)
+                cache[addr] = word
+        dut.ld_en.value = 0
+        self._loaded_k = k
+        self._last_operands = (x.copy(), wt.copy())
+        return k
 
     def load_params(self, bias, mult, shift, lo=None, hi=None) -> None:  # type: ignore[no-untyped-def]
         """Drive the per-column parameters (bias at the accumulator scale, multiplier M, shift S) and,
@@ -279,7 +305,7 @@ class ArrayTB:
         faults; return what the array produced. A run that does not raise `done` within `max_cycles`
         edges returns finished=False; the next run resets the array first."""
         from cocotb.triggers import First, RisingEdge, Timer
-        from cocotb.utils import get_sim_time
+        from cocotb.utils import get_sim_steps, get_sim_time
 
         cfg = self.cfg
         if k is None:
@@ -307,6 +333,8 @@ class ArrayTB:
         flips.sort(key=lambda f: f[0])
 
         self.start_clock()
+        period = get_sim_steps(PERIOD_NS, "ns")
+        half = period // 2
         if self._needs_reset:
             await self.reset()
         dut = self.dut
@@ -317,35 +345,40 @@ class ArrayTB:
             _impose(stuck)
             holder = _start_holder(dut.clk, stuck)
         await RisingEdge(dut.clk)  # edge 0: the array samples start
-        t0 = get_sim_time("ns")
+        t0 = get_sim_time("step")
         dut.start.value = 0
-        deadline = t0 + max_cycles * PERIOD_NS + HALF_NS
+        deadline = t0 + max_cycles * period + half
         done_edge = RisingEdge(dut.done)
         finished = False
         for cycle, h, mask in flips:
-            target = t0 + cycle * PERIOD_NS + HALF_NS
+            target = t0 + cycle * period + half
             if target > deadline:
                 break
-            wait = target - get_sim_time("ns")
-            if wait > 0 and await First(done_edge, Timer(wait, unit="ns")) is done_edge:
+            wait = target - get_sim_time("step")
+            if wait > 0 and await First(done_edge, Timer(wait, unit="step")) is done_edge:
                 finished = True  # a fault made the run end before this flip's cycle
                 break
             _deposit(h, _read(h) ^ mask)
         if not finished:
-            remaining = deadline - get_sim_time("ns")
+            remaining = deadline - get_sim_time("step")
             if remaining > 0:
-                finished = await First(done_edge, Timer(remaining, unit="ns")) is done_edge
+                finished = await First(done_edge, Timer(remaining, unit="step")) is done_edge
         if holder is not None:
             holder.cancel()
-        cycles = round((get_sim_time("ns") - t0) / PERIOD_NS) if finished else max_cycles
+        cycles = int((get_sim_time("step") - t0) // period) if finished else max_cycles
         result = self.read_result(cycles, finished)
-        # a hang or a stuck fault may leave state that `start` alone does not clear
-        self._needs_reset = (not finished) or bool(stuck)
+        # a hang, an early or late `done` or a stuck fault may leave state that `start` does not clear
+        self._needs_reset = (not finished) or cycles != span or bool(stuck)
         return result
 
 
+def _same(a: tuple[np.ndarray, ...], b: tuple[object, ...]) -> bool:
+    return all(np.shape(u) == np.shape(v) and np.array_equal(u, v) for u, v in zip(a, b, strict=True))
+
+
 def _read(h) -> int:  # type: ignore[no-untyped-def]
-    return h.value.to_unsigned()
+    value = h.value
+    return value.to_unsigned() if hasattr(value, "to_unsigned") else int(value)  # 1-bit handles give a Logic
 
 
 def _deposit(h, value: int) -> None:  # type: ignore[no-untyped-def]
@@ -362,12 +395,16 @@ def _impose(stuck) -> None:  # type: ignore[no-untyped-def]
 
 def _start_holder(clk, stuck):  # type: ignore[no-untyped-def]
     import cocotb
-    from cocotb.triggers import RisingEdge
+    from cocotb.triggers import ReadWrite, RisingEdge
 
     async def hold() -> None:
-        edge = RisingEdge(clk)
+        # With Verilator, RisingEdge(clk) wakes Python before the design evaluates that edge (cocotb's
+        # clock toggles in a timed callback); ReadWrite comes after it, when the registers hold their
+        # new values.
+        edge, settled = RisingEdge(clk), ReadWrite()
         while True:
             await edge
+            await settled
             _impose(stuck)
 
     return cocotb.start_soon(hold())

@@ -193,24 +193,40 @@ def sim_command(
 
 
 @dataclass(frozen=True)
-class TestOutcome:
+class CocotbRun:
+    """One simulator process's outcome: every cocotb test it reported, pass (None) or failure text."""
+
     results_xml: Path
     log: Path
-    tests: int
+    returncode: int
     seconds: float
+    tests: dict[str, str | None]
+
+    @property
+    def failed(self) -> list[str]:
+        return [name for name, why in self.tests.items() if why is not None]
+
+    def log_tail(self, lines: int = 60) -> str:
+        return _tail(self.log, lines)
 
 
-def _results(path: Path) -> tuple[int, list[str]]:
-    """(number of test cases, names of those that did not pass)."""
+def parse_results(path: Path) -> dict[str, str | None]:
+    """cocotb's JUnit results: {test name: None if it passed, else the failure/error/skip text}."""
     if not path.is_file() or path.stat().st_size == 0:
-        return 0, []
-    root = ElementTree.parse(path).getroot()
-    cases = list(root.iter("testcase"))
-    bad = [c.get("name", "?") for c in cases if any(c.find(tag) is not None for tag in ("failure", "error", "skipped"))]
-    return len(cases), bad
+        return {}
+    out: dict[str, str | None] = {}
+    for case in ElementTree.parse(path).getroot().iter("testcase"):
+        why = None
+        for tag in ("failure", "error", "skipped"):
+            el = case.find(tag)
+            if el is not None:
+                why = f"{tag}: {el.get('message') or ''} {el.text or ''}".strip()
+                break
+        out[case.get("name", "?")] = why
+    return out
 
 
-def run_test(
+def run_cocotb(
     build: SimBuild,
     test_module: str,
     testcase: str | Sequence[str] | None = None,
@@ -218,8 +234,9 @@ def run_test(
     python_path: Sequence[str | os.PathLike[str]] = (),
     waves: bool = False,
     timeout: float = 600.0,
-) -> TestOutcome:
-    """Run a cocotb test module to completion; raise SimulationError unless it ran tests and all passed."""
+) -> CocotbRun:
+    """Run a cocotb test module in a fresh simulator process (killed after `timeout` s); never raises
+    for failing tests, only for a launch problem."""
     cmd, env, cwd = sim_command(build, test_module, testcase, extra_env, python_path, waves)
     log = cwd / "sim.log"
     t0 = time.monotonic()
@@ -230,11 +247,29 @@ def run_test(
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
-            raise SimulationError(f"{test_module} timed out after {timeout:.0f} s; log {log}:\n{_tail(log)}") from None
-    seconds = time.monotonic() - t0
+            fh.write(f"\n[quasar] killed after the {timeout:.0f} s timeout\n")
+            rc = -9
     results = cwd / "results.xml"
-    tests, bad = _results(results)
-    if rc != 0 or tests == 0 or bad:
-        why = f"exit status {rc}" if rc else ("no test ran" if tests == 0 else f"failed: {', '.join(bad)}")
-        raise SimulationError(f"{test_module} on {build.cfg.key()}: {why}; log {log}:\n{_tail(log)}")
-    return TestOutcome(results, log, tests, seconds)
+    return CocotbRun(results, log, rc, time.monotonic() - t0, parse_results(results))
+
+
+def run_test(
+    build: SimBuild,
+    test_module: str,
+    testcase: str | Sequence[str] | None = None,
+    extra_env: Mapping[str, str] | None = None,
+    python_path: Sequence[str | os.PathLike[str]] = (),
+    waves: bool = False,
+    timeout: float = 600.0,
+) -> CocotbRun:
+    """Run a cocotb test module; raise SimulationError (with the log tail) unless the simulator exited
+    cleanly, reported at least one test and every reported test passed."""
+    run = run_cocotb(build, test_module, testcase, extra_env, python_path, waves, timeout)
+    if run.returncode != 0 or not run.tests or run.failed:
+        why = (
+            f"exit status {run.returncode}" if run.returncode
+            else "no test ran" if not run.tests
+            else f"failed: {', '.join(run.failed)}"
+        )
+        raise SimulationError(f"{test_module} on {build.cfg.key()}: {why}; log {run.log}:\n{run.log_tail()}")
+    return run
