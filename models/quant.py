@@ -15,8 +15,6 @@ both kinds of scale are trained. This module never reads data files or the cache
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -27,6 +25,7 @@ from models.nets import NetSpec
 from quasar.arithmetic import M_BITS, MAX_SHIFT, acc_bits
 
 DTYPE = torch.float64
+CALIB_SAMPLE = 1_000_000  # activation values searched per layer for the clipping threshold
 _M_TOP = 1 << M_BITS  # M < 2^16
 _M_NORM = 1 << (M_BITS - 1)  # normalised M >= 2^15
 
@@ -105,22 +104,28 @@ class FloatNet(nn.Module):
 # ------------------------------------------------------------------------------------ calibration
 
 
+def mse_clip_rows(rows: torch.Tensor, levels: int, signed: bool, grid: int = 64) -> torch.Tensor:
+    """Per row, the clipping threshold c that minimises the squared quantization error of the row's values on
+    a uniform grid of `levels` steps per sign (step c / levels). Candidates: fractions 1/grid .. 1 of the
+    row's max |value|; the first best wins on a tie. A row of zeros gets c = 1."""
+    v = rows.detach().to(DTYPE).reshape(rows.shape[0], -1)
+    top = v.abs().amax(dim=1)
+    top = torch.where(top > 0, top, torch.ones_like(top))
+    fracs = torch.linspace(1.0 / grid, 1.0, grid, dtype=DTYPE)
+    lo = -levels if signed else 0
+    chunk = max(1, 4_000_000 // max(1, v.numel()))
+    errs = []
+    for start in range(0, grid, chunk):
+        steps = (fracs[start : start + chunk, None] * top[None, :] / levels)[:, :, None]  # (g, R, 1)
+        q = torch.clamp(round_half_up(v[None] / steps), lo, levels) * steps
+        errs.append(((q - v[None]) ** 2).sum(dim=2))
+    best = torch.cat(errs).argmin(dim=0)  # (R,)
+    return fracs[best] * top
+
+
 def mse_clip(values: torch.Tensor, levels: int, signed: bool, grid: int = 64) -> float:
-    """The clipping threshold c that minimises the squared quantization error of `values` on a uniform
-    grid of `levels` steps per sign (step c / levels). Candidates: fractions 1/grid .. 1 of max|values|."""
-    v = values.detach().to(DTYPE).flatten()
-    top = float(v.abs().max()) if v.numel() else 0.0
-    if top == 0.0:
-        return 1.0
-    best, best_err = top, math.inf
-    for frac in torch.linspace(1.0 / grid, 1.0, grid, dtype=DTYPE).tolist():
-        c = top * frac
-        step = c / levels
-        lo = -levels if signed else 0
-        err = float(((torch.clamp(round_half_up(v / step), lo, levels) * step - v) ** 2).sum())
-        if err < best_err:
-            best, best_err = c, err
-    return best
+    """`mse_clip_rows` for one set of values."""
+    return float(mse_clip_rows(values.reshape(1, -1), levels, signed, grid)[0])
 
 
 # ------------------------------------------------------------------------------------- fake-quant
@@ -170,17 +175,15 @@ class QuantNet(nn.Module):
             self.weight[i].copy_(mod.weight.to(DTYPE))
             self.bias[i].copy_(mod.bias.to(DTYPE))
             w = mod.weight.detach().to(DTYPE).reshape(mod.weight.shape[0], -1)
-            if self.geometry[i].is_last:
-                clips = torch.tensor([mse_clip(w, self.w_max, signed=True)], dtype=DTYPE)
-            else:
-                clips = torch.tensor([mse_clip(row, self.w_max, signed=True) for row in w], dtype=DTYPE)
+            rows = w.reshape(1, -1) if self.geometry[i].is_last else w  # one scale for the logits layer
+            clips = mse_clip_rows(rows, self.w_max, signed=True)
             self.log_sw[i].copy_(torch.log(clips / self.w_max))
         _, kept = float_net(calib_x.to(torch.float32), keep=True)
         for i, act in enumerate(kept):
             sample = act.flatten()
-            if sample.numel() > 2_000_000:  # a seeded subsample keeps the search fast
+            if sample.numel() > CALIB_SAMPLE:  # a seeded subsample keeps the search fast
                 gen = torch.Generator().manual_seed(i)
-                sample = sample[torch.randint(sample.numel(), (2_000_000,), generator=gen)]
+                sample = sample[torch.randint(sample.numel(), (CALIB_SAMPLE,), generator=gen)]
             self.log_sout[i].copy_(torch.log(torch.tensor(mse_clip(sample, self.act_max, signed=False) / self.act_max)))
 
     # -------------------------------------------------------------------------------- the layers

@@ -39,7 +39,7 @@ log = logging.getLogger(__name__)
 
 MODES = ("qat", "ptq")
 BITS_RANGE = (2, 16)
-CACHE_FORMAT = 1  # bump whenever training or quantization changes what a config produces
+CACHE_FORMAT = 2  # bump whenever training or quantization changes what a config produces
 CACHE_ENV = "QUASAR_CACHE_DIR"
 TRAIN_THREADS = 1
 BAD_CHECKPOINT_ACTIONS = ("retrain", "error")
