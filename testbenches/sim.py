@@ -110,7 +110,7 @@ def build(cfg: ArrayConfig, waves: bool = False) -> SimBuild:
         env_backup = os.environ.get("MAKEFLAGS", "")
         os.environ["MAKEFLAGS"] = f"{env_backup} {MAKE_OPT}".strip()
         try:
-            Verilator().build(
+            _CachedRuntimeVerilator(_runtime_dir(waves)).build(
                 sources=design.sources,
                 hdl_toplevel=TOP,
                 build_dir=obj,
@@ -126,6 +126,65 @@ def build(cfg: ArrayConfig, waves: bool = False) -> SimBuild:
         seconds = time.monotonic() - t0
         stamp.write_text(json.dumps({"digest": digest, "key": cfg.key(), "seconds": round(seconds, 2)}) + "\n")
         return SimBuild(cfg, design, root, waves, seconds)
+
+
+# Verilator's runtime objects do not depend on the design: compile them once per toolchain and copy
+# them into every new build (make sees them newer than Vtop.mk and skips them). Without ccache this
+# halves a small design's build time.
+RUNTIME_OBJS = ("verilated", "verilated_dpi", "verilated_vpi", "verilated_threads")
+
+
+def _runtime_dir(waves: bool) -> Path:
+    import importlib.metadata
+
+    try:
+        cxx = subprocess.run(["c++", "--version"], capture_output=True, text=True, check=False).stdout
+    except OSError:
+        cxx = "no c++"
+    ident = json.dumps(
+        [importlib.metadata.version("verilator"), waves, cxx.splitlines()[:1], os.environ.get("MAKEFLAGS", "")]
+    )
+    return build_root() / f"_runtime-{hashlib.sha256(ident.encode()).hexdigest()[:12]}"
+
+
+class _CachedRuntimeVerilator(Verilator):
+    """cocotb's Verilator runner, reusing the design-independent runtime objects between builds."""
+
+    def __init__(self, runtime: Path) -> None:
+        super().__init__()
+        self.runtime = runtime
+
+    def _execute_cmds(self, cmds, cwd, stdout=None) -> None:  # type: ignore[no-untyped-def]
+        if len(cmds) != 2:  # not the verilate + make pair this class knows
+            return super()._execute_cmds(cmds, cwd, stdout)
+        verilate, make = cmds
+        super()._execute_cmds([verilate], cwd, stdout)
+        self._restore()
+        super()._execute_cmds([make], cwd, stdout)
+        self._save()
+
+    def _files(self, where: Path) -> list[Path]:
+        return [where / f"{name}{ext}" for name in RUNTIME_OBJS for ext in (".o", ".d")]
+
+    def _restore(self) -> None:
+        if (self.runtime / "complete").is_file():
+            for src in self._files(self.runtime):
+                if src.is_file():
+                    shutil.copyfile(src, self.build_dir / src.name)  # fresh mtime: newer than Vtop.mk
+
+    def _save(self) -> None:
+        if (self.runtime / "complete").is_file():
+            return
+        with FileLock(str(self.runtime) + ".lock"):
+            if (self.runtime / "complete").is_file():
+                return
+            tmp = Path(tempfile.mkdtemp(prefix=".runtime-", dir=self.runtime.parent))
+            for src in self._files(self.build_dir):
+                if src.is_file():
+                    shutil.copyfile(src, tmp / src.name)
+            (tmp / "complete").write_text("")
+            shutil.rmtree(self.runtime, ignore_errors=True)
+            os.replace(tmp, self.runtime)
 
 
 class _Captured(Exception):  # noqa: N818 - control flow, not an error
