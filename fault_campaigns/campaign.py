@@ -280,6 +280,13 @@ class Campaign:
             bar.close()
         return {"ran": len(todo), "wall_s": time.perf_counter() - t0}
 
+    def _log_session(self, runs: dict) -> None:
+        line = json.dumps({"time": time.strftime("%Y-%m-%dT%H:%M:%S"), "workers": self.workers, "designs": runs})
+        with open(self.out_dir / "sessions.jsonl", "a") as fh:
+            fh.write(line + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+
     def run(self) -> dict:
         from fault_campaigns.report import write_reports
 
@@ -294,6 +301,7 @@ class Campaign:
             runs = {}
             for p, d in self.designs.items():
                 runs[p] = self.run_design(d, faults, store)
+            self._log_session(runs)
             self.timings["campaign_s"] = time.perf_counter() - t_start
             return write_reports(self, store, faults, runs)
         finally:

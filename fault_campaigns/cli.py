@@ -82,10 +82,11 @@ def _print_headline(summary: dict, run_dir: Path) -> None:
                    f"masked {_fmt(r['masked'])}")
     eff = summary.get("protection_effect")
     if eff:
-        s = eff["sdc"]
-        typer.echo(f"range protection: SDC {100 * s['unprotected']:.2f}% -> {100 * s['protected']:.2f}%, relative "
-                   f"reduction {100 * s['relative']:.1f}% [{100 * s['relative_low']:.1f}, "
-                   f"{100 * s['relative_high']:.1f}]")
+        for name, label in (("sdc", "SDC"), ("corrupted", "corrupted layer output")):
+            e = eff[name]
+            rel = (f"relative reduction {100 * e['relative']:.1f}% [{100 * e['relative_low']:.1f}, "
+                   f"{100 * e['relative_high']:.1f}]" if e["unprotected"] > 0 else "no such event unprotected")
+            typer.echo(f"range protection, {label}: {100 * e['unprotected']:.2f}% -> {100 * e['protected']:.2f}%, {rel}")
     typer.echo(f"{summary['injections']} injections in {summary['wall_s']:.1f} s "
                f"({summary['injections_per_s']:.0f}/s); report: {run_dir / 'report.md'}")
 

@@ -103,7 +103,7 @@ class LocalExecutor:
                 groups.append({**g, "runs": runs})
         w.groups = groups
         with open(job, "wb") as fh:
-            pickle.dump({"array": self.build.config.to_dict(), "groups": groups}, fh, protocol=5)
+            pickle.dump({"array": self.build.cfg.to_dict(), "groups": groups}, fh, protocol=5)
         w.results.write_bytes(b"")
         env_extra = {"QUASAR_JOB": str(job), "QUASAR_RESULTS": str(w.results)}
         cmd, env, cwd = sim_command(

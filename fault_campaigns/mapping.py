@@ -136,3 +136,9 @@ def extract(lm: LayerMap, y: np.ndarray, tile: int) -> np.ndarray:
     p0, n0 = lm.origin(tile)
     vp, vn = lm.valid(tile)
     return y[p0:p0 + vp, n0:n0 + vn]
+
+
+def diff_entries(got: np.ndarray, want: np.ndarray) -> list[list[int]]:
+    """[[row, col, got_value], ...] for every element of a tile output that differs from `want`."""
+    rows, cols = np.nonzero(got != want)
+    return [[int(i), int(j), int(got[i, j])] for i, j in zip(rows, cols, strict=True)]

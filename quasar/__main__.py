@@ -1,0 +1,5 @@
+"""`python -m quasar` runs the `quasar` command line."""
+
+from quasar.cli import entry
+
+entry()
