@@ -86,8 +86,9 @@ def _print_headline(summary: dict, run_dir: Path) -> None:
             e = eff[name]
             rel = (f"relative reduction {100 * e['relative']:.1f}% [{100 * e['relative_low']:.1f}, "
                    f"{100 * e['relative_high']:.1f}]" if e["unprotected"] > 0 else "no such event unprotected")
-            typer.echo(f"range protection, {label}: {100 * e['unprotected']:.2f}% -> {100 * e['protected']:.2f}%, {rel}")
-    typer.echo(f"{summary['injections']} injections in {summary['wall_s']:.1f} s "
+            change = f"{100 * e['unprotected']:.2f}% -> {100 * e['protected']:.2f}%"
+            typer.echo(f"range protection, {label}: {change}, {rel}")
+    typer.echo(f"{summary['injections']} injections, {summary['wall_s']:.1f} s "
                f"({summary['injections_per_s']:.0f}/s); report: {run_dir / 'report.md'}")
 
 
