@@ -15,6 +15,8 @@ from typing import Annotated
 
 import typer
 
+from quasar.errors import check_range
+
 log = logging.getLogger(__name__)
 
 DEFAULT_TABLE_BITS = (2, 3, 4, 5, 6, 7, 8, 16)
@@ -46,8 +48,12 @@ def train_command(
     progress: Annotated[bool, typer.Option(help="show progress bars")] = True,
 ) -> None:
     """Train (or reuse from the cache) one quantized network; write metrics.json and export.json."""
-    from models.train import TrainConfig, get_or_train
+    from models.train import BITS_RANGE, TrainConfig, get_or_train
 
+    check_range("--bits", bits, *BITS_RANGE)
+    for flag, value in (("--act-bits", act_bits), ("--weight-bits", weight_bits)):
+        if value is not None:
+            check_range(flag, value, *BITS_RANGE)
     config = TrainConfig(
         net=net,
         act_bits=bits if act_bits is None else act_bits,
@@ -117,7 +123,7 @@ def _print_metrics(metrics) -> None:
 
     table = Table(title=f"{metrics.config['net']} on {metrics.dataset} ({metrics.config['mode']})")
     table.add_column("quantity")
-    table.add_column("value", justify="right")
+    table.add_column("value")
     for key, value in metrics.summary_items():
         table.add_row(key, value)
     Console().print(table)

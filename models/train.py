@@ -245,7 +245,8 @@ def _load_checkpoint(path: Path, want_config: dict, module: torch.nn.Module) -> 
     try:
         blob = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for a damaged file; all mean "corrupt"
-        raise CheckpointError(f"checkpoint {path} is corrupt or unreadable ({type(exc).__name__}: {exc})") from None
+        first = (str(exc).strip().splitlines() or [""])[0][:160]  # torch's messages run to many lines
+        raise CheckpointError(f"checkpoint {path} is corrupt or unreadable ({type(exc).__name__}: {first})") from None
     if not isinstance(blob, dict) or blob.get("format") != CACHE_FORMAT:
         got = blob.get("format") if isinstance(blob, dict) else type(blob).__name__
         raise CheckpointError(f"checkpoint {path} has format {got!r}, expected {CACHE_FORMAT}")
@@ -590,7 +591,7 @@ def parse_bits_list(values: list[str]) -> list[int]:
     for value in values:
         for part in str(value).split(","):
             if part.strip():
-                bits = check_range("bits", part.strip(), *BITS_RANGE)
+                bits = check_range("--bits", part.strip(), *BITS_RANGE)
                 if bits not in out:
                     out.append(bits)
     return out
