@@ -1,0 +1,98 @@
+"""Replay one fault of a finished (or running) campaign alone, on a waveform-enabled build.
+
+The fault is looked up by id in the campaign's own deterministic fault list (rebuilt from
+campaign.json, so no stored row is needed), its tile is loaded exactly as in the campaign, the
+simulator runs that single fault with FST tracing on, and the outcome is classified the same way
+and compared with the stored row when there is one.
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+import shutil
+import subprocess
+from pathlib import Path
+
+from fault_campaigns.campaign import STORE_NAME, Campaign
+from fault_campaigns.classify import Classifier
+from fault_campaigns.config import CampaignConfig
+from fault_campaigns.executor import WORKER_MODULE, WORKER_TEST, log_tail
+from fault_campaigns.store import ResultStore
+from quasar.errors import QuasarError, check_choice
+
+TUPLE_FIELDS = ("protections", "targets", "layers")
+
+
+def load_config(run_dir: Path) -> CampaignConfig:
+    path = Path(run_dir) / "campaign.json"
+    if not path.is_file():
+        raise QuasarError(f"{str(run_dir)!r} is not a campaign run directory (no campaign.json)")
+    raw = json.loads(path.read_text())
+    raw.pop("campaign_id", None)
+    for name in TUPLE_FIELDS:
+        if raw.get(name) is not None:
+            raw[name] = tuple(raw[name])
+    return CampaignConfig(**raw)
+
+
+def replay_fault(run_dir: Path, fault_id: int, protection: str = "none", waves: bool = True) -> dict:
+    from testbenches.sim import build, sim_command
+
+    run_dir = Path(run_dir)
+    cfg = load_config(run_dir)
+    check_choice("protection", protection, cfg.protections)
+    campaign = Campaign(cfg, run_dir, workers=1, progress=False)
+    campaign.prepare()
+    faults = campaign.fault_list()
+    if not 0 <= fault_id < len(faults):
+        raise QuasarError(f"fault id {fault_id!r} is not in this campaign (ids 0..{len(faults) - 1})")
+    fault = faults[fault_id]
+    design = campaign.designs[protection]
+    sim = build(design.array, waves=waves)
+    out = run_dir / "replay"
+    out.mkdir(exist_ok=True)
+    stem = out / f"fault{fault_id}-{protection}"
+    run = {"id": fault.fault_id, "site": fault.site, "mask": fault.mask, "cycle": fault.cycle,
+           "model": "flip" if fault.model.startswith("mbu") else fault.model}
+    group = campaign._group(design, fault.image, fault.layer, fault.tile, [run])
+    job = stem.with_suffix(".job.pkl")
+    with open(job, "wb") as fh:
+        pickle.dump({"array": design.array.to_dict(), "groups": [group]}, fh, protocol=5)
+    results = stem.with_suffix(".jsonl")
+    results.write_bytes(b"")
+    workdir = out / f"sim-fault{fault_id}-{protection}"
+    shutil.rmtree(workdir, ignore_errors=True)
+    cmd, env, cwd = sim_command(sim, WORKER_MODULE, WORKER_TEST, waves=waves,
+                                extra_env={"QUASAR_JOB": str(job), "QUASAR_RESULTS": str(results)},
+                                results_xml=workdir / "results.xml")
+    log = stem.with_suffix(".log")
+    with open(log, "wb") as fh:
+        rc = subprocess.run(cmd, env=env, cwd=cwd, stdout=fh, stderr=subprocess.STDOUT).returncode
+    records = [json.loads(line) for line in results.read_text().splitlines() if line and "ready" not in line]
+    if rc != 0 or len(records) != 1:
+        raise QuasarError(f"the replay simulation failed (exit {rc}); log {log}:\n{log_tail(log)}")
+    row = Classifier(campaign.maps, design.golden, design.model.forward_from).classify([fault], records)[0]
+    wave = None
+    if waves:
+        traces = sorted(p for p in Path(cwd).rglob("*") if p.suffix in (".fst", ".vcd"))
+        if not traces:
+            raise QuasarError(f"the simulator wrote no waveform under {cwd}; log {log}")
+        wave = stem.with_suffix(traces[0].suffix)
+        shutil.move(traces[0], wave)
+    stored = None
+    if (run_dir / STORE_NAME).is_file():
+        with ResultStore(run_dir / STORE_NAME, cfg.campaign_id, {}) as store:
+            frame = store.frame()
+        hit = frame[(frame.protection == protection) & (frame.fault_id == fault_id)]
+        if len(hit):
+            stored = hit.iloc[0]["outcome"]
+    return {
+        "fault": fault.to_row(), "protection": protection, "outcome": row["outcome"],
+        "golden_top1": row["golden_top1"], "faulty_top1": row["faulty_top1"], "label": row["label"],
+        "changed_outputs": row.get("changed_outputs"), "protection_events": records[0]["viol"],
+        "tile_diff": records[0]["diff"], "cycles": records[0]["cyc"], "stored_outcome": stored,
+        "matches_stored": None if stored is None else stored == row["outcome"],
+        "waveform": None if wave is None else str(wave),
+        "waveform_window": f"tile run starts at edge 0 after `start`; the fault lands after edge {fault.cycle}",
+    }
