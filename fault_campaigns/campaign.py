@@ -77,7 +77,7 @@ class Campaign:
     def __init__(self, cfg: CampaignConfig, out_dir: Path, workers: int | None = None, progress: bool = True,
                  stall_timeout: float = 180.0):
         self.cfg = cfg
-        self.out_dir = check_out_dir(Path(out_dir))
+        self.out_dir = check_out_dir(Path(out_dir).resolve())  # the simulators run in other directories
         self.workers = workers or os.cpu_count() or 1
         self.progress = progress
         self.stall_timeout = stall_timeout

@@ -81,7 +81,7 @@ class LocalExecutor:
     def __init__(self, build, work_dir: Path, workers: int | None = None, stall_timeout: float = 180.0,
                  max_start_failures: int = 3, poll_interval: float = 0.2):
         self.build = build
-        self.work_dir = Path(work_dir)
+        self.work_dir = Path(work_dir).resolve()
         self.workers = workers or os.cpu_count() or 1
         self.stall_timeout = stall_timeout
         self.max_start_failures = max_start_failures
