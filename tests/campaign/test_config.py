@@ -38,3 +38,35 @@ def test_identity_ignores_where_the_data_lives():
     assert a.campaign_id == b.campaign_id
     assert CampaignConfig(seed=1).campaign_id != a.campaign_id
     assert CampaignConfig(bits=8).campaign_id == CampaignConfig(bits=8, act_bits=8).campaign_id
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--bits", "17"], "bits"),
+        (["--bits", "1"], "bits"),
+        (["--net", "resnet"], "'resnet'"),
+        (["--margin", "0"], "margin"),
+        (["--confidence", "1.5"], "confidence"),
+        (["--rows", "0"], "rows"),
+        (["--k-max", "100"], "k_max"),
+        (["--workers", "0"], "workers"),
+    ],
+)
+def test_cli_refuses_bad_input_before_any_work(argv, message, tmp_path, capsys):
+    from quasar.cli import main
+
+    out = tmp_path / "run"
+    assert main(["campaign", "--out", str(out), *argv]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and message in err and "Traceback" not in err
+    assert not out.exists()  # nothing was created, trained or built
+
+
+def test_cli_names_an_unwritable_output_directory(tmp_path, capsys):
+    from quasar.cli import main
+
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    assert main(["campaign", "--net", "tiny", "--bits", "4", "--out", str(blocker / "run")]) == 2
+    assert "not writable" in capsys.readouterr().err
