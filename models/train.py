@@ -520,7 +520,9 @@ def get_or_train(
         )
     qcfg = {**config.resolved(), "key": config.key, "data_fingerprint": data.fingerprint()}
     entry = root / f"{config.run_name}-{config.key}"
-    with FileLock(str(entry) + ".lock"):
+    locks = root / ".locks"  # filelock leaves its files behind; keep them out of the listing
+    locks.mkdir(exist_ok=True)
+    with FileLock(str(locks / f"{entry.name}.lock")):
         try:
             export, metrics = _load_entry(entry, config, qcfg)
             log.info("reusing cached %s from %s", config.run_name, entry)
