@@ -167,7 +167,16 @@ ALEXNET = NetSpec(
         _fc("fc2", 128),
         _fc("fc3", 10),
     ),
-    recipe=Recipe(float_epochs=20, qat_epochs=3, lr=1e-3, qat_lr=1e-4, batch_size=128, weight_decay=5e-4),
+    recipe=Recipe(
+        float_epochs=20,
+        qat_epochs=3,
+        lr=1e-3,
+        qat_lr=1e-4,
+        batch_size=128,
+        weight_decay=5e-4,
+        shift_augment=4,
+        hflip=True,
+    ),
     default_dataset="cifar10",
 )
 

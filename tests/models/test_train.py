@@ -256,3 +256,17 @@ def test_cli_errors_are_one_line(argv, message, capsys):
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert err.startswith(message) and err.count("\n") == 1
+
+
+def test_alexnet_trains_end_to_end_on_generated_cifar_batches(tmp_path):
+    """No CIFAR-10 is reachable offline: this only proves the pipeline (augmentation with flips, 3-channel
+    input, five convs, export, ranges) runs and that fake-quant and integer still agree exactly."""
+    from tests.models.test_data import _cifar_dir
+
+    _cifar_dir(tmp_path / "cifar", n=8)
+    cfg = TrainConfig("alexnet", 5, 3, dataset="cifar10", data_dir=str(tmp_path / "cifar"), float_epochs=1,
+                      qat_epochs=1, calib_images=16)  # fmt: skip
+    export, m = get_or_train(cfg, cache_dir=tmp_path / "cache", progress=False)
+    assert m.agreement == 1.0 and m.n_train == 40 and m.n_test == 8
+    assert [layer.kind for layer in export.layers] == ["conv"] * 5 + ["fc"] * 3
+    assert export.max_reduction == 1024 and export.layers[5].reduction == 1024
