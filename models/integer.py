@@ -96,7 +96,7 @@ class IntegerModel:
             return np.rint(x.astype(np.float64) @ self._wf[i]).astype(np.int64)
         return x.astype(np.int64) @ self._w[i]
 
-    def _layer(self, i: int, x: np.ndarray, z_only: bool = False):
+    def _layer(self, i: int, x: np.ndarray):
         """(V, Y, violations per image) of layer i for lowered input x (B, P, K)."""
         layer = self.layers[i]
         v = self._matmul(i, x) + layer.bias
