@@ -94,8 +94,11 @@ def cell_counts(stat: dict[str, Any], top: str | None = None) -> dict[str, int]:
             section = next(iter(modules.values()))
         if section is None:
             raise ValueError(f"stat -json output has no 'design' section and no module {top!r}: {sorted(modules)}")
+    # In a hierarchical design the total also lists submodule instances by module name: not cells.
+    submodules = {str(m).lstrip("\\") for m in stat.get("modules") or {}}
     by_type = section.get("num_cells_by_type", {})
-    return {str(k).lstrip("\\"): int(v) for k, v in sorted(by_type.items())}
+    counts = {str(k).lstrip("\\"): int(v) for k, v in sorted(by_type.items())}
+    return {k: v for k, v in counts.items() if k not in submodules}
 
 
 # LUT sites taken by each Xilinx LUTRAM primitive (7-series CLB user guide, UG474).
@@ -409,7 +412,9 @@ def _read_sources(sources: Sequence[str]) -> list[str]:
 
 
 def xc7_script(sources: Sequence[str], top: str, step: str, nodsp: bool) -> str:
-    flags = "-flatten -noiopad" + (" -nodsp" if nodsp else "")
+    # Hierarchical (no -flatten): ABC maps each module once, not every one of the R*C PE copies, which
+    # keeps an 8x8 array without DSPs to minutes instead of hours; docs/synth.md gives the measured cost.
+    flags = "-noiopad" + (" -nodsp" if nodsp else "")
     return "\n".join([
         *_read_sources(sources),
         f"synth_xilinx -family xc7 -top {top} {flags}",

@@ -236,3 +236,10 @@ def test_overhead_markdown_formats_percentages():
     assert "| 8 | Fmax MHz (ECP5) | 50.0 | 49.0 | -2.0% |" in md
     assert "| 8 | xc7 DSP48E1 | 0 | 0 | n/a |" in md
     json.dumps(data)  # the same dict is what overhead.json holds
+
+
+def test_cell_counts_of_a_hierarchical_design_drop_submodule_instances():
+    hier = {"modules": {"\\quasar_array": {"num_cells_by_type": {"FDRE": 2, "quasar_pe_x": 4}},
+                        "\\quasar_pe_x": {"num_cells_by_type": {"LUT2": 3}}},
+            "design": {"num_cells_by_type": {"FDRE": 2, "LUT2": 12, "quasar_pe_x": 4}}}
+    assert synth.cell_counts(hier, "quasar_array") == {"FDRE": 2, "LUT2": 12}
