@@ -1,0 +1,54 @@
+"""Group 3, formal half: Yosys proves the protection unit's clamp and counter for all inputs, and the
+same proof rejects deliberately broken units (so the proof can fail)."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from hdl_gen import ArrayConfig, rtl
+from hdl_gen.formal import prove_protection
+
+pytestmark = [pytest.mark.synth, pytest.mark.xdist_group("yosys")]
+
+PER_LAYER = ArrayConfig(rows=8, cols=8, act_bits=8, weight_bits=8, protection="range")
+PER_CHANNEL = ArrayConfig(rows=2, cols=3, act_bits=16, weight_bits=4, k_max=64, protection="range",
+                          per_channel_bounds=True)
+
+
+@pytest.mark.parametrize("cfg", [PER_LAYER, PER_CHANNEL], ids=["per-layer-8x8a8", "per-channel-3a16"])
+def test_protection_unit_is_proven(cfg: ArrayConfig, tmp_path) -> None:
+    result = prove_protection(cfg, tmp_path)
+    assert result.proven, result.log[-3000:]
+    assert "Induction step proven: SUCCESS!" in result.log
+
+
+def _protect_text(cfg: ArrayConfig, tmp_path) -> str:
+    design = rtl.generate(cfg, tmp_path / "orig")
+    return (design.out_dir / f"{rtl.protect_name(cfg)}.v").read_text()
+
+
+@pytest.mark.parametrize(
+    "what, pattern, replacement",
+    [
+        pytest.param("lower compare off by one", r"(assign below_0 = \S+) < ", r"\1 <= ", id="below-off-by-one"),
+        pytest.param("upper bound replaced by the input", r"(assign z_1 = .*\n\s+\(above_1\)\? )hi\[\d+:\d+\]",
+                     r"\1y[15:8]", id="no-upper-clamp"),
+        pytest.param("counter ignores valid", r"if\(valid\)", "if(1'b1)", id="counter-ignores-valid"),
+    ],
+)
+def test_proof_rejects_a_broken_unit(what: str, pattern: str, replacement: str, tmp_path) -> None:
+    text = _protect_text(PER_LAYER, tmp_path)
+    broken, n = re.subn(pattern, replacement, text)
+    assert n == 1, f"mutation '{what}' did not apply"
+    result = prove_protection(PER_LAYER, tmp_path / "proof", protect_verilog=broken)
+    assert not result.proven, f"the proof accepted a unit with {what}"
+    assert "FAIL" in result.log or "ERROR" in result.log
+
+
+def test_none_has_nothing_to_prove(tmp_path) -> None:
+    from quasar.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="protection 'none' has no protection unit"):
+        prove_protection(ArrayConfig(protection="none"), tmp_path)
