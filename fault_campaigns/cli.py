@@ -74,7 +74,7 @@ def campaign(
 
 
 def _print_headline(summary: dict, run_dir: Path) -> None:
-    from fault_campaigns.report import _fmt
+    from fault_campaigns.report import _fmt, relative_text
 
     for p, d in summary["designs"].items():
         r = d["rates"]
@@ -84,10 +84,8 @@ def _print_headline(summary: dict, run_dir: Path) -> None:
     if eff:
         for name, label in (("sdc", "SDC"), ("corrupted", "corrupted layer output")):
             e = eff[name]
-            rel = (f"relative reduction {100 * e['relative']:.1f}% [{100 * e['relative_low']:.1f}, "
-                   f"{100 * e['relative_high']:.1f}]" if e["unprotected"] > 0 else "no such event unprotected")
             change = f"{100 * e['unprotected']:.2f}% -> {100 * e['protected']:.2f}%"
-            typer.echo(f"range protection, {label}: {change}, {rel}")
+            typer.echo(f"range protection, {label}: {change}, relative reduction {relative_text(e)}")
     typer.echo(f"{summary['injections']} injections, {summary['wall_s']:.1f} s "
                f"({summary['injections_per_s']:.0f}/s); report: {run_dir / 'report.md'}")
 

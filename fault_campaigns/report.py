@@ -126,6 +126,13 @@ def _fmt(d: dict | None) -> str:
     return f"{100 * d['rate']:.2f}% [{100 * d['ci_low']:.2f}, {100 * d['ci_high']:.2f}]"
 
 
+def relative_text(e: dict) -> str:
+    """A paired reduction's relative value with its interval, or why there is none."""
+    if e["unprotected"] <= 0:
+        return "n/a (no such event unprotected)"
+    return f"{100 * e['relative']:.1f}% [{100 * e['relative_low']:.1f}, {100 * e['relative_high']:.1f}]"
+
+
 def _err(r: dict) -> tuple[float, float]:
     """Error-bar lengths in percent (an interval can exclude its point estimate only by rounding)."""
     return max(0.0, 100 * (r["rate"] - r["ci_low"])), max(0.0, 100 * (r["ci_high"] - r["rate"]))
@@ -246,8 +253,7 @@ def markdown(summary: dict) -> str:
         ]
         for name, label in (("sdc", "SDC"), ("critical", "critical"), ("corrupted", "layer output corrupted")):
             e = eff[name]
-            rel = (f"{100 * e['relative']:.1f}% [{100 * e['relative_low']:.1f}, {100 * e['relative_high']:.1f}]"
-                   if e["unprotected"] > 0 else "n/a (no such event unprotected)")
+            rel = relative_text(e)
             lines.append(f"| {label} | {100 * e['unprotected']:.2f}% | {100 * e['protected']:.2f}% | "
                          f"{100 * e['absolute']:.2f} pp [{100 * e['absolute_low']:.2f}, {100 * e['absolute_high']:.2f}]"
                          f" | {rel} |")
