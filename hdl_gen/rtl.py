@@ -38,6 +38,7 @@ class Design:
     sources: list[Path] = field(default_factory=list)  # HDL top last
     sites_path: Path = Path()
     config_path: Path = Path()
+    ports: list[str] = field(default_factory=list)  # the top's ports, in declaration order
 
 
 # ---- small expression helpers ---------------------------------------------------------------------
@@ -449,6 +450,18 @@ def fault_sites(cfg: ArrayConfig) -> list[dict[str, object]]:
     return sites
 
 
+def vpi_signals(cfg: ArrayConfig, ports: list[str]) -> dict[str, list[str]]:
+    """{module name: variables} a testbench reaches over VPI: the top's ports, the operand buffers and
+    every fault site. A simulator build makes exactly these public (testbenches/sim.py)."""
+    signals: dict[str, list[str]] = {TOP: [*ports, "abuf", "wbuf"]}
+    for site in fault_sites(cfg):
+        name = str(site["name"])
+        module, var = (pe_name(cfg), name.split(".", 1)[1]) if "." in name else (TOP, name)
+        if var not in signals.setdefault(module, []):
+            signals[module].append(var)
+    return signals
+
+
 def design_info(cfg: ArrayConfig) -> dict[str, object]:
     return {
         **cfg.to_dict(),
@@ -506,4 +519,5 @@ def generate(cfg: ArrayConfig, out_dir: str | os.PathLike[str]) -> Design:
     _write_atomic(sites_path, json.dumps({"design": design_info(cfg), "sites": fault_sites(cfg)}, indent=1) + "\n")
     config_path = out / "config.json"
     _write_atomic(config_path, json.dumps(cfg.to_dict(), indent=2, sort_keys=True) + "\n")
-    return Design(out_dir=out, top=TOP, sources=sources, sites_path=sites_path, config_path=config_path)
+    ports = list(top.get_ports())
+    return Design(out_dir=out, top=TOP, sources=sources, sites_path=sites_path, config_path=config_path, ports=ports)
