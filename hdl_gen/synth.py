@@ -29,6 +29,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from filelock import FileLock
+
 from quasar.errors import ConfigError, QuasarError, check_choice, check_range
 
 if TYPE_CHECKING:
@@ -691,8 +693,6 @@ def synthesize(
     jobs: int = 1,
 ) -> dict[str, Any]:
     """Synthesize `cfg` for `targets`; write and return `out/<cfg.key()>/synth.json`'s content."""
-    from hdl_gen import generate
-
     chosen = parse_targets(targets)
     seed = check_range("seed", seed, 0, 2**31 - 1)
     check_choice("device", device, DEVICE_CHOICES)
@@ -700,10 +700,18 @@ def synthesize(
         raise ConfigError(f"freq must be in 1..1000 MHz, got {freq_mhz!r}")
     jobs = check_range("jobs", jobs, 1, 16)
 
-    t_start = time.perf_counter()
     run_dir = Path(out) / cfg.key()
     run_dir.mkdir(parents=True, exist_ok=True)
-    run_dir = run_dir.resolve()
+    # Two runs of one design (two shells, two test workers) would clobber each other's step directories.
+    with FileLock(str(run_dir / ".lock")):
+        return _synthesize_locked(cfg, run_dir.resolve(), chosen, seed, float(freq_mhz), device, force, jobs)
+
+
+def _synthesize_locked(cfg: ArrayConfig, run_dir: Path, chosen: tuple[str, ...], seed: int, freq_mhz: float,
+                       device: str, force: bool, jobs: int) -> dict[str, Any]:
+    from hdl_gen import generate
+
+    t_start = time.perf_counter()
     log.info("synth %s -> %s (targets %s)", cfg.key(), run_dir, ", ".join(chosen))
     t0 = time.perf_counter()
     design = generate(cfg, run_dir / "rtl")
@@ -711,7 +719,7 @@ def synthesize(
     sources = [os.path.relpath(Path(s).resolve(), run_dir) for s in design.sources]
     digests = {s: _sha256_file(run_dir / s) for s in sources}
     ctx = StepContext(run_dir=run_dir, top=design.top, sources=sources, digests=digests, tools=tool_versions(),
-                      seed=seed, freq_mhz=float(freq_mhz), device=device, force=force)
+                      seed=seed, freq_mhz=freq_mhz, device=device, force=force)
 
     runners: dict[str, Callable[[], dict[str, Any]]] = {
         "xc7": lambda: _yosys_step(ctx, "xc7", xc7_script(sources, design.top, "xc7", nodsp=False)),
