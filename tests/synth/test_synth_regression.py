@@ -14,8 +14,10 @@ import time
 from pathlib import Path
 
 import pytest
+import typer
 
 from hdl_gen import ArrayConfig, synth
+from hdl_gen.synth_cli import register
 
 pytestmark = [pytest.mark.synth, pytest.mark.xdist_group("synth")]
 
@@ -119,3 +121,26 @@ def test_range_protection_costs_logic(results):
     none, rng = results[1]["none"]["targets"], results[1]["range"]["targets"]
     assert rng["xc7-nodsp"]["luts"] > none["xc7-nodsp"]["luts"]
     assert rng["ecp5"]["ffs"] > none["ecp5"]["ffs"]  # the 32-bit violation counter at least
+
+
+def test_cli_synth_and_overhead_reuse_the_cached_designs(results, capsys):
+    out, by_prot = results
+    app = typer.Typer()
+    register(app)
+    small = ["--rows", "2", "--cols", "2", "--k-max", "16", "--out", str(out)]
+    app(args=["synth", "--bits", "4", "--protection", "range", *small], standalone_mode=False)
+    text = capsys.readouterr().out
+    assert f"Fmax {by_prot['range']['targets']['pnr']['fmax_mhz']:.1f} MHz" in text
+    assert f"wrote {Path(by_prot['range']['run_dir']) / 'synth.json'}" in text
+
+    t0 = time.perf_counter()
+    app(args=["synth-overhead", "--bits", "4", *small], standalone_mode=False)
+    assert time.perf_counter() - t0 < 20  # both designs come from the cache
+    text = capsys.readouterr().out
+    none_luts = by_prot["none"]["targets"]["xc7-nodsp"]["luts"]
+    range_luts = by_prot["range"]["targets"]["xc7-nodsp"]["luts"]
+    pct = 100.0 * (range_luts - none_luts) / none_luts
+    assert f"| 4 | xc7-nodsp LUT | {none_luts} | {range_luts} | {pct:+.1f}% |" in text
+    data = json.loads((out / "overhead.json").read_text())
+    assert [e["bits"] for e in data["entries"]] == [4]
+    assert (out / "overhead.md").read_text() in text
