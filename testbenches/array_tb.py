@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +28,9 @@ from hdl_gen.config import ArrayConfig
 from quasar.errors import ConfigError, check_choice, check_range
 
 FAULT_MODELS = ("flip", "stuck0", "stuck1")
+# Registers of the datapath: a fault there cannot move `done` (the sequencer never reads them), so
+# the run ends exactly tile_cycles(k) edges after edge 0 and the testbench can sleep until then.
+DATA_SITE = re.compile(r"pe_\d+_\d+\.(a_reg|w_reg|acc)|oact_\d+|v_\d+")
 PERIOD_NS = 10
 HALF_NS = PERIOD_NS // 2
 
@@ -103,6 +107,8 @@ def pack_words(values: np.ndarray, width: int) -> list[int]:
 def unpack(value: int, count: int, width: int, signed: bool = False) -> np.ndarray:
     """Inverse of pack_words for one word: `count` fields of `width` bits, as int64."""
     nbytes = (count * width + 7) // 8
+    if width in (8, 16, 32) and not signed:
+        return np.frombuffer(value.to_bytes(nbytes, "little"), dtype=f"<u{width // 8}").astype(np.int64)
     raw = np.frombuffer(value.to_bytes(nbytes, "little"), dtype=np.uint8)
     bits = np.unpackbits(raw, bitorder="little")[: count * width].reshape(count, width).astype(np.int64)
     out = bits @ (np.int64(1) << np.arange(width, dtype=np.int64))
@@ -162,6 +168,8 @@ class ArrayTB:
         self._ports: dict[str, int] = {}
         self._loaded_k = 0
         self._last_operands: tuple[np.ndarray, np.ndarray] | None = None
+        self._last_params: tuple[np.ndarray | None, ...] | None = None
+        self._period = 0  # clock period in simulator steps, known once the clock runs
         self._params_loaded = False
         self._needs_reset = True
         self.words_written = 0  # buffer words deposited so far (the reload optimisation is measurable)
@@ -170,9 +178,11 @@ class ArrayTB:
     def start_clock(self) -> None:
         if self._clock is None:
             from cocotb.clock import Clock
+            from cocotb.utils import get_sim_steps
 
             self._clock = Clock(self.dut.clk, PERIOD_NS, unit="ns")
             self._clock.start(start_high=False)
+            self._period = get_sim_steps(PERIOD_NS, "ns")
 
     async def reset(self, cycles: int = 2) -> None:
         """Synchronous reset for `cycles` edges; operand buffers and parameter ports keep their contents."""
@@ -254,6 +264,12 @@ class ArrayTB:
         """Drive the per-column parameters (bias at the accumulator scale, multiplier M, shift S) and,
         with protection, the bounds (scalars, or (cols,) arrays with per-channel bounds; lo <= hi).
         Without protection the bounds are validated if given and otherwise ignored."""
+        raw = (bias, mult, shift, lo, hi)
+        if self._last_params is not None and all(
+            (u is None and v is None) or (u is not None and v is not None and np.array_equal(u, v))
+            for u, v in zip(self._last_params, raw, strict=True)
+        ):
+            return
         cfg = self.cfg
         c = cfg.cols
         acc_half = 1 << (cfg.acc_bits - 1)
@@ -278,6 +294,7 @@ class ArrayTB:
                 getattr(self.dut, name).value = value
                 self._ports[name] = value
         self._params_loaded = True
+        self._last_params = tuple(None if v is None else np.array(v, copy=True) for v in raw)
 
     def load(self, x, wt, bias, mult, shift, lo=None, hi=None) -> int:  # type: ignore[no-untyped-def]
         """load_operands + load_params; returns K."""
@@ -289,9 +306,10 @@ class ArrayTB:
     def read_result(self, cycles: int, finished: bool) -> TileResult:
         cfg = self.cfg
         n = cfg.rows * cfg.cols
-        act = unpack(self.dut.out_act.value.to_unsigned(), n, cfg.act_bits).reshape(cfg.rows, cfg.cols)
-        logit = unpack(self.dut.out_logit.value.to_unsigned(), n, cfg.v_bits, signed=True).reshape(cfg.rows, cfg.cols)
-        violations = int(self.dut.viol_count.value.to_unsigned())
+        dut = self.dut
+        act = unpack(_read(dut.out_act), n, cfg.act_bits).reshape(cfg.rows, cfg.cols)
+        logit = unpack(_read(dut.out_logit), n, cfg.v_bits, signed=True).reshape(cfg.rows, cfg.cols)
+        violations = _read(dut.viol_count)
         return TileResult(act, logit, violations, cycles, finished)
 
     def default_max_cycles(self, k: int) -> int:
@@ -304,8 +322,8 @@ class ArrayTB:
         """Run one tile of reduction length `k` (default: the K of the last load_operands) with the given
         faults; return what the array produced. A run that does not raise `done` within `max_cycles`
         edges returns finished=False; the next run resets the array first."""
-        from cocotb.triggers import First, RisingEdge, Timer
-        from cocotb.utils import get_sim_steps, get_sim_time
+        from cocotb.triggers import RisingEdge
+        from cocotb.utils import get_sim_time
 
         cfg = self.cfg
         if k is None:
@@ -320,6 +338,7 @@ class ArrayTB:
             max_cycles = self.default_max_cycles(k)
         max_cycles = check_range("max_cycles", max_cycles, 1, 1 << 40)
         flips, stuck = [], []
+        exact_end = True  # done can only rise at edge `span`
         for inj in injections:
             h = self.handle(inj.site)
             width = len(h)
@@ -330,11 +349,10 @@ class ArrayTB:
                 flips.append((inj.cycle, h, inj.mask))
             else:
                 stuck.append((h, inj.mask, inj.mask if inj.model == "stuck1" else 0))
+            exact_end = exact_end and inj.model == "flip" and DATA_SITE.fullmatch(inj.site) is not None
         flips.sort(key=lambda f: f[0])
 
         self.start_clock()
-        period = get_sim_steps(PERIOD_NS, "ns")
-        half = period // 2
         if self._needs_reset:
             await self.reset()
         dut = self.dut
@@ -347,29 +365,65 @@ class ArrayTB:
         await RisingEdge(dut.clk)  # edge 0: the array samples start
         t0 = get_sim_time("step")
         dut.start.value = 0
+        if exact_end and max_cycles >= span:
+            finished, cycles = await self._wait_fast(t0, span, flips)
+        else:
+            finished, cycles = await self._wait_exact(t0, max_cycles, flips)
+        if finished is None:  # done was not high one edge after tile_cycles: measure exactly from here
+            finished, cycles = await self._wait_exact(t0, max_cycles, [], done_may_be_high=True)
+        if holder is not None:
+            holder.cancel()
+        result = self.read_result(cycles, finished)
+        # a hang, an early or late `done` or a stuck fault may leave state that `start` does not clear
+        self._needs_reset = (not finished) or cycles != span or bool(stuck)
+        return result
+
+    async def _sleep_until(self, when: int) -> None:
+        from cocotb.triggers import Timer
+        from cocotb.utils import get_sim_time
+
+        wait = when - get_sim_time("step")
+        if wait > 0:
+            await Timer(wait, unit="step")
+
+    async def _wait_fast(self, t0: int, span: int, flips) -> tuple[bool | None, int]:  # type: ignore[no-untyped-def]
+        """Only data-register flips: deposit them, then check `done` just before and just after edge
+        `span` (two wake-ups instead of a trigger race). (None, 0) when done is late."""
+        period, half = self._period, self._period // 2
+        for cycle, h, mask in flips:
+            await self._sleep_until(t0 + cycle * period + half)
+            _deposit(h, _read(h) ^ mask)
+        done = self.dut.done
+        await self._sleep_until(t0 + (span - 1) * period + half)
+        if _read(done):  # risen early: a design error; report it as one cycle short
+            return True, span - 1
+        await self._sleep_until(t0 + span * period + half)
+        return (True, span) if _read(done) else (None, 0)
+
+    async def _wait_exact(  # type: ignore[no-untyped-def]
+        self, t0: int, max_cycles: int, flips, done_may_be_high: bool = False
+    ) -> tuple[bool, int]:
+        """Race every wait against `done`, so an early end is timed exactly and ends the run."""
+        from cocotb.triggers import First, RisingEdge, Timer
+        from cocotb.utils import get_sim_time
+
+        period, half = self._period, self._period // 2
         deadline = t0 + max_cycles * period + half
-        done_edge = RisingEdge(dut.done)
-        finished = False
+        done_edge = RisingEdge(self.dut.done)
+        if done_may_be_high and _read(self.dut.done):  # the fast path's late-done fallback, done rose since
+            return True, int((get_sim_time("step") - t0) // period)
         for cycle, h, mask in flips:
             target = t0 + cycle * period + half
             if target > deadline:
                 break
             wait = target - get_sim_time("step")
             if wait > 0 and await First(done_edge, Timer(wait, unit="step")) is done_edge:
-                finished = True  # a fault made the run end before this flip's cycle
-                break
+                return True, int((get_sim_time("step") - t0) // period)  # ended before this flip
             _deposit(h, _read(h) ^ mask)
-        if not finished:
-            remaining = deadline - get_sim_time("step")
-            if remaining > 0:
-                finished = await First(done_edge, Timer(remaining, unit="step")) is done_edge
-        if holder is not None:
-            holder.cancel()
-        cycles = int((get_sim_time("step") - t0) // period) if finished else max_cycles
-        result = self.read_result(cycles, finished)
-        # a hang, an early or late `done` or a stuck fault may leave state that `start` does not clear
-        self._needs_reset = (not finished) or cycles != span or bool(stuck)
-        return result
+        remaining = deadline - get_sim_time("step")
+        if remaining > 0 and await First(done_edge, Timer(remaining, unit="step")) is done_edge:
+            return True, int((get_sim_time("step") - t0) // period)
+        return False, max_cycles
 
 
 def _same(a: tuple[np.ndarray, ...], b: tuple[object, ...]) -> bool:
@@ -377,8 +431,12 @@ def _same(a: tuple[np.ndarray, ...], b: tuple[object, ...]) -> bool:
 
 
 def _read(h) -> int:  # type: ignore[no-untyped-def]
-    value = h.value
-    return value.to_unsigned() if hasattr(value, "to_unsigned") else int(value)  # 1-bit handles give a Logic
+    """The handle's value as an unsigned int (Verilator is two-state: never X or Z)."""
+    try:
+        return int(h._handle.get_signal_val_binstr(), 2)  # skips building a LogicArray: the hot path
+    except AttributeError:  # not a cocotb handle (unit tests' stand-ins)
+        value = h.value
+        return value.to_unsigned() if hasattr(value, "to_unsigned") else int(value)
 
 
 def _deposit(h, value: int) -> None:  # type: ignore[no-untyped-def]
