@@ -25,8 +25,11 @@ def gen_rtl(
     k_max: Annotated[int, typer.Option("--k-max", help="longest reduction K the array supports (1..16384)")] = 1024,
 ) -> None:
     """Generate the systolic-array RTL, its fault-site map and config.json."""
-    from hdl_gen.config import ArrayConfig
+    from hdl_gen.config import MAX_BITS, MIN_BITS, ArrayConfig
     from hdl_gen.rtl import generate
+    from quasar.errors import check_range
+
+    check_range("bits", bits, MIN_BITS, MAX_BITS)  # name the option the user typed
 
     cfg = ArrayConfig(
         rows=rows,

@@ -157,8 +157,11 @@ def test_gen_rtl_command(tmp_path) -> None:
     "args, message",
     [
         (["--rows", "0"], "rows must be in 1..64, got 0"),
-        (["--bits", "1"], "act_bits must be in 2..16, got 1"),
-        (["--bits", "17"], "act_bits must be in 2..16, got 17"),
+        (["--bits", "1"], "bits must be in 2..16, got 1"),
+        (["--bits", "17"], "bits must be in 2..16, got 17"),
+        (["--act-bits", "17"], "act_bits must be in 2..16, got 17"),
+        (["--weight-bits", "1"], "weight_bits must be in 2..16, got 1"),
+        (["--k-max", "0"], "k_max must be in 1..16384, got 0"),
         (["--protection", "tmr"], "protection must be one of none, range; got 'tmr'"),
     ],
 )
