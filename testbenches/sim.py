@@ -208,6 +208,20 @@ class _CachedRuntimeVerilator(Verilator):
             os.replace(tmp, self.runtime)
 
 
+RUN_DIR_MAX_AGE_S = 2 * 24 * 3600
+
+
+def _prune(runs: Path, max_age_s: float) -> None:
+    """Delete run directories (logs, results) not touched for `max_age_s`: no live run is that old."""
+    cutoff = time.time() - max_age_s
+    for d in runs.glob("run-*"):
+        try:
+            if d.stat().st_mtime < cutoff:
+                shutil.rmtree(d, ignore_errors=True)
+        except OSError:
+            pass
+
+
 class _Captured(Exception):  # noqa: N818 - control flow, not an error
     def __init__(self, cmds: Sequence[Sequence[str]], env: dict[str, str], cwd: Path):
         super().__init__("captured")
@@ -240,8 +254,10 @@ def sim_command(
     if waves and not build.waves:
         raise ConfigError("waves=True needs a build made with build(cfg, waves=True)")
     if results_xml is None:
-        (build.root / "runs").mkdir(exist_ok=True)
-        results = Path(tempfile.mkdtemp(prefix="run-", dir=build.root / "runs")) / "results.xml"
+        runs = build.root / "runs"
+        runs.mkdir(exist_ok=True)
+        _prune(runs, max_age_s=RUN_DIR_MAX_AGE_S)
+        results = Path(tempfile.mkdtemp(prefix="run-", dir=runs)) / "results.xml"
     else:
         results = Path(results_xml).resolve()
         results.parent.mkdir(parents=True, exist_ok=True)
