@@ -2,8 +2,8 @@
 
 pytest 9 stores node ids in `Node._id`; pytest-xdist 3.8's loadgroup still appends the group to the
 old `Node._nodeid`, so its grouping silently does nothing (both workers would wait on one build and
-simulate it twice). This hook applies the group suffix the way xdist means it, for this directory's
-tests only, and stands aside once xdist does it itself.
+simulate it twice). This hook applies the group suffix the way xdist means it, for every test of the suite
+(RTL regression, campaign, synthesis), and stands aside once xdist does it itself.
 """
 
 from __future__ import annotations
