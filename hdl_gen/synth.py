@@ -769,7 +769,7 @@ def _synthesize_locked(cfg: ArrayConfig, run_dir: Path, chosen: tuple[str, ...],
     tmp = run_dir / "synth.json.tmp"
     tmp.write_text(json.dumps(result, indent=2) + "\n")
     tmp.replace(run_dir / "synth.json")
-    log.info("wrote %s", run_dir / "synth.json")
+    log.debug("wrote %s", run_dir / "synth.json")
     return result
 
 
@@ -798,7 +798,10 @@ def summary_rows(result: dict[str, Any]) -> list[tuple[str, str]]:
         rows.append(("latency", f"{lat['total_cycles']} cycles per {lat['net']} inference{tm}"))
     else:
         rows.append(("latency", f"n/a: {lat['error']}"))
-    rows.append(("wall s", "  ".join(f"{k} {v}" for k, v in result["wall_s"].items())))
+    # A cached step shows the time of the run that produced it, marked with a star.
+    cached = {k for k, v in t.items() if v.get("cached")}
+    walls = "  ".join(f"{k} {v}{'*' if k in cached else ''}" for k, v in result["wall_s"].items())
+    rows.append(("wall s", walls + ("  (* cached)" if cached else "")))
     return rows
 
 
