@@ -79,6 +79,13 @@ class Fault:
     def mask(self) -> int:
         return sum(1 << b for b in self.bits)
 
+    def run(self) -> dict[str, object]:
+        """The simulator-side description of this fault: a multi-bit upset is one flip of all its bits,
+        a stuck-at holds its bits for the whole tile run."""
+        model = "flip" if self.model.startswith("mbu") else self.model
+        return {"id": self.fault_id, "site": self.site, "mask": self.mask,
+                "cycle": 0 if is_stuck(self.model) else self.cycle, "model": model}
+
     def to_row(self) -> dict[str, object]:
         row = asdict(self)
         row["bits"] = ",".join(str(b) for b in self.bits)

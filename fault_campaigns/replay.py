@@ -53,9 +53,7 @@ def replay_fault(run_dir: Path, fault_id: int, protection: str = "none", waves: 
     out = run_dir / "replay"
     out.mkdir(exist_ok=True)
     stem = out / f"fault{fault_id}-{protection}"
-    run = {"id": fault.fault_id, "site": fault.site, "mask": fault.mask, "cycle": fault.cycle,
-           "model": "flip" if fault.model.startswith("mbu") else fault.model}
-    group = campaign._group(design, fault.image, fault.layer, fault.tile, [run])
+    group = campaign.tile_group(design, fault.image, fault.layer, fault.tile, [fault.run()])
     job = stem.with_suffix(".job.pkl")
     with open(job, "wb") as fh:
         pickle.dump({"array": design.array.to_dict(), "groups": [group]}, fh, protocol=5)

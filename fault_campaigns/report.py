@@ -326,7 +326,7 @@ def write_reports(campaign, store, faults, runs: dict) -> dict:
     metrics = campaign.metrics
     accuracy = {}
     for name in ("float_accuracy", "fakequant_accuracy", "integer_accuracy"):
-        value = getattr(metrics, name, None) if not isinstance(metrics, dict) else metrics.get(name)
+        value = getattr(metrics, name, None)
         if value is not None:
             accuracy[name.replace("_accuracy", "").replace("_", "-")] = float(value)
     extra = {

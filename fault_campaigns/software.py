@@ -27,13 +27,13 @@ def software_records(campaign, design, faults: Sequence) -> list[dict]:
     for f in faults:
         key = (f.image, f.layer, f.tile)
         if key not in groups:
-            groups[key] = campaign._group(design, f.image, f.layer, f.tile, [])
+            groups[key] = campaign.tile_group(design, f.image, f.layer, f.tile, [])
         g = groups[key]
         ops = g["ops"]
         tile = Tile(ops.x, ops.w, ops.bias, ops.mult, ops.shift, ops.lo, ops.hi)
         t0 = time.perf_counter()
-        model = "flip" if f.model.startswith("mbu") else f.model
-        exp = predict(cfg, tile, f.site, f.mask, f.cycle, model)
+        run = f.run()
+        exp = predict(cfg, tile, run["site"], run["mask"], run["cycle"], run["model"])
         got = exp.logits if g["is_last"] else exp.out_act
         want = g["logit"] if g["is_last"] else g["act"]
         out.append({"id": f.fault_id, "fin": True, "cyc": campaign.tile_cycles[f.layer],

@@ -10,18 +10,23 @@ from typing import Annotated
 
 import typer
 
+# The design options, shared by every command that builds an array (gen-rtl, synth).
+Bits = Annotated[int, typer.Option("--bits", help="activation and weight bits (2..16)")]
+ActBits = Annotated[int | None, typer.Option("--act-bits", help="activation bits, overrides --bits")]
+WeightBits = Annotated[int | None, typer.Option("--weight-bits", help="weight bits, overrides --bits")]
+Protection = Annotated[str, typer.Option("--protection", help="none | range")]
+PerChannelBounds = Annotated[bool, typer.Option("--per-channel-bounds", help="one (lo, hi) pair per output column")]
+
 
 def gen_rtl(
     out: Annotated[Path, typer.Option("--out", help="output directory (created if missing)")],
     rows: Annotated[int, typer.Option("--rows", help="array rows (1..64)")] = 8,
     cols: Annotated[int, typer.Option("--cols", help="array columns (1..64)")] = 8,
-    bits: Annotated[int, typer.Option("--bits", help="activation and weight bits (2..16)")] = 8,
-    act_bits: Annotated[int | None, typer.Option("--act-bits", help="activation bits, overrides --bits")] = None,
-    weight_bits: Annotated[int | None, typer.Option("--weight-bits", help="weight bits, overrides --bits")] = None,
-    protection: Annotated[str, typer.Option("--protection", help="none | range")] = "none",
-    per_channel_bounds: Annotated[
-        bool, typer.Option("--per-channel-bounds", help="one (lo, hi) pair per output column")
-    ] = False,
+    bits: Bits = 8,
+    act_bits: ActBits = None,
+    weight_bits: WeightBits = None,
+    protection: Protection = "none",
+    per_channel_bounds: PerChannelBounds = False,
     k_max: Annotated[int, typer.Option("--k-max", help="longest reduction K the array supports (1..16384)")] = 1024,
 ) -> None:
     """Generate the systolic-array RTL, its fault-site map and config.json."""

@@ -11,6 +11,8 @@ from typing import Annotated
 
 import typer
 
+from hdl_gen.cli import ActBits, Bits, PerChannelBounds, Protection, WeightBits
+
 TARGETS_HELP = "comma-separated: xc7, xc7-nodsp, ecp5, pnr"
 DEVICE_HELP = "ECP5 part for place and route: auto (smallest that fits), 25k, 45k or 85k"
 KMAX_HELP = "operand-buffer depth (longest K, 1..16384); default: ArrayConfig's (1024)"
@@ -35,13 +37,11 @@ _EXTRA = {"allow_extra_args": True, "ignore_unknown_options": False}
 def synth_command(
     rows: Rows = 8,
     cols: Cols = 8,
-    bits: Annotated[int, typer.Option("--bits", help="activation and weight bits (2..16)")] = 8,
-    act_bits: Annotated[int | None, typer.Option("--act-bits", help="activation bits, overrides --bits")] = None,
-    weight_bits: Annotated[int | None, typer.Option("--weight-bits", help="weight bits, overrides --bits")] = None,
-    protection: Annotated[str, typer.Option("--protection", help="none | range")] = "none",
-    per_channel_bounds: Annotated[
-        bool, typer.Option("--per-channel-bounds", help="one (lo, hi) pair per output column")
-    ] = False,
+    bits: Bits = 8,
+    act_bits: ActBits = None,
+    weight_bits: WeightBits = None,
+    protection: Protection = "none",
+    per_channel_bounds: PerChannelBounds = False,
     k_max: KMax = None,
     targets: Targets = "xc7,xc7-nodsp,ecp5,pnr",
     seed: Seed = 1,

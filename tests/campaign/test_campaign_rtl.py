@@ -84,7 +84,7 @@ def test_output_activation_flip_beyond_the_bound_is_clamped(finished, tmp_path):
     lm, msb = campaign.maps[0], 1 << (campaign.cfg.a_bits - 1)
     groups, expect_at = [], {}
     for tile in range(min(lm.tiles, 8)):
-        g = campaign._group(design, 0, 0, tile, [])
+        g = campaign.tile_group(design, 0, 0, tile, [])
         ops = g["ops"]
         lo, hi = (np.broadcast_to(np.asarray(b), (campaign.cfg.cols,)) for b in (ops.lo, ops.hi))
         for j in range(campaign.cfg.cols):
