@@ -31,11 +31,12 @@ from fault_campaigns.config import CampaignConfig
 from fault_campaigns.executor import LocalExecutor
 from fault_campaigns.faults import Fault, LayerSpace, load_sites, plan
 from fault_campaigns.store import ResultStore
-from quasar.errors import QuasarError
+from quasar.errors import QuasarError, check_choice
 
 log = logging.getLogger(__name__)
 
 STORE_NAME = "results.sqlite"
+EXECUTORS = ("local", "dask")
 
 
 class GoldenMismatch(QuasarError):
@@ -75,14 +76,21 @@ class Design:
 
 class Campaign:
     def __init__(self, cfg: CampaignConfig, out_dir: Path, workers: int | None = None, progress: bool = True,
-                 stall_timeout: float = 180.0):
+                 stall_timeout: float = 180.0, executor: str = "local", scheduler: str | None = None):
+        from fault_campaigns.dask_executor import check_scheduler
+
         self.cfg = cfg
+        self.executor = check_choice("executor", executor, EXECUTORS)
+        self.scheduler = check_scheduler(scheduler) if executor == "dask" else None
+        if scheduler and executor != "dask":
+            raise QuasarError(f"--scheduler {scheduler!r} is only used with --executor dask")
         self.out_dir = check_out_dir(Path(out_dir).resolve())  # the simulators run in other directories
         self.workers = workers or os.cpu_count() or 1
         self.progress = progress
         self.stall_timeout = stall_timeout
         self.timings: dict[str, float] = {}
         self.golden_report: dict[str, dict] = {}
+        self._client = None  # the Dask client while run() runs
 
     # -- preparation ------------------------------------------------------------------------------
     def prepare(self) -> None:
@@ -94,7 +102,8 @@ class Campaign:
         t0 = time.perf_counter()
         tc = TrainConfig(net=cfg.net, act_bits=cfg.a_bits, weight_bits=cfg.w_bits, mode=cfg.train_mode,
                          dataset=cfg.dataset, data_dir=cfg.data_dir)
-        self.export, self.metrics = get_or_train(tc, progress=self.progress)
+        # A bad cached checkpoint stops the campaign (named) instead of being overwritten by a retrain.
+        self.export, self.metrics = get_or_train(tc, progress=self.progress, on_bad_checkpoint="error")
         data = load_dataset(self.export.dataset, cfg.data_dir)
         self.dataset_name = data.name
         if cfg.images > len(data.test_y):
@@ -153,7 +162,11 @@ class Campaign:
         return {"key": (image, layer, tile), "ops": ops, "act": exp.act, "logit": exp.logit,
                 "violations": exp.violations, "is_last": lm.is_last, "max_cycles": 4 * cycles + 64, "runs": runs}
 
-    def _executor(self, d: Design, tag: str) -> LocalExecutor:
+    def _executor(self, d: Design, tag: str):
+        if self.executor == "dask":
+            from fault_campaigns.dask_executor import DaskExecutor
+
+            return DaskExecutor(self._client, d.array, f"{tag}-{d.protection}", stall_timeout=self.stall_timeout)
         return LocalExecutor(d.build, self.out_dir / "work" / f"{tag}-{d.protection}", workers=self.workers,
                              stall_timeout=self.stall_timeout)
 
@@ -290,9 +303,14 @@ class Campaign:
         from fault_campaigns.report import write_reports
 
         t_start = time.perf_counter()
-        atomic_write(self.out_dir / "campaign.json", json.dumps(self.store_config(), indent=2, sort_keys=True))
+        # The store first: a foreign or corrupt one is refused before anything in the directory changes.
         store = ResultStore(self.out_dir / STORE_NAME, self.cfg.campaign_id, self.store_config())
         try:
+            atomic_write(self.out_dir / "campaign.json", json.dumps(self.store_config(), indent=2, sort_keys=True))
+            if self.executor == "dask":
+                from fault_campaigns.dask_executor import connect
+
+                self._client = connect(self.scheduler)
             self.prepare()
             for p, d in self.designs.items():
                 self.golden_report[p] = self.golden_check(d)
@@ -305,6 +323,9 @@ class Campaign:
             return write_reports(self, store, faults, runs)
         finally:
             store.close()
+            if self._client is not None:
+                self._client.close()
+                self._client = None
 
 
 def _progress(total: int, desc: str, enabled: bool):

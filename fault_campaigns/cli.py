@@ -48,6 +48,10 @@ def campaign(
     layers: Annotated[list[str] | None, typer.Option(help="only these layers (default: all)")] = None,
     seed: Annotated[int, typer.Option(help="seed of every random choice")] = 0,
     workers: Annotated[int | None, typer.Option(help="simulator processes (default: all cores)")] = None,
+    executor: Annotated[str, typer.Option(help="local (simulators on this machine) or dask (on a cluster)")]
+    = "local",
+    scheduler: Annotated[str | None, typer.Option(help="Dask scheduler address tcp://HOST:PORT (--executor dask)")]
+    = None,
     runs_dir: Annotated[Path, typer.Option(help="parent of the run directory")] = Path("runs"),
     out: Annotated[Path | None, typer.Option(help="run directory (default: RUNS_DIR/campaign/<name>)")] = None,
     stall_timeout: Annotated[float, typer.Option(help="seconds without progress before a simulator is killed")]
@@ -69,7 +73,10 @@ def campaign(
     )
     run_dir = out or cfg.default_dir(runs_dir)
     log.info("campaign %s -> %s", cfg.campaign_id, run_dir)
-    summary = Campaign(cfg, run_dir, workers=workers, progress=progress, stall_timeout=stall_timeout).run()
+    if not stall_timeout > 0:
+        raise QuasarError(f"stall timeout must be more than 0 seconds, got {stall_timeout!r}")
+    summary = Campaign(cfg, run_dir, workers=workers, progress=progress, stall_timeout=stall_timeout,
+                       executor=executor, scheduler=scheduler).run()
     _print_headline(summary, run_dir)
 
 

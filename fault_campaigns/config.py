@@ -22,6 +22,16 @@ TRAIN_MODES = ("qat", "ptq")
 CAMPAIGN_SCHEMA = 1
 
 
+def check_data_dir(data_dir: str) -> Path:
+    """A dataset directory the user named must exist and hold something (what, the loader checks)."""
+    path = Path(data_dir)
+    if not path.is_dir():
+        raise ConfigError(f"data directory {data_dir!r} does not exist or is not a directory")
+    if not any(path.iterdir()):
+        raise ConfigError(f"data directory {data_dir!r} is empty; it must hold the dataset's files (docs/models.md)")
+    return path
+
+
 @dataclass(frozen=True)
 class CampaignConfig:
     net: str = "lenet"
@@ -84,6 +94,8 @@ class CampaignConfig:
             for name in self.layers:
                 check_choice("layer", name, tuple(names))
         check_range("seed", self.seed, 0, 2**63 - 1)
+        if self.data_dir is not None:
+            check_data_dir(self.data_dir)
 
     @property
     def a_bits(self) -> int:

@@ -55,40 +55,39 @@ class ResultStore:
     def __init__(self, path: str | Path, campaign_id: str, config: Mapping[str, object]):
         self.path = Path(path)
         self.campaign_id = campaign_id
-        self._check_file()
+        existing = self.path.exists() and self.path.stat().st_size > 0
+        if existing:
+            self._check_existing()  # read-only: a file that is refused is never touched
         try:
             self.db = sqlite3.connect(self.path, timeout=30)
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=FULL")
-            self._init_schema(config)
+            if not existing:
+                self._create(config)
         except sqlite3.DatabaseError as exc:
             raise QuasarError(f"results store {self.path} is not a readable QuaSAR store ({exc})") from None
 
-    def _check_file(self) -> None:
-        if self.path.exists() and self.path.stat().st_size > 0:
-            with open(self.path, "rb") as fh:
-                if fh.read(16) != b"SQLite format 3\x00":
-                    raise QuasarError(f"results store {self.path} is not an SQLite database; refusing to touch it")
+    def _check_existing(self) -> None:
+        with open(self.path, "rb") as fh:
+            if fh.read(16) != b"SQLite format 3\x00":
+                raise QuasarError(f"results store {self.path} is not an SQLite database; refusing to touch it")
+        try:
+            db = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True, timeout=30)
+        except sqlite3.Error as exc:
+            raise QuasarError(f"results store {self.path} cannot be opened ({exc})") from None
+        try:
+            self._validate(db)
+        except sqlite3.DatabaseError as exc:
+            raise QuasarError(f"results store {self.path} is corrupt or not a QuaSAR store ({exc}); "
+                              "refusing to touch it") from None
+        finally:
+            db.close()
 
-    def _init_schema(self, config: Mapping[str, object]) -> None:
-        tables = {r[0] for r in self.db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-        if tables and not {"meta", "results"} <= tables:
+    def _validate(self, db: sqlite3.Connection) -> None:
+        tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        if not {"meta", "results"} <= tables:
             raise QuasarError(f"results store {self.path} holds tables {sorted(tables)}, not a QuaSAR store")
-        if not tables:
-            cols = ", ".join(f"{k} {v}" for k, v in COLUMNS.items())
-            with self.db:
-                self.db.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
-                self.db.execute(f"CREATE TABLE results ({cols}, PRIMARY KEY (protection, fault_id))")
-                self.db.executemany(
-                    "INSERT INTO meta VALUES (?, ?)",
-                    [
-                        ("schema_version", str(SCHEMA_VERSION)),
-                        ("campaign_id", self.campaign_id),
-                        ("config", json.dumps(config, sort_keys=True)),
-                    ],
-                )
-            return
-        meta = dict(self.db.execute("SELECT key, value FROM meta"))
+        meta = dict(db.execute("SELECT key, value FROM meta"))
         if meta.get("schema_version") != str(SCHEMA_VERSION):
             raise QuasarError(
                 f"results store {self.path} has schema version {meta.get('schema_version')!r}, "
@@ -98,6 +97,24 @@ class ResultStore:
             raise QuasarError(
                 f"results store {self.path} belongs to campaign {meta.get('campaign_id')!r}, not "
                 f"{self.campaign_id!r}: use another --out directory or the same settings"
+            )
+        cols = [r[1] for r in db.execute("PRAGMA table_info(results)")]
+        if cols != list(COLUMNS):
+            raise QuasarError(f"results store {self.path} has columns {cols}, not those of schema {SCHEMA_VERSION}")
+        db.execute("SELECT COUNT(*) FROM results").fetchone()  # a damaged table fails here, not mid-campaign
+
+    def _create(self, config: Mapping[str, object]) -> None:
+        cols = ", ".join(f"{k} {v}" for k, v in COLUMNS.items())
+        with self.db:
+            self.db.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+            self.db.execute(f"CREATE TABLE results ({cols}, PRIMARY KEY (protection, fault_id))")
+            self.db.executemany(
+                "INSERT INTO meta VALUES (?, ?)",
+                [
+                    ("schema_version", str(SCHEMA_VERSION)),
+                    ("campaign_id", self.campaign_id),
+                    ("config", json.dumps(config, sort_keys=True)),
+                ],
             )
 
     def done_keys(self, protection: str) -> set[int]:
@@ -116,11 +133,15 @@ class ResultStore:
         sql = f"INSERT INTO results ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})"
         values = [tuple({**r, "campaign_id": self.campaign_id}.get(k) for k in names) for r in rows]
         try:
-            with self.db:
-                self.db.executemany(sql, values)
-        except sqlite3.OperationalError as exc:
-            raise QuasarError(f"could not write results to {self.path}: {exc}") from None
+            self._write(sql, values)
+        except sqlite3.OperationalError as exc:  # disk full, read-only, locked: the batch is rolled back whole
+            raise QuasarError(f"could not write results to {self.path}: {exc}; the results stored before are "
+                              "intact, rerun the command to resume") from None
         return len(rows)
+
+    def _write(self, sql: str, values: list[tuple]) -> None:
+        with self.db:
+            self.db.executemany(sql, values)
 
     def frame(self) -> pd.DataFrame:
         return pd.read_sql_query("SELECT * FROM results ORDER BY protection, fault_id", self.db)

@@ -32,9 +32,12 @@ def test_bad_values_are_named(kwargs, message):
         CampaignConfig(**kwargs)
 
 
-def test_identity_ignores_where_the_data_lives():
-    a = CampaignConfig(data_dir="/a")
-    b = CampaignConfig(data_dir="/b")
+def test_identity_ignores_where_the_data_lives(tmp_path):
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "data").write_text("x")
+    a = CampaignConfig(data_dir=str(tmp_path / "a"))
+    b = CampaignConfig(data_dir=str(tmp_path / "b"))
     assert a.campaign_id == b.campaign_id
     assert CampaignConfig(seed=1).campaign_id != a.campaign_id
     assert CampaignConfig(bits=8).campaign_id == CampaignConfig(bits=8, act_bits=8).campaign_id
