@@ -166,7 +166,7 @@ class Campaign:
         if self.executor == "dask":
             from fault_campaigns.dask_executor import DaskExecutor
 
-            return DaskExecutor(self._client, d.array, f"{tag}-{d.protection}", stall_timeout=self.stall_timeout)
+            return DaskExecutor(self._client, d.build, f"{tag}-{d.protection}", stall_timeout=self.stall_timeout)
         return LocalExecutor(d.build, self.out_dir / "work" / f"{tag}-{d.protection}", workers=self.workers,
                              stall_timeout=self.stall_timeout)
 

@@ -63,25 +63,35 @@ def connect(address: str, timeout: float = 30.0):
     return client
 
 
-def _worker_build(array: dict):
+def build_recipe(build) -> dict:
+    """What a worker needs to make the same simulator build as `build` (a testbenches.sim.SimBuild):
+    the array config and the build options that differ from the defaults."""
+    options = {"waves": build.waves}
+    if getattr(build, "clock", None) not in (None, "gpi"):  # the fast-path clock, where the build has one
+        options["clock"] = build.clock
+    return {"array": build.cfg.to_dict(), "options": options}
+
+
+def _worker_build(recipe: dict):
     from hdl_gen import ArrayConfig
     from testbenches.sim import build
 
-    cfg = ArrayConfig.from_dict(array)
+    cfg = ArrayConfig.from_dict(recipe["array"])
+    key = (cfg.key(), tuple(sorted(recipe["options"].items())))
     with _BUILD_LOCK:
-        if cfg.key() not in _BUILDS:
-            _BUILDS[cfg.key()] = build(cfg)
-        return _BUILDS[cfg.key()]
+        if key not in _BUILDS:
+            _BUILDS[key] = build(cfg, **recipe["options"])
+        return _BUILDS[key]
 
 
-def run_shard_task(array: dict, groups: list[dict], index: int, token: str, stall_timeout: float,
+def run_shard_task(recipe: dict, groups: list[dict], index: int, token: str, stall_timeout: float,
                    max_start_failures: int, max_run_attempts: int) -> list[tuple]:
     """The Dask task: one shard on this worker; returns ("results", records) and ("lost", id, outcome, log)."""
     from distributed import get_worker
 
     worker = get_worker()
     worker.log_event(TOPIC, {"token": token, "shard": index, "worker": worker.address})
-    build = _worker_build(array)
+    build = _worker_build(recipe)
     events: list[tuple] = []
     work = session_dir(Path(worker.local_directory) / "quasar" / token)
     runner = ShardRunner(build, work, index, groups, lambda recs: events.append(("results", recs)),
@@ -94,10 +104,10 @@ def run_shard_task(array: dict, groups: list[dict], index: int, token: str, stal
 class DaskExecutor:
     """Runs shards as tasks on the Dask cluster behind `client`; the same interface as LocalExecutor."""
 
-    def __init__(self, client, array, tag: str, shards_per_worker: int = 4, max_shard_runs: int = 20_000,
+    def __init__(self, client, build, tag: str, shards_per_worker: int = 4, max_shard_runs: int = 20_000,
                  stall_timeout: float = 180.0, max_start_failures: int = 3, max_run_attempts: int = 2):
         self.client = client
-        self.array = array  # hdl_gen.ArrayConfig: every worker builds (or reuses) its own simulator
+        self.recipe = build_recipe(build)  # every worker makes (or reuses) the same build as this machine's
         self.tag = tag
         self.shards_per_worker = shards_per_worker
         self.max_shard_runs = max_shard_runs
@@ -132,10 +142,10 @@ class DaskExecutor:
                             msg["shard"], msg["worker"], len(seen), seen[-2])
 
         self.client.subscribe_topic(TOPIC, on_event)
-        array = self.array.to_dict()
         futures = {
-            self.client.submit(run_shard_task, array, shard, i, token, self.stall_timeout, self.max_start_failures,
-                               self.max_run_attempts, key=f"quasar-{token}-{i}", pure=False): i
+            self.client.submit(run_shard_task, self.recipe, shard, i, token, self.stall_timeout,
+                               self.max_start_failures, self.max_run_attempts, key=f"quasar-{token}-{i}",
+                               pure=False): i
             for i, shard in enumerate(shards)
         }
         try:

@@ -71,8 +71,12 @@ class ResultStore:
         with open(self.path, "rb") as fh:
             if fh.read(16) != b"SQLite format 3\x00":
                 raise QuasarError(f"results store {self.path} is not an SQLite database; refusing to touch it")
+        # immutable: no lock or -shm/-wal files beside a file that may not be ours; but a -wal left by a
+        # killed campaign holds committed rows, so then it is read the normal (read-only) way.
+        wal = self.path.with_name(self.path.name + "-wal").exists()
+        uri = f"{self.path.resolve().as_uri()}?mode=ro" + ("" if wal else "&immutable=1")
         try:
-            db = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True, timeout=30)
+            db = sqlite3.connect(uri, uri=True, timeout=30)
         except sqlite3.Error as exc:
             raise QuasarError(f"results store {self.path} cannot be opened ({exc})") from None
         try:

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import psutil
 import pytest
 
 from fault_campaigns.campaign import STORE_NAME, Campaign
@@ -24,6 +25,13 @@ pytestmark = [pytest.mark.sim, pytest.mark.train, pytest.mark.xdist_group("campa
 
 SETTINGS = dict(net="tiny", bits=4, rows=4, cols=4, k_max=128, images=3, golden_images=2, faults=120, seed=11,
                 per_channel_bounds=True)
+
+
+def _simulates_in(p: psutil.Process, run_dir: Path) -> bool:
+    try:
+        return p.environ().get("QUASAR_RESULTS", "").startswith(str(run_dir))
+    except psutil.Error:
+        return False
 
 
 def _frame(run_dir: Path):
@@ -132,8 +140,11 @@ def test_killed_campaign_resumes_to_the_same_results(finished, tmp_path):
                 break
         time.sleep(0.05)
     assert proc.poll() is None, "the campaign ended before it could be killed"
-    os.killpg(proc.pid, signal.SIGKILL)
+    sims = [p for p in psutil.Process(proc.pid).children(recursive=True) if _simulates_in(p, run_dir)]
+    os.kill(proc.pid, signal.SIGKILL)  # the campaign process alone, as `kill -9 PID` would
     proc.wait()
+    _, alive = psutil.wait_procs(sims, timeout=0.2)  # a simulator's shard lasts longer than this
+    assert not alive, f"simulators outlived the killed campaign: {alive}"
     assert 0 < stored < 2 * 3 * 120
     done = subprocess.run(args, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
