@@ -144,7 +144,11 @@ class Campaign:
         self.tile_cycles = cycles[cfg.protections[0]]
 
     # -- tile groups --------------------------------------------------------------------------------
-    def tile_group(self, d: Design, image: int, layer: int, tile: int, runs: list[dict]) -> dict:
+    def tile_group(self, d: Design, image: int, layer: int, tile: int, runs: list[dict],
+                   fast: bool = True) -> dict:
+        """One tile's operands, expected output and runs, as a simulator worker takes them. `fast`: the
+        worker may apply the RTL fast path's shortcuts (docs/bench.md; proven equal to plain full-tile
+        runs by tests/campaign/test_fidelity.py); False gives plain full-tile runs."""
         lm = self.maps[layer]
         lx = self.export.layers[layer]
         x = np.asarray(d.trace.layers[layer].X[image], np.int64)
@@ -160,7 +164,8 @@ class Campaign:
             )
         cycles = self.tile_cycles[layer]
         return {"key": (image, layer, tile), "ops": ops, "act": exp.act, "logit": exp.logit,
-                "violations": exp.violations, "is_last": lm.is_last, "max_cycles": 4 * cycles + 64, "runs": runs}
+                "violations": exp.violations, "is_last": lm.is_last, "max_cycles": 4 * cycles + 64, "runs": runs,
+                "early_stop": fast}
 
     def _executor(self, d: Design, tag: str):
         if self.executor == "dask":
@@ -286,8 +291,16 @@ class Campaign:
             store.add(rows_for([{"id": rid}], [row]))
             bar.update(1)
 
+        # The fast path (docs/bench.md): a build whose clock Python steps through the simulator's C++ main
+        # (testbenches/sim.py, clock "cpp"), so a run costs no callback per cycle; the golden check keeps
+        # the reference build (cocotb's clock), and tests/campaign/test_fidelity.py proves both equal.
+        from dataclasses import replace
+
+        from testbenches.sim import FAST_CLOCK, build
+
+        fast = replace(d, build=build(d.array, clock=FAST_CLOCK))
         try:
-            self._executor(d, "faults").run(groups, on_results, on_lost)
+            self._executor(fast, "faults").run(groups, on_results, on_lost)
         finally:
             bar.close()
         return {"ran": len(todo), "wall_s": time.perf_counter() - t0}

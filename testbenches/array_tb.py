@@ -10,6 +10,11 @@ samples `start`; `Injection(cycle=e)` with the flip model deposits `value ^ mask
 half a clock period after edge e, i.e. after the design updated it at edge e and before edge e + 1
 samples it. Valid cycles are 0 .. cfg.tile_cycles(k) - 1.
 
+With a "cpp" build (testbenches.sim.build(cfg, clock="cpp"), the campaigns' fast path) there is no
+cocotb clock and no trigger: Python steps the clock itself through functions of the simulator's C++
+main (ctypes), writes and reads over VPI immediately, and a tile run is a few C calls. Same semantics:
+a flip after edge e lands between edges e and e + 1, cycles count edges from edge 0 to `done`.
+
 This module must stay importable outside a simulator (for the data classes); it never builds anything.
 """
 
@@ -28,6 +33,7 @@ from hdl_gen.config import ArrayConfig
 from quasar.errors import ConfigError, check_choice, check_range
 
 FAULT_MODELS = ("flip", "stuck0", "stuck1")
+CLOCKS = ("gpi", "cpp")
 # Registers of the datapath: a fault there cannot move `done` (the sequencer never reads them), so
 # the run ends exactly tile_cycles(k) edges after edge 0 and the testbench can sleep until then.
 DATA_SITE = re.compile(r"pe_\d+_\d+\.(a_reg|w_reg|acc)|oact_\d+|v_\d+")
@@ -158,9 +164,13 @@ def check_bounds(cfg: ArrayConfig, lo: object, hi: object) -> tuple[np.ndarray, 
 class ArrayTB:
     """Drives one generated array (the cocotb `dut`) described by `cfg`."""
 
-    def __init__(self, dut, cfg: ArrayConfig):  # type: ignore[no-untyped-def]
+    def __init__(self, dut, cfg: ArrayConfig, clock: str | None = None):  # type: ignore[no-untyped-def]
+        """`clock`: "gpi" (cocotb's clock) or "cpp" (Python steps the clock through the C++ main of a
+        cpp build); default: the build the simulator was started from (QUASAR_SIM_CLOCK), else "gpi"."""
         self.dut = dut
         self.cfg = cfg
+        self.clock = check_choice("clock", clock or os.environ.get("QUASAR_SIM_CLOCK") or "gpi", CLOCKS)
+        self._c = _CppClock() if self.clock == "cpp" else None
         self._clock = None
         self._handles: dict[str, object] = {}
         self._abuf: list[int | None] = [None] * cfg.k_max  # what the buffers hold, None: unknown
@@ -176,6 +186,8 @@ class ArrayTB:
 
     # ---- clock and reset ----
     def start_clock(self) -> None:
+        if self._c is not None:
+            return
         if self._clock is None:
             from cocotb.clock import Clock
             from cocotb.utils import get_sim_steps
@@ -188,6 +200,9 @@ class ArrayTB:
         """Synchronous reset for `cycles` edges; operand buffers and parameter ports keep their contents."""
         from cocotb.triggers import RisingEdge
 
+        if self._c is not None:
+            self._reset_cpp(cycles)
+            return
         self.start_clock()
         self.dut.start.value = 0
         self.dut.ld_en.value = 0
@@ -232,6 +247,13 @@ class ArrayTB:
         return k
 
     def _write_words(self, mem, cache: list[int | None], words: list[int]) -> None:  # type: ignore[no-untyped-def]
+        if self._c is not None:  # straight to the simulator: the next clock step reads it
+            for kk, word in enumerate(words):
+                if cache[kk] != word:
+                    _put(mem[kk], word)
+                    cache[kk] = word
+                    self.words_written += 1
+            return
         for kk, word in enumerate(words):
             if cache[kk] != word:
                 mem[kk].value = word
@@ -291,7 +313,10 @@ class ArrayTB:
             ports["hi"] = pack_words(hi_a[None, :], cfg.act_bits)[0]
         for name, value in ports.items():
             if self._ports.get(name) != value:
-                getattr(self.dut, name).value = value
+                if self._c is not None:
+                    _put(getattr(self.dut, name), value)
+                else:
+                    getattr(self.dut, name).value = value
                 self._ports[name] = value
         self._params_loaded = True
         self._last_params = tuple(None if v is None else np.array(v, copy=True) for v in raw)
@@ -352,6 +377,12 @@ class ArrayTB:
             exact_end = exact_end and inj.model == "flip" and DATA_SITE.fullmatch(inj.site) is not None
         flips.sort(key=lambda f: f[0])
 
+        if self._c is not None:
+            if self._needs_reset:
+                self._reset_cpp()
+            finished, cycles = self._run_cpp(k, flips, stuck, max_cycles)
+            self._needs_reset = (not finished) or cycles != span or bool(stuck)
+            return self.read_result(cycles, finished)
         self.start_clock()
         if self._needs_reset:
             await self.reset()
@@ -377,6 +408,100 @@ class ArrayTB:
         # a hang, an early or late `done` or a stuck fault may leave state that `start` does not clear
         self._needs_reset = (not finished) or cycles != span or bool(stuck)
         return result
+
+    # ---- the cpp clock ----
+    def _reset_cpp(self, cycles: int = 2) -> None:
+        dut, c = self.dut, self._c
+        _put(dut.start, 0)
+        _put(dut.ld_en, 0)
+        _put(dut.rst, 1)
+        c.cycles(cycles, 0)
+        _put(dut.rst, 0)
+        c.cycles(1, 0)
+        self._needs_reset = False
+
+    def _start_cpp(self, k: int, stuck=()) -> None:  # type: ignore[no-untyped-def]
+        """Edge 0: the array samples start (stuck bits imposed before it and right after it)."""
+        dut, c = self.dut, self._c
+        _put(dut.k, k)
+        _put(dut.start, 1)
+        if stuck:
+            _put_stuck(stuck)
+            c.settle()
+        c.cycles(1, 0)
+        _put(dut.start, 0)
+
+    def _run_cpp(self, k: int, flips, stuck, max_cycles: int) -> tuple[bool, int]:  # type: ignore[no-untyped-def]
+        """(finished, cycles) with the gpi path's semantics: each flip lands after edge `cycle` unless
+        `done` rose at or before that edge; `done` raised by a flip itself ends the run at that cycle;
+        stuck bits are imposed after every edge (after the edge's own update)."""
+        c = self._c
+        self._start_cpp(k, stuck)
+        cur = 0
+        if stuck:
+            if c.done():
+                return True, 0
+            _put_stuck(stuck)
+            if c.settle():
+                return True, 0
+            while cur < max_cycles:
+                c.cycles(1, 0)
+                cur += 1
+                if c.done():
+                    return True, cur
+                _put_stuck(stuck)
+                if c.settle():
+                    return True, cur
+            return False, max_cycles
+        for cycle, h, mask in flips:
+            if cycle > max_cycles:
+                break
+            if cycle > cur:
+                cur += c.cycles(cycle - cur, 1)
+                if c.done():
+                    return True, cur
+            _put(h, _read(h) ^ mask)
+            if c.settle():  # the flip itself raised done (a control register)
+                return True, cur
+        if cur < max_cycles:
+            cur += c.cycles(max_cycles - cur, 1)
+        return (True, cur) if c.done() else (False, max_cycles)
+
+    async def run_stopped(self, k: int, injections: Sequence[Injection], stop_after: int,
+                          probe: Sequence[str]) -> list[int]:
+        """A tile run with data-register flips (cpp clock only) that ends right after edge `stop_after`
+        (< tile_cycles(k)) instead of at `done`: returns the raw values of the `probe` registers then,
+        and resets the array (one edge). For campaigns that finish a tile from the golden state plus
+        the observed difference; tests/campaign/test_fidelity.py proves that equal to full runs."""
+        if self._c is None:
+            raise ConfigError("run_stopped needs a cpp-clock build (testbenches.sim.build(cfg, clock='cpp'))")
+        if not self._params_loaded:
+            raise ConfigError("call load_params (or load) before run")
+        k = check_range("k", k, 1, self._loaded_k)
+        check_range("stop_after", stop_after, 0, self.cfg.tile_cycles(k) - 1)
+        flips = []
+        for inj in injections:
+            if inj.model != "flip" or DATA_SITE.fullmatch(inj.site) is None:
+                raise ConfigError(f"run_stopped takes flips of data registers only, got {inj!r}")
+            check_range(f"cycle of the fault in {inj.site} (stop_after={stop_after})", inj.cycle, 0, stop_after)
+            h = self.handle(inj.site)
+            if inj.mask >= 1 << len(h):
+                raise ConfigError(f"mask {inj.mask:#x} does not fit the {len(h)}-bit register {inj.site}")
+            flips.append((inj.cycle, h, inj.mask))
+        flips.sort(key=lambda f: f[0])
+        probes = [self.handle(p) for p in probe]
+        c = self._c
+        if self._needs_reset:
+            self._reset_cpp()
+        self._start_cpp(k)
+        cur = 0
+        for cycle, h, mask in flips:
+            cur += c.cycles(cycle - cur, 0)
+            _put(h, _read(h) ^ mask)
+        c.cycles(stop_after - cur, 0)
+        values = [_read(h) for h in probes]
+        self._reset_cpp(1)
+        return values
 
     async def _sleep_until(self, when: int) -> None:
         from cocotb.triggers import Timer
@@ -444,6 +569,42 @@ def _deposit(h, value: int) -> None:  # type: ignore[no-untyped-def]
     if h._handle.get_signed() and value >= 1 << (width - 1):  # signed handles take signed ints
         value -= 1 << width
     h.value = value
+
+
+def _put(h, value: int) -> None:  # type: ignore[no-untyped-def]
+    """Deposit `value` (unsigned) now, not at the next ReadWrite phase: the cpp clock has none."""
+    width = len(h)
+    if width <= 32:
+        if h._handle.get_signed() and value >= 1 << (width - 1):
+            value -= 1 << width
+        h._handle.set_signal_val_int(0, value)
+    else:
+        h._handle.set_signal_val_binstr(0, f"{value:0{width}b}")
+
+
+def _put_stuck(stuck) -> None:  # type: ignore[no-untyped-def]
+    for h, mask, ones in stuck:
+        _put(h, (_read(h) & ~mask) | ones)
+
+
+class _CppClock:
+    """The functions a cpp build's C++ main exports (testbenches/sim.py, CPP_MAIN_EXTRA)."""
+
+    def __init__(self) -> None:
+        import ctypes
+
+        lib = ctypes.CDLL(None)
+        try:
+            self.cycles = lib.quasar_cycles
+            self.settle = lib.quasar_settle
+            self.done = lib.quasar_done
+        except AttributeError:
+            raise ConfigError("this simulator has no C++ clock: start it from a cpp build "
+                              "(testbenches.sim.build(cfg, clock='cpp'))") from None
+        self.cycles.argtypes = [ctypes.c_int, ctypes.c_int]
+        self.cycles.restype = ctypes.c_int
+        self.settle.restype = ctypes.c_int
+        self.done.restype = ctypes.c_int
 
 
 def _impose(stuck) -> None:  # type: ignore[no-untyped-def]

@@ -98,12 +98,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--protection", default="range")
     ap.add_argument("--k", type=int, nargs="+", default=[25, 150, 400])
     ap.add_argument("--runs", type=int, default=2000)
+    ap.add_argument("--clock", choices=sim.CLOCKS, default="gpi", help="gpi: cocotb's clock; hdl: clock in the HDL")
     args = ap.parse_args(argv)
     cfg = ArrayConfig(args.rows, args.cols, args.bits, args.bits, args.k_max, args.protection)
     t = time.monotonic()
-    b = sim.build(cfg)
+    b = sim.build(cfg, clock=args.clock)
     wall = round(time.monotonic() - t, 2)
-    print(json.dumps({"config": cfg.key(), "build_s": round(b.build_seconds, 2), "wall_s": wall}))
+    print(json.dumps({"config": cfg.key(), "clock": args.clock, "build_s": round(b.build_seconds, 2), "wall_s": wall}))
     out = b.root / "bench.json"
     env = {BENCH_ENV: json.dumps({"ks": args.k, "runs": args.runs, "out": str(out)})}
     outcome = sim.run_test(b, "testbenches.bench", extra_env=env, timeout=3600)

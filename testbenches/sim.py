@@ -40,7 +40,44 @@ TIMESCALE = ("1ns", "1ps")
 VERILATOR_ARGS = ("-O3", "--x-assign", "0", "--x-initial", "0", "-Wno-fatal")
 # C++ optimisation of the verilated model: -O2 instead of the wheel's -Os nearly halves simulation time.
 MAKE_OPT = "OPT_FAST=-O2"
+CPP_HOOK = "    std::unique_ptr<Vtop> top(new Vtop(\"\"));\n"
+CPP_MAIN_EXTRA = r"""
+// ---- QuaSAR: a clock stepped from Python (testbenches/array_tb.py, clock "cpp"), through ctypes ----
+// Python calls these from inside a cocotb callback, between two evaluations of the main loop, so the
+// model is never re-entered. Simulated time does not advance; the design has no delays. VPI writes
+// (queued as inertial puts) take effect at the next call, before its first evaluation.
+extern "C" {
+// `n` clock cycles (rising edge, falling edge); with stop_on_done, stop after the first rising edge
+// that leaves `done` high. Returns the number of rising edges simulated.
+int quasar_cycles(int n, int stop_on_done) {
+    Vtop* top = quasar_top;
+    VerilatedVpi::doInertialPuts();  // cocotb's deposits on Verilator are inertial: apply them first
+    for (int i = 0; i < n; ++i) {
+        top->clk = 1;
+        top->eval();
+        top->clk = 0;
+        top->eval();
+        if (stop_on_done && top->done) return i + 1;
+    }
+    return n;
+}
+// Settle the model after VPI writes (no clock edge); returns `done`.
+int quasar_settle(void) {
+    VerilatedVpi::doInertialPuts();
+    quasar_top->eval();
+    return quasar_top->done;
+}
+int quasar_done(void) { return quasar_top->done; }
+}
+"""
 STAMP = "built.json"
+# Clock sources of a build. "gpi": cocotb's GPI clock toggles `clk` from the simulator's callback loop
+# and Python sleeps in triggers (the reference testbench). "cpp": the simulator's C++ main (cocotb's own,
+# plus a few exported functions, CPP_MAIN_EXTRA) steps the clock when Python asks for N cycles, so a
+# tile run costs no VPI callback per cycle and no cocotb trigger at all. The Verilog is the same.
+CLOCKS = ("gpi", "cpp")
+FAST_CLOCK = "cpp"
+CLOCK_ENV = "QUASAR_SIM_CLOCK"  # the build's clock source, for the testbench inside the simulator
 
 
 class SimulationError(RuntimeError):
@@ -56,6 +93,7 @@ class SimBuild:
     root: Path  # build/sim/<key>[-waves]
     waves: bool
     build_seconds: float  # 0.0 when an existing build was reused
+    clock: str = "gpi"
 
     @property
     def obj_dir(self) -> Path:
@@ -91,30 +129,58 @@ def _public_vlt(cfg: ArrayConfig, design: Design, path: Path) -> Path:
     return path
 
 
-def _digest(sources: list[Path], waves: bool) -> str:
+def _digest(sources: list[Path], waves: bool, args: Sequence[str] = VERILATOR_ARGS) -> str:
     h = hashlib.sha256()
     for src in sources:
         h.update(src.name.encode())
         h.update(src.read_bytes())
-    h.update(json.dumps([VERILATOR_ARGS, MAKE_OPT, TIMESCALE, waves, sys.version]).encode())
+    h.update(json.dumps([list(args), MAKE_OPT, TIMESCALE, waves, sys.version]).encode())
     return h.hexdigest()
 
 
-def build(cfg: ArrayConfig, waves: bool = False) -> SimBuild:
-    """Generate and compile `cfg` into build/sim/<key>[-waves], or reuse a finished build there."""
+def _cpp_main(root: Path) -> Path:
+    """cocotb's Verilator main with the model pointer kept and CPP_MAIN_EXTRA's functions added."""
+    import cocotb_tools.config
+
+    src = (cocotb_tools.config.share_dir / "lib" / "verilator" / "verilator.cpp").read_text()
+    if src.count(CPP_HOOK) != 1:
+        raise SimulationError("cocotb's verilator.cpp changed: cannot add the C++ clock (testbenches/sim.py)")
+    head = "static Vtop* quasar_top = nullptr;\n"
+    text = src.replace(CPP_HOOK, CPP_HOOK + "    quasar_top = top.get();\n").replace(
+        '#include "Vtop.h"\n', '#include "Vtop.h"\n' + head) + CPP_MAIN_EXTRA
+    path = root / "quasar_verilator_main.cpp"
+    if not path.is_file() or path.read_text() != text:
+        path.write_text(text)
+    return path
+
+
+def build(cfg: ArrayConfig, waves: bool = False, clock: str = "gpi") -> SimBuild:
+    """Generate and compile `cfg` into build/sim/<key>[-cpp][-waves], or reuse a finished build there.
+    clock "gpi": cocotb drives `clk` (the reference); "cpp": Python steps the clock through the C++ main."""
+    from quasar.errors import check_choice
+
+    check_choice("clock", clock, CLOCKS)
     toolenv.apply()
-    root = build_root() / (cfg.key() + ("-waves" if waves else ""))
+    if clock == "cpp" and waves:
+        raise ConfigError("waves need the gpi clock (simulated time does not advance with the cpp clock)")
+    root = build_root() / (cfg.key() + ("-cpp" if clock == "cpp" else "") + ("-waves" if waves else ""))
     root.mkdir(parents=True, exist_ok=True)
     with FileLock(str(root / ".lock")):
         design = generate(cfg, root / "rtl")
         sources = [_public_vlt(cfg, design, root / "public.vlt"), *design.sources]
-        digest = _digest(sources, waves)
+        args = list(VERILATOR_ARGS)
+        main = None
+        if clock == "cpp":
+            main = _cpp_main(root)
+            args += ["-LDFLAGS", "-rdynamic"]  # ctypes finds the quasar_* functions in the executable
+            sources = [*sources, main]
+        digest = _digest(sources, waves, args)
         stamp = root / STAMP
         obj = root / "obj"
         if stamp.is_file() and (obj / TOP).is_file():
             try:
                 if json.loads(stamp.read_text()).get("digest") == digest:
-                    return SimBuild(cfg, design, root, waves, 0.0)
+                    return SimBuild(cfg, design, root, waves, 0.0, clock)
             except (OSError, ValueError):
                 pass
         stamp.unlink(missing_ok=True)
@@ -124,11 +190,11 @@ def build(cfg: ArrayConfig, waves: bool = False) -> SimBuild:
         env_backup = os.environ.get("MAKEFLAGS", "")
         os.environ["MAKEFLAGS"] = f"{env_backup} {MAKE_OPT}".strip()
         try:
-            _CachedRuntimeVerilator(_runtime_dir(waves)).build(
-                sources=sources,
+            _CachedRuntimeVerilator(_runtime_dir(waves), main).build(
+                sources=[src for src in sources if src != main],
                 hdl_toplevel=TOP,
                 build_dir=obj,
-                build_args=list(VERILATOR_ARGS),
+                build_args=args,
                 timescale=TIMESCALE,
                 waves=waves,
                 log_file=log,
@@ -139,7 +205,7 @@ def build(cfg: ArrayConfig, waves: bool = False) -> SimBuild:
             os.environ["MAKEFLAGS"] = env_backup
         seconds = time.monotonic() - t0
         stamp.write_text(json.dumps({"digest": digest, "key": cfg.key(), "seconds": round(seconds, 2)}) + "\n")
-        return SimBuild(cfg, design, root, waves, seconds)
+        return SimBuild(cfg, design, root, waves, seconds, clock)
 
 
 # Verilator's runtime objects do not depend on the design: compile them once per toolchain and copy
@@ -166,13 +232,18 @@ class _CachedRuntimeVerilator(Verilator):
     making public only the signals listed in a control file instead of everything (--public-flat-rw,
     which the runner always passes, costs about a third of the simulation speed of an 8x8 array)."""
 
-    def __init__(self, runtime: Path) -> None:
+    def __init__(self, runtime: Path, main: Path | None = None) -> None:
         super().__init__()
         self.runtime = runtime
+        self.main = main  # replaces cocotb's verilator.cpp (the cpp clock)
 
     def _build_command(self) -> list[list[str]]:  # type: ignore[override]
         cmds = super()._build_command()
         cmds[0] = [arg for arg in cmds[0] if arg != "--public-flat-rw"]
+        if self.main is not None:
+            cmds[0] = [str(self.main) if arg.endswith("/verilator/verilator.cpp") else arg for arg in cmds[0]]
+            if str(self.main) not in cmds[0]:
+                raise SimulationError("could not substitute the simulator's C++ main (testbenches/sim.py)")
         return cmds
 
     def _execute_cmds(self, cmds, cwd, stdout=None) -> None:  # type: ignore[no-untyped-def]
@@ -281,7 +352,8 @@ def sim_command(
         raise SimulationError("cocotb runner produced no simulator command")
     if len(cmds) != 1:
         raise SimulationError(f"expected one simulator command from the runner, got {cmds!r}")
-    env.update({CONFIG_ENV: str(build.design.config_path), SITES_ENV: str(build.design.sites_path)})
+    env.update({CONFIG_ENV: str(build.design.config_path), SITES_ENV: str(build.design.sites_path),
+                CLOCK_ENV: build.clock})
     env.update(extra_env or {})
     paths = [str(Path(p).resolve()) for p in python_path] + [str(REPO_ROOT)]
     env["PYTHONPATH"] = os.pathsep.join(paths + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])

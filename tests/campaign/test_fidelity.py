@@ -1,0 +1,78 @@
+"""Fidelity of the RTL fast path: every shortcut against plain full-tile RTL runs, fault by fault.
+
+The fast path (a clock stepped from Python through the simulator's C++ main, and runs of PE activation
+flips stopped once the flip has left the array and finished from golden state plus the observed
+difference) must give the same run records (finished, cycles, protection events, every differing
+tile output) and the same outcomes as the reference testbench (cocotb's clock, every tile run to
+`done`). `make bench` repeats this on 1,000 LeNet-5 faults per design.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+
+from fault_campaigns.bench import compare_records, raw_records, sample
+from fault_campaigns.campaign import Campaign
+from fault_campaigns.config import CampaignConfig
+
+pytestmark = [pytest.mark.sim, pytest.mark.train, pytest.mark.xdist_group("campaign")]
+
+BASE = dict(net="tiny", bits=4, rows=4, cols=4, k_max=128, images=3, golden_images=1, seed=5,
+            per_channel_bounds=True)
+
+
+def _campaign(tmp_path_factory, **over) -> Campaign:
+    campaign = Campaign(CampaignConfig(**{**BASE, **over}), tmp_path_factory.mktemp("fid") / "c", workers=2,
+                        progress=False)
+    campaign.prepare()
+    return campaign
+
+
+@pytest.fixture(scope="module")
+def data_faults(tmp_path_factory):
+    return _campaign(tmp_path_factory, faults=120)
+
+
+def _check(campaign, faults, work, min_stopped: float = 0.0) -> None:
+    for p, d in campaign.designs.items():
+        fast = raw_records(campaign, d, faults, work, fast=True)
+        plain = raw_records(campaign, d, faults, work, fast=False)
+        result = compare_records(campaign, d, faults, fast, plain)
+        assert result["identical"] == result["faults"] == len(faults), (p, result["mismatches"])
+        stopped = [fast[f.fault_id] for f in faults if fast[f.fault_id].get("es")]
+        assert len(stopped) >= min_stopped * len(faults), (p, len(stopped))
+        if min_stopped:  # the shortcut ran on faults that change the tile, not only on masked ones
+            assert any(r["diff"] for r in stopped), p
+
+
+def test_fast_path_equals_plain_runs_on_campaign_faults(data_faults, tmp_path):
+    """PE activation and output activation flips of a planned campaign, both designs; most PE flips
+    take the early stop."""
+    faults = sample(data_faults.fault_list(), 300, seed=1)
+    _check(data_faults, faults, tmp_path, min_stopped=0.3)
+
+
+@pytest.mark.parametrize("targets, model", [(("control",), "flip"), (("weight", "accumulator"), "flip"),
+                                            (("pe_activation",), "stuck1"), (("pe_activation",), "mbu2")])
+def test_fast_path_equals_plain_runs_on_other_faults(tmp_path_factory, tmp_path, targets, model):
+    """Control registers (hangs, early and late `done`), weights and accumulators, stuck-at and
+    multi-bit faults: the cpp clock's exact path, no early stop except for multi-bit PE flips."""
+    campaign = _campaign(tmp_path_factory, faults=30, targets=targets, fault_model=model)
+    _check(campaign, campaign.fault_list(), tmp_path)
+
+
+def test_comparison_flags_every_kind_of_difference(data_faults, tmp_path):
+    """The comparison itself can fail: altered records are reported."""
+    d = data_faults.designs["none"]
+    faults = sample(data_faults.fault_list(), 40, seed=2)
+    plain = raw_records(data_faults, d, faults, tmp_path, fast=False)
+    changed = next(f for f in faults if plain[f.fault_id]["diff"])
+    for field, value in (("cyc", plain[changed.fault_id]["cyc"] + 1), ("viol", 7), ("fin", False),
+                         ("diff", plain[changed.fault_id]["diff"][:-1])):
+        other = copy.deepcopy(plain)
+        other[changed.fault_id][field] = value
+        result = compare_records(data_faults, d, faults, other, plain)
+        assert result["identical"] == len(faults) - 1, field
+        assert result["mismatches"][0]["fault"]["fault_id"] == changed.fault_id
