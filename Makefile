@@ -13,6 +13,8 @@ OUT        ?= runs
 PYTEST_ARGS ?=
 # Extra options passed through to `quasar campaign` (e.g. CAMPAIGN_ARGS="--faults 200 --images 4").
 CAMPAIGN_ARGS ?=
+# Extra options passed through to `quasar bench` (e.g. BENCH_ARGS="--faults 2000 --fidelity 1000").
+BENCH_ARGS ?=
 
 PYTHON ?= python3
 VENV   := .venv
@@ -28,11 +30,12 @@ ifneq ($(shell command -v ccache 2>/dev/null),)
 export OBJCACHE ?= ccache
 endif
 
-.PHONY: help venv test test-fast lint campaign replay gen-rtl synth synth-overhead synth-all train accuracy-table \
+.PHONY: help venv test test-fast lint campaign bench replay gen-rtl synth synth-overhead synth-all train accuracy-table \
 	clean distclean
 
 help:
 	@echo "make campaign NET=lenet BITS=8   run a fault-injection campaign (unprotected vs protected)"
+	@echo "make bench                       RTL vs software-level injection speed, agreement, fidelity"
 	@echo "make test                        run the test suite (creates .venv on first use)"
 	@echo "make test-fast                   the tests that need no simulator, synthesis or training"
 	@echo "make lint                        ruff"
@@ -61,6 +64,9 @@ test-fast: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
+
+bench: $(STAMP)
+	$(QUASAR) bench --out $(OUT)/bench $(BENCH_ARGS)
 
 campaign: $(STAMP)
 	$(QUASAR) campaign --net $(NET) --bits $(BITS) --rows $(ROWS) --cols $(COLS) --runs-dir $(OUT) $(CAMPAIGN_ARGS)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 import time
 from collections import defaultdict
@@ -67,9 +68,16 @@ def _fresh_store(campaign, path: Path):  # type: ignore[no-untyped-def]
     return ResultStore(path, campaign.cfg.campaign_id, campaign.store_config())
 
 
-def run_rtl(campaign, d, faults, work: Path) -> tuple[dict[int, dict], float]:  # type: ignore[no-untyped-def]
-    """The product path end to end (workers, classification, store); {fault_id: row}, seconds."""
+def run_rtl(campaign, d, faults, work: Path) -> tuple[dict[int, dict], float, dict]:  # type: ignore[no-untyped-def]
+    """The product path end to end (workers, classification, store): {fault_id: row}, seconds, and
+    where the simulator processes spent their time (summed over them)."""
+    from fault_campaigns.sim_worker import PROFILE_ENV
+
     store = _fresh_store(campaign, work / f"rtl-{d.protection}.sqlite")
+    profile = work / f"workers-{d.protection}.jsonl"
+    profile.unlink(missing_ok=True)
+    before = os.environ.get(PROFILE_ENV)
+    os.environ[PROFILE_ENV] = str(profile)  # inherited by the simulators
     try:
         t0 = time.perf_counter()
         campaign.run_design(d, faults, store)
@@ -77,7 +85,18 @@ def run_rtl(campaign, d, faults, work: Path) -> tuple[dict[int, dict], float]:  
         frame = store.frame()
     finally:
         store.close()
-    return {int(r["fault_id"]): dict(r) for r in frame.to_dict("records")}, seconds
+        if before is None:
+            os.environ.pop(PROFILE_ENV, None)
+        else:
+            os.environ[PROFILE_ENV] = before
+    workers: dict[str, float] = defaultdict(float)
+    if profile.is_file():
+        for line in profile.read_text().splitlines():
+            for key, value in json.loads(line).items():
+                workers[key] += value
+        workers["processes"] = len(profile.read_text().splitlines())
+    return ({int(r["fault_id"]): dict(r) for r in frame.to_dict("records")}, seconds,
+            {k: round(v, 3) for k, v in workers.items()})
 
 
 def run_software(campaign, d, faults) -> tuple[dict[int, dict], dict[str, float]]:  # type: ignore[no-untyped-def]
@@ -180,16 +199,19 @@ def run_bench(bc: BenchConfig, out_dir: Path, fidelity_only: bool = False) -> di
     result: dict = {"schema": BENCH_SCHEMA, "config": asdict(bc), "campaign_id": campaign.cfg.campaign_id,
                     "faults_per_design": len(faults), "prepare_s": round(prep_s, 2), "load_before": _load(),
                     "designs": {}}
+    from testbenches import sim
+
     for p, d in campaign.designs.items():
         golden = campaign.golden_check(d)
-        entry: dict = {"golden_tile_runs": golden["tile_runs"]}
+        fast_build = sim.build(d.array, clock=sim.FAST_CLOCK)  # built (or reused) before any timing
+        entry: dict = {"golden_tile_runs": golden["tile_runs"], "fast_build_s": round(fast_build.build_seconds, 2)}
         if not fidelity_only:
-            rtl, rtl_s = run_rtl(campaign, d, faults, work)
+            rtl, rtl_s, workers = run_rtl(campaign, d, faults, work)
             sw, sw_t = run_software(campaign, d, faults)
             entry.update({
                 "rtl": {"seconds": round(rtl_s, 3), "injections_per_s": round(len(faults) / rtl_s, 1),
                         "sim_time_s": round(sum(r["sim_time_s"] or 0.0 for r in rtl.values()), 3),
-                        "sim_cycles": int(sum(r["sim_cycles"] or 0 for r in rtl.values()))},
+                        "sim_cycles": int(sum(r["sim_cycles"] or 0 for r in rtl.values())), "workers": workers},
                 "software": {**{k: round(v, 3) for k, v in sw_t.items()},
                              "injections_per_s": round(len(faults) / sw_t["total_s"], 1)},
                 "ratio": round(sw_t["total_s"] / rtl_s, 3),

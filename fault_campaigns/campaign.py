@@ -261,7 +261,8 @@ class Campaign:
             fs = [by_id[r["id"]] for r in records]
             out = []
             for f, row in zip(fs, extra, strict=True):
-                base = f.to_row()
+                base = dict(f.__dict__)  # = f.to_row() (a flat dataclass) without asdict's deep copy
+                base["bits"] = ",".join(str(b) for b in f.bits)
                 base.update(row)
                 base.update(protection=d.protection, dataset_index=int(self.image_index[f.image]),
                             layer_name=self.maps[f.layer].name, bit=min(f.bits))
