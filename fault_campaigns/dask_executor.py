@@ -104,12 +104,14 @@ def run_shard_task(recipe: dict, groups: list[dict], index: int, token: str, sta
 class DaskExecutor:
     """Runs shards as tasks on the Dask cluster behind `client`; the same interface as LocalExecutor."""
 
-    def __init__(self, client, build, tag: str, shards_per_worker: int = 4, max_shard_runs: int = 20_000,
-                 stall_timeout: float = 180.0, max_start_failures: int = 3, max_run_attempts: int = 2):
+    def __init__(self, client, build, tag: str, shards_per_worker: int = 4, min_shard_runs: int = 2_000,
+                 max_shard_runs: int = 20_000, stall_timeout: float = 180.0, max_start_failures: int = 3,
+                 max_run_attempts: int = 2):
         self.client = client
         self.recipe = build_recipe(build)  # every worker makes (or reuses) the same build as this machine's
         self.tag = tag
         self.shards_per_worker = shards_per_worker
+        self.min_shard_runs = min_shard_runs
         self.max_shard_runs = max_shard_runs
         self.stall_timeout = stall_timeout
         self.max_start_failures = max_start_failures
@@ -117,9 +119,12 @@ class DaskExecutor:
         self.restarts = 0
 
     def _shard_count(self, groups: Sequence[dict]) -> int:
+        """Several shards per worker so the cluster balances itself, but none so short that starting its
+        simulator (~0.5 s) dominates, and none so long that a lost worker or client costs much."""
         workers = max(1, len(self.client.scheduler_info().get("workers", {})))
         runs = sum(len(g["runs"]) for g in groups)
-        return max(workers * self.shards_per_worker, -(-runs // self.max_shard_runs))
+        balanced = min(workers * self.shards_per_worker, max(workers, runs // self.min_shard_runs))
+        return max(balanced, -(-runs // self.max_shard_runs))
 
     def run(self, groups: Sequence[dict], on_results: OnResults, on_lost: OnLost) -> None:
         from distributed import KilledWorker, as_completed
@@ -149,7 +154,7 @@ class DaskExecutor:
             for i, shard in enumerate(shards)
         }
         try:
-            for fut in as_completed(futures):
+            for fut in as_completed(futures, loop=self.client.loop):
                 i = futures[fut]
                 try:
                     events = fut.result()

@@ -24,7 +24,7 @@ def cluster():
 
     lc = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None,
                       protocol="tcp://", silence_logs=logging.ERROR)
-    client = Client(lc, timeout=60)
+    client = Client(lc, timeout=60, set_as_default=False)  # the campaign must not lean on a default client
     client.wait_for_workers(2, timeout=60)
     try:
         yield lc, client
