@@ -8,6 +8,7 @@ import shutil
 import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -118,7 +119,11 @@ TABLE = [
 ]
 
 
-@pytest.mark.parametrize(("setup", "message"), [(s, m) for _, s, m in TABLE], ids=[i for i, _, _ in TABLE])
+@pytest.mark.parametrize(
+    ("setup", "message"),
+    # the corrupt-checkpoint row needs the real cached model first (trained once on a fresh clone)
+    [pytest.param(s, m, id=i, marks=[pytest.mark.train] if s is _corrupt_checkpoint else []) for i, s, m in TABLE],
+)
 def test_bad_input_is_one_clear_line_and_touches_nothing(setup, message, tmp_path, capsys, monkeypatch):
     from quasar.cli import main
 
@@ -204,3 +209,13 @@ def test_full_disk_mid_campaign_keeps_what_was_stored_and_resumes(small_referenc
     monkeypatch.setattr(ResultStore, "_write", real_write)
     assert main([*BASE, "--out", str(run)]) == 0
     assert result_rows(run).equals(reference)
+
+
+def test_unreachable_scheduler_is_named():
+    from fault_campaigns.dask_executor import connect
+    from quasar.errors import QuasarError
+
+    t0 = time.monotonic()
+    with pytest.raises(QuasarError, match=r"cannot reach the Dask scheduler at 'tcp://127\.0\.0\.1:9'"):
+        connect("tcp://127.0.0.1:9", timeout=2)
+    assert time.monotonic() - t0 < 30
