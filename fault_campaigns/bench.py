@@ -187,7 +187,7 @@ def _load() -> list[float]:
 def run_bench(bc: BenchConfig, out_dir: Path, fidelity_only: bool = False) -> dict:
     from fault_campaigns.campaign import Campaign
 
-    out_dir = Path(out_dir)
+    out_dir = Path(out_dir).resolve()  # the simulators run in other directories
     work = out_dir / "work"
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True, exist_ok=True)

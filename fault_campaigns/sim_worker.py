@@ -35,23 +35,30 @@ class EarlyStop:
 
     The flipped activation only travels right along row i: acc(i, j) takes it at edge e + 1 and
     acc(i, C-1) at edge e + C - j, after which no register but row i's accumulators holds any trace
-    of it. So the run stops half a period after edge e + C - j, reads acc(i, j..C-1) and takes their
+    of it. So the run stops right after edge e + C - j, reads acc(i, j..C-1) and takes their
     difference from the golden partial sums at that edge (the products of operand indices below
-    e + C - j - 2 - i - jj); the tile is finished from the golden accumulators plus that difference
-    by the integer post-processing and protection (bit-exact with the RTL's, docs/arithmetic.md).
-    It applies only while the drain has not read row i (edge D + i, D = K + C + 2); later flips run
-    the full tile."""
+    e + C - j - 2 - i - jj); row i of the tile is finished from the golden accumulators plus that
+    difference by the integer post-processing and protection (bit-exact with the RTL's,
+    docs/arithmetic.md), every other row is the golden one. It applies only while the drain has not
+    read row i (edge D + i, D = K + C + 2); later flips run the full tile."""
 
-    def __init__(self, cfg: ArrayConfig, ops):  # type: ignore[no-untyped-def]
-        from testbenches.model import Tile
+    def __init__(self, cfg: ArrayConfig, ops, want: np.ndarray, is_last: bool, violations: int):  # type: ignore[no-untyped-def]
+        from quasar import arithmetic as ar
 
-        self.cfg, self.ops = cfg, ops
-        self.tile = Tile(ops.x, ops.w, ops.bias, ops.mult, ops.shift, ops.lo, ops.hi)
+        self.cfg, self.ops, self.want, self.is_last = cfg, ops, want, is_last
+        self.cols, self.k, self.acc_bits = cfg.cols, ops.k, cfg.acc_bits
         x, w = np.asarray(ops.x, np.int64), np.asarray(ops.w, np.int64)
         # prefix[i, n, j] = sum of the first n products of PE (i, j): the golden partial sums
         self.prefix = np.concatenate([np.zeros((x.shape[0], 1, w.shape[1]), np.int64),
                                       np.cumsum(x[:, :, None] * w[None, :, :], axis=1)], axis=1)
-        self.acc = self.prefix[:, -1, :]
+        self.bias = np.asarray(ops.bias, np.int64)
+        self.v = self.prefix[:, -1, :] + self.bias  # golden logits
+        self.bounds = (ops.lo, ops.hi) if cfg.protected else None
+        self.row_violations = [0] * cfg.rows
+        if self.bounds is not None:
+            y = ar.requantize(self.v, ops.mult, ops.shift, cfg.act_bits)
+            self.row_violations = [ar.protect(y[r:r + 1], *self.bounds)[1] for r in range(cfg.rows)]
+        self.violations = violations  # the golden tile's
 
     def plan(self, run: dict) -> tuple[int, int, int] | None:
         """(i, j, stop_after) when this run may stop early, else None."""
@@ -59,25 +66,31 @@ class EarlyStop:
         if m is None or run["model"] != "flip":
             return None
         i, j = int(m.group(1)), int(m.group(2))
-        cfg, k = self.cfg, self.ops.k
-        stop_after = run["cycle"] + cfg.cols - j
-        if stop_after > k + cfg.cols + 1 + i:  # the drain samples row i at edge K + C + 2 + i
+        stop_after = run["cycle"] + self.cols - j
+        if stop_after > self.k + self.cols + 1 + i:  # the drain samples row i at edge K + C + 2 + i
             return None
         return i, j, stop_after
 
     def probe(self, i: int, j: int) -> list[str]:
-        return [f"pe_{i}_{jj}.acc" for jj in range(j, self.cfg.cols)]
+        return [f"pe_{i}_{jj}.acc" for jj in range(j, self.cols)]
 
-    def finish(self, i: int, j: int, stop_after: int, raw: list[int]):  # type: ignore[no-untyped-def]
-        from testbenches.model import finish
+    def finish(self, i: int, j: int, stop_after: int, raw: list[int]) -> tuple[int, list[list[int]]]:
+        """(violations, diff) of the finished tile, as a full run's result line holds them."""
+        from quasar import arithmetic as ar
 
-        cfg, k = self.cfg, self.ops.k
-        acc = self.acc.copy()
-        for jj, value in zip(range(j, cfg.cols), raw, strict=True):
-            n = min(k, max(0, stop_after - 2 - i - jj))
-            delta = _signed(value, cfg.acc_bits) - int(self.prefix[i, n, jj])
-            acc[i, jj] = _signed(int(acc[i, jj]) + delta, cfg.acc_bits)
-        return finish(cfg, self.tile, acc + np.asarray(self.ops.bias, np.int64))
+        v = self.v[i].copy()
+        for jj, value in zip(range(j, self.cols), raw, strict=True):
+            n = min(self.k, max(0, stop_after - 2 - i - jj))
+            delta = _signed(value, self.acc_bits) - int(self.prefix[i, n, jj])
+            v[jj] = _signed(int(v[jj] - self.bias[jj]) + delta, self.acc_bits) + self.bias[jj]
+        violations = self.violations
+        act = ar.requantize(v[None, :], self.ops.mult, self.ops.shift, self.cfg.act_bits)
+        if self.bounds is not None:
+            act, row = ar.protect(act, *self.bounds)
+            violations += row - self.row_violations[i]
+        got = v if self.is_last else act[0]
+        changed = np.nonzero(got != self.want[i])[0]
+        return violations, [[i, int(jj), int(got[jj])] for jj in changed]
 
 
 def _signed(value: int, width: int) -> int:
@@ -85,21 +98,16 @@ def _signed(value: int, width: int) -> int:
     return value - (1 << width) if value >> (width - 1) else value
 
 
-class _Finished:
-    """What result_line needs from a run finished from golden state + difference."""
-
-    finished = True
-
-    def __init__(self, exp, cycles: int):  # type: ignore[no-untyped-def]
-        self.out_act, self.logits, self.violations, self.cycles = exp.out_act, exp.logits, exp.violations, cycles
-
-
-def result_line(run_id: int, res, expect_out: np.ndarray, is_last: bool, elapsed: float, stopped: bool = False) -> str:
-    """One run's JSON line; `es` (additive): 1 when the run stopped early and was finished from golden state."""
+def result_line(run_id: int, res, expect_out: np.ndarray, is_last: bool, elapsed: float) -> str:
     got = res.logits if is_last else res.out_act
     diff = diff_entries(np.asarray(got), expect_out) if res.finished else []
-    rec = {"id": run_id, "fin": bool(res.finished), "cyc": int(res.cycles), "viol": int(res.violations),
-           "diff": diff, "t": round(elapsed, 6)}
+    return _line(run_id, bool(res.finished), int(res.cycles), int(res.violations), diff, elapsed)
+
+
+def _line(run_id: int, fin: bool, cycles: int, violations: int, diff: list, elapsed: float,
+          stopped: bool = False) -> str:
+    """One run's JSON line; `es` (additive): 1 when the run stopped early and was finished from golden state."""
+    rec = {"id": run_id, "fin": fin, "cyc": cycles, "viol": violations, "diff": diff, "t": round(elapsed, 6)}
     if stopped:
         rec["es"] = 1
     return json.dumps(rec, separators=(",", ":"))
@@ -129,6 +137,7 @@ async def run_shard(dut):
     tb = ArrayTB(dut, cfg)
     await tb.reset()
     prof["job_s"] = time.perf_counter() - t_start
+    total = sum(len(g["runs"]) for g in job["groups"])
     with open(os.environ["QUASAR_RESULTS"], "a", buffering=1) as out:
         out.write('{"ready":1}\n')  # from here on, a crash is the fault's doing, not the set-up's
         for group in job["groups"]:
@@ -136,7 +145,9 @@ async def run_shard(dut):
             ops = group["ops"]
             tb.load(ops.x, ops.w, ops.bias, ops.mult, ops.shift, ops.lo, ops.hi)
             want = group["logit"] if group["is_last"] else group["act"]
-            early = EarlyStop(cfg, ops) if group.get("early_stop") and tb.clock == "cpp" else None
+            early = None
+            if group.get("early_stop") and tb.clock == "cpp":
+                early = EarlyStop(cfg, ops, want, group["is_last"], group["violations"])
             prof["load_s"] += time.perf_counter() - t0
             prof["load_cpu_s"] += time.process_time() - c0
             prof["groups"] += 1
@@ -149,21 +160,33 @@ async def run_shard(dut):
                 if stop is not None:
                     i, j, stop_after = stop
                     raw = await tb.run_stopped(ops.k, injections, stop_after, early.probe(i, j))
-                    res = _Finished(early.finish(i, j, stop_after, raw), cfg.tile_cycles(ops.k))
+                    viol, diff = early.finish(i, j, stop_after, raw)
+                    t1, c1 = time.perf_counter(), time.process_time()
+                    line = _line(run["id"], True, cfg.tile_cycles(ops.k), viol, diff, t1 - t0, stopped=True)
                     prof["stopped"] = prof.get("stopped", 0) + 1
                 else:
                     res = await tb.run(ops.k, injections, max_cycles=group["max_cycles"])
-                t1, c1 = time.perf_counter(), time.process_time()
-                out.write(result_line(run["id"], res, want, group["is_last"], t1 - t0, stop is not None) + "\n")
+                    t1, c1 = time.perf_counter(), time.process_time()
+                    line = result_line(run["id"], res, want, group["is_last"], t1 - t0)
+                line += "\n"
                 prof["run_s"] += t1 - t0
                 prof["run_cpu_s"] += c1 - c0
+                prof["runs"] += 1
+                if prof["runs"] == total:  # before the last line: the executor ends this process after it
+                    _write_profile(prof, t_start, tb)
+                out.write(line)
                 prof["write_s"] += time.perf_counter() - t1
                 prof["write_cpu_s"] += time.process_time() - c1
-                prof["runs"] += 1
-    prof["total_s"] = time.perf_counter() - t_start
-    prof["total_cpu_s"] = time.process_time()
-    prof["words_written"] = tb.words_written
+
+
+def _write_profile(prof: dict, t_start: float, tb) -> None:  # type: ignore[no-untyped-def]
     path = os.environ.get(PROFILE_ENV)
-    if path:
+    if not path:
+        return
+    prof = {**prof, "total_s": time.perf_counter() - t_start, "total_cpu_s": time.process_time(),
+            "words_written": tb.words_written}
+    try:  # a profile is never worth a run blamed on a fault
         with open(path, "a") as fh:
             fh.write(json.dumps(prof) + "\n")
+    except OSError:
+        pass
