@@ -19,11 +19,12 @@ pytestmark = [pytest.mark.sim, pytest.mark.train, pytest.mark.slow, pytest.mark.
 
 
 @pytest.fixture(scope="module")
-def cluster():
+def cluster(tmp_path_factory):
     from distributed import Client, LocalCluster
 
     lc = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None,
-                      protocol="tcp://", silence_logs=logging.ERROR)
+                      protocol="tcp://", silence_logs=logging.ERROR,
+                      local_directory=str(tmp_path_factory.mktemp("dask")))
     client = Client(lc, timeout=60, set_as_default=False)  # the campaign must not lean on a default client
     client.wait_for_workers(2, timeout=60)
     try:
