@@ -41,7 +41,7 @@ class BenchConfig:
     rows: int = 8
     cols: int = 8
     images: int = 16
-    faults: int = 1000  # per layer
+    faults: int = 2000  # per layer
     seed: int = 2026
     workers: int = 2
     fidelity: int = 1000  # faults of the sample checked against the plain full-tile RTL run, per design

@@ -15,7 +15,7 @@ def bench(
     rows: Annotated[int, typer.Option(help="array rows (1-64)")] = 8,
     cols: Annotated[int, typer.Option(help="array columns (1-64)")] = 8,
     images: Annotated[int, typer.Option(help="test images in the fault space")] = 16,
-    faults: Annotated[int, typer.Option(help="faults per layer")] = 1000,
+    faults: Annotated[int, typer.Option(help="faults per layer")] = 2000,
     seed: Annotated[int, typer.Option(help="seed of every random choice")] = 2026,
     workers: Annotated[int, typer.Option(help="simulator processes")] = 2,
     fidelity: Annotated[int, typer.Option(help="faults per design checked against plain full-tile RTL runs")] = 1000,

@@ -606,15 +606,23 @@ def _deposit(h, value: int) -> None:  # type: ignore[no-untyped-def]
     h.value = value
 
 
+_RAW: dict[int, tuple[object, object, int, bool]] = {}  # id(handle): (handle, raw handle, width, signed)
+
+
 def _put(h, value: int) -> None:  # type: ignore[no-untyped-def]
-    """Deposit `value` (unsigned) now, not at the next ReadWrite phase: the cpp clock has none."""
-    width = len(h)
+    """Deposit `value` (unsigned) with the next clock step, not at a ReadWrite phase: the cpp clock has
+    none. The raw handle, width and signedness are looked up once per handle."""
+    known = _RAW.get(id(h))
+    if known is None or known[0] is not h:
+        known = (h, h._handle, len(h), bool(h._handle.get_signed()))
+        _RAW[id(h)] = known
+    _, raw, width, signed = known
     if width <= 32:
-        if h._handle.get_signed() and value >= 1 << (width - 1):
+        if signed and value >= 1 << (width - 1):
             value -= 1 << width
-        h._handle.set_signal_val_int(0, value)
+        raw.set_signal_val_int(0, value)
     else:
-        h._handle.set_signal_val_binstr(0, f"{value:0{width}b}")
+        raw.set_signal_val_binstr(0, f"{value:0{width}b}")
 
 
 def _put_stuck(stuck) -> None:  # type: ignore[no-untyped-def]

@@ -405,6 +405,9 @@ def sim_command(
         raise SimulationError(f"expected one simulator command from the runner, got {cmds!r}")
     env.update({CONFIG_ENV: str(build.design.config_path), SITES_ENV: str(build.design.sites_path),
                 CLOCK_ENV: build.clock})
+    if build.clock == "cpp" and "COCOTB_REWRITE_ASSERTION_FILES" not in (extra_env or {}):
+        # campaign workers hold no assertions: skip pytest's import hook (~0.1 s of every start-up)
+        env["COCOTB_REWRITE_ASSERTION_FILES"] = ""
     env.update(extra_env or {})
     paths = [str(Path(p).resolve()) for p in python_path] + [str(REPO_ROOT)]
     env["PYTHONPATH"] = os.pathsep.join(paths + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
