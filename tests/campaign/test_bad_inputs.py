@@ -182,18 +182,19 @@ def test_read_only_output_directory(tmp_path):
 @pytest.mark.train
 @pytest.mark.xdist_group("campaign-robust")
 def test_full_disk_mid_campaign_keeps_what_was_stored_and_resumes(small_reference, tmp_path, capsys, monkeypatch):
-    """The disk fills after the first batch of results (simulated: SQLite's own 'disk is full' error on
-    every later write): one error line, the stored batch intact, and a rerun completes the campaign."""
+    """The disk fills in the middle of the results (simulated, whatever the batch sizes: the first half
+    of the first batch is written as a batch of its own, then every write fails with SQLite's 'database
+    or disk is full'): one error line, the stored rows intact, and a rerun completes the campaign."""
     from quasar.cli import main
 
     _, reference = small_reference
     real_write, calls = ResultStore._write, []
 
     def full_after_first(self, sql, values):
-        calls.append(len(values))
-        if len(calls) > 1:
-            raise sqlite3.OperationalError("database or disk is full")
-        real_write(self, sql, values)
+        if not calls:
+            calls.append(len(values) // 2)
+            real_write(self, sql, values[: calls[0]])  # what still fit on the disk
+        raise sqlite3.OperationalError("database or disk is full")
 
     monkeypatch.setattr(ResultStore, "_write", full_after_first)
     run = tmp_path / "run"

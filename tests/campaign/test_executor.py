@@ -109,18 +109,19 @@ def _sim_for(results: Path) -> psutil.Process | None:
 
 
 def _kill_mid_shard(work: Path, sig: int, stop: threading.Event, hits: list) -> None:
-    """Freeze the first fault-phase simulator that has reported a run, then send it `sig`."""
+    """Freeze the first fault-phase simulator as soon as it has reported a run, then send it `sig`.
+    The process is found once (slow), then its results file is watched in a tight loop (fast)."""
     while not stop.is_set():
         for res in sorted(work.glob("faults-*/*/shard*-try01.jsonl")):
-            lines = res.read_bytes().count(b"\n")
-            proc = _sim_for(res) if lines >= 2 else None
-            if proc is None:
-                continue
-            proc.send_signal(signal.SIGSTOP)  # no more runs past this point
-            hits.append(res.read_bytes().count(b"\n") - 1)
-            if sig != signal.SIGSTOP:
-                proc.send_signal(sig)
-            return
+            proc = _sim_for(res)
+            while proc is not None and proc.is_running() and not stop.is_set():
+                if res.read_bytes().count(b"\n") >= 2:  # ready + at least one run
+                    proc.send_signal(signal.SIGSTOP)  # no more runs past this point
+                    hits.append(res.read_bytes().count(b"\n") - 1)
+                    if sig != signal.SIGSTOP:
+                        proc.send_signal(sig)
+                    return
+                time.sleep(0.0005)
         time.sleep(0.005)
 
 
@@ -141,7 +142,8 @@ def test_rtl_simulator_killed_or_frozen_mid_shard_is_retried(small_reference, tm
     finally:
         stop.set()
         killer.join()
-    assert hits and 0 < hits[0] < 200, f"the simulator was not caught mid-shard ({hits})"
+    assert hits and hits[0] > 0, "no simulator was caught after its first run"
+    # the log proves it was caught mid-shard: a simulator stopped after its last run leaves nothing to retry
     assert f"{what} on run" in caplog.text and "retrying the rest of its shard" in caplog.text
     rows = result_rows(run_dir)
     assert not set(rows.outcome) & {"crash", "hang"}
