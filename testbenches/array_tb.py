@@ -508,33 +508,47 @@ class ArrayTB:
         (< tile_cycles(k)) instead of at `done`: returns the raw values of the `probe` registers then,
         and resets the array (one edge). For campaigns that finish a tile from the golden state plus
         the observed difference; tests/campaign/test_fidelity.py proves that equal to full runs."""
+        return (await self.run_probed(k, [(injections, stop_after, probe)]))[0]
+
+    async def run_probed(self, k: int, items: Sequence[tuple[Sequence[Injection], int, Sequence[str]]]
+                         ) -> list[list[int]]:
+        """Several stopped runs in one pass (cpp clock only): item (injections, stop_after, probe) gets
+        its flips and, right after edge `stop_after`, the values of its `probe` registers, as if it ran
+        alone. The caller must only combine items that cannot see each other's flips before their own
+        probe (e.g. PE activation flips of different rows probing their own rows' accumulators)."""
         if self._c is None:
             raise ConfigError("run_stopped needs a cpp-clock build (testbenches.sim.build(cfg, clock='cpp'))")
         if not self._params_loaded:
             raise ConfigError("call load_params (or load) before run")
         k = check_range("k", k, 1, self._loaded_k)
-        check_range("stop_after", stop_after, 0, self.cfg.tile_cycles(k) - 1)
-        flips = []
-        for inj in injections:
-            if inj.model != "flip" or DATA_SITE.fullmatch(inj.site) is None:
-                raise ConfigError(f"run_stopped takes flips of data registers only, got {inj!r}")
-            check_range(f"cycle of the fault in {inj.site} (stop_after={stop_after})", inj.cycle, 0, stop_after)
-            h = self.handle(inj.site)
-            if inj.mask >= 1 << len(h):
-                raise ConfigError(f"mask {inj.mask:#x} does not fit the {len(h)}-bit register {inj.site}")
-            flips.append((inj.cycle, h, inj.mask))
-        flips.sort(key=lambda f: f[0])
-        probes = [self.handle(p) for p in probe]
+        span = self.cfg.tile_cycles(k)
+        events = []  # (cycle, order, ...): flips after edge `cycle`, probes after it too
+        for n, (injections, stop_after, probe) in enumerate(items):
+            check_range("stop_after", stop_after, 0, span - 1)
+            for inj in injections:
+                if inj.model != "flip" or DATA_SITE.fullmatch(inj.site) is None:
+                    raise ConfigError(f"run_stopped takes flips of data registers only, got {inj!r}")
+                check_range(f"cycle of the fault in {inj.site} (stop_after={stop_after})", inj.cycle, 0,
+                            stop_after)
+                h = self.handle(inj.site)
+                if inj.mask >= 1 << len(h):
+                    raise ConfigError(f"mask {inj.mask:#x} does not fit the {len(h)}-bit register {inj.site}")
+                events.append((inj.cycle, 0, n, h, inj.mask))
+            events.append((stop_after, 1, n, [self.handle(p) for p in probe], 0))
+        events.sort(key=lambda e: (e[0], e[1], e[2]))
         c = self._c
         if self._needs_reset:
             self._reset_cpp()
         self._start_cpp(k)
         cur = 0
-        for cycle, h, mask in flips:
-            cur += c.cycles(cycle - cur, 0)
-            _put(h, _read(h) ^ mask)
-        c.cycles(stop_after - cur, 0)
-        values = [_read(h) for h in probes]
+        values: list[list[int]] = [[] for _ in items]
+        for cycle, kind, n, h, mask in events:
+            if cycle > cur:
+                cur += c.cycles(cycle - cur, 0)
+            if kind == 0:
+                _put(h, _read(h) ^ mask)
+            else:  # reads see the state right after the edge: flips queued at this cycle land later
+                values[n] = [_read(x) for x in h]
         self._reset_cpp(1)
         return values
 
