@@ -185,13 +185,15 @@ def _load() -> list[float]:
 
 
 def run_bench(bc: BenchConfig, out_dir: Path, fidelity_only: bool = False) -> dict:
-    from fault_campaigns.campaign import Campaign
+    """Run the benchmark; write bench.json and bench.md into `out_dir` (its `work/` is scratch)."""
+    from fault_campaigns.campaign import Campaign, check_out_dir
 
-    out_dir = Path(out_dir).resolve()  # the simulators run in other directories
+    cc = bc.campaign_config()  # every option is checked before anything is touched
+    out_dir = check_out_dir(Path(out_dir).resolve())  # the simulators run in other directories
     work = out_dir / "work"
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True, exist_ok=True)
-    campaign = Campaign(bc.campaign_config(), work / "campaign", workers=bc.workers, progress=False)
+    campaign = Campaign(cc, work / "campaign", workers=bc.workers, progress=False)
     t0 = time.perf_counter()
     campaign.prepare()
     prep_s = time.perf_counter() - t0

@@ -110,3 +110,22 @@ def test_software_injector_flips_the_operand_the_dataflow_model_predicts():
                     same = np.array_equal(got.out_act, base.out_act) and np.array_equal(got.logits, base.logits)
                     changed += not same
         assert changed > 100  # the flips do reach the outputs
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--faults", "0"], "faults per layer must be in 1..1000000, got 0"),
+    (["--workers", "0"], "workers must be in 1..256, got 0"),
+    (["--bits", "1"], "bits must be in 2..16, got 1"),
+    (["--net", "resnet"], "resnet"),
+])
+def test_bench_bad_input_is_one_line_before_any_work(tmp_path, args, message):
+    import subprocess
+    import sys
+
+    out = tmp_path / "bench"
+    done = subprocess.run([sys.executable, "-m", "quasar", "bench", *args, "--out", str(out)],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2, done.stderr[-2000:]
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], done.stderr
+    assert not out.exists()

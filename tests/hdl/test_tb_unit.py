@@ -10,7 +10,7 @@ from hdl_gen import ArrayConfig
 from hdl_gen.config import TILE_OVERHEAD
 from quasar import arithmetic as ar
 from quasar.errors import ConfigError
-from testbenches.array_tb import ArrayTB, Injection, TileResult, check_bounds, pack_words, unpack
+from testbenches.array_tb import ArrayTB, Injection, TileResult, check_bounds, pack_u32, pack_words, unpack, unpack_u32
 from testbenches.model import OPERAND_LAG, Tile, golden, operand_index, predict
 
 
@@ -24,6 +24,19 @@ def test_pack_unpack_round_trip(width: int) -> None:
         assert np.array_equal(unpack(word, 7, width, signed=True), row)
         assert np.array_equal(unpack(word, 7, width), row & ((1 << width) - 1))
     assert pack_words(np.array([[1, 2, 3]]), 4) == [0x321]
+
+
+@pytest.mark.parametrize("width, lanes", [(2, 1), (4, 8), (8, 8), (16, 3), (27, 8), (26, 16), (32, 2)])
+def test_u32_packing_is_the_word_packing(width: int, lanes: int) -> None:
+    """The cpp clock's bulk buffer format holds exactly pack_words' words, least significant chunk first."""
+    rng = np.random.default_rng(width)
+    values = rng.integers(-(1 << (width - 1)), 1 << (width - 1), (5, lanes))
+    chunks = pack_u32(values, width)
+    assert chunks.dtype == np.uint32 and chunks.shape == (5, (lanes * width + 31) // 32)
+    for row, word in zip(chunks, pack_words(values, width), strict=True):
+        assert sum(int(c) << (32 * n) for n, c in enumerate(row)) == word
+        assert np.array_equal(unpack_u32(row, lanes, width, signed=True), unpack(word, lanes, width, signed=True))
+        assert np.array_equal(unpack_u32(row, lanes, width), unpack(word, lanes, width))
 
 
 def test_bounds_validation_messages() -> None:
