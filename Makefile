@@ -15,6 +15,11 @@ PYTEST_ARGS ?=
 CAMPAIGN_ARGS ?=
 # Extra options passed through to `quasar bench` (e.g. BENCH_ARGS="--faults 2000 --fidelity 1000").
 BENCH_ARGS ?=
+# `make sweep`: BITS="2 4 8" picks the widths (default: the CLI's 2..8 and 16); DATA=DIR the dataset
+# directory (AlexNet needs the CIFAR-10 batches); SWEEP_ARGS more options of `quasar sweep`.
+SWEEP_BITS = $(if $(filter command line environment,$(origin BITS)),--bits "$(BITS)",)
+SWEEP_DATA = $(if $(DATA),--data-dir "$(DATA)",)
+SWEEP_ARGS ?=
 
 PYTHON ?= python3
 VENV   := .venv
@@ -30,12 +35,13 @@ ifneq ($(shell command -v ccache 2>/dev/null),)
 export OBJCACHE ?= ccache
 endif
 
-.PHONY: help venv test test-fast lint campaign bench replay gen-rtl synth synth-overhead synth-all train accuracy-table \
+.PHONY: help venv test test-fast lint campaign bench sweep replay gen-rtl synth synth-overhead synth-all train accuracy-table \
 	clean distclean
 
 help:
 	@echo "make campaign NET=lenet BITS=8   run a fault-injection campaign (unprotected vs protected)"
 	@echo "make bench                       RTL vs software-level injection speed, agreement, fidelity"
+	@echo "make sweep NET=lenet [BITS=\"2 4 8\"]  accuracy, SDC rate, area and Fmax for every bit width"
 	@echo "make test                        run the test suite (creates .venv on first use)"
 	@echo "make test-fast                   the tests that need no simulator, synthesis or training"
 	@echo "make lint                        ruff"
@@ -70,6 +76,9 @@ bench: $(STAMP)
 
 campaign: $(STAMP)
 	$(QUASAR) campaign --net $(NET) --bits $(BITS) --rows $(ROWS) --cols $(COLS) --runs-dir $(OUT) $(CAMPAIGN_ARGS)
+
+sweep: $(STAMP)
+	$(QUASAR) sweep --net $(NET) $(SWEEP_BITS) --rows $(ROWS) --cols $(COLS) --runs-dir $(OUT) $(SWEEP_DATA) $(SWEEP_ARGS)
 
 replay: $(STAMP)
 	$(QUASAR) replay --run $(RUN) --fault $(FAULT) --waves

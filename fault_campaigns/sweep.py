@@ -1,0 +1,322 @@
+"""The design-space sweep: accuracy, RTL fault tolerance and hardware cost for every bit width.
+
+For each width b of the sweep, and each design (unprotected `none`, protected `range`):
+- accuracy: the QAT model (the one the campaign runs) and the PTQ model, trained or reused from the
+  checkpoint cache (`models.get_or_train`);
+- reliability: one campaign per width, both designs on the same fault list drawn from the same seed
+  (`fault_campaigns.campaign.Campaign`), in the campaign's default run directory, so a `make campaign`
+  already run is reused and an interrupted one resumes from its results store;
+- hardware cost: `hdl_gen.synth.synthesize` of both designs (Yosys xc7 with and without DSPs, nextpnr-ecp5
+  for Fmax), cached per design and step in the synthesis run directory.
+
+Synthesis is single-threaded and independent of the rest, so it runs in a background thread (its tools
+are separate processes) while the foreground trains models and runs campaigns; every finished step is
+recorded at once in `state.json`, so a rerun after an interruption starts from what is cached. The table,
+plots and report are written by `fault_campaigns.sweep_report` from the steps' own result files.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import hashlib
+import json
+import logging
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fault_campaigns.campaign import Campaign, atomic_write, check_out_dir
+from fault_campaigns.config import PROTECTIONS, CampaignConfig
+from fault_campaigns.faults import DEFAULT_TARGETS
+from quasar.errors import ConfigError, QuasarError, check_range
+
+log = logging.getLogger(__name__)
+
+DEFAULT_BITS = (2, 3, 4, 5, 6, 7, 8, 16)
+# The table's hardware columns: LUT/FF/DSP with DSPs (xc7), LUTs without (xc7-nodsp), Fmax (pnr).
+SYNTH_TARGETS = ("xc7", "xc7-nodsp", "pnr")
+SWEEP_SCHEMA = 1
+
+
+def parse_bits(values: list[str | int] | tuple[int, ...] | None) -> tuple[int, ...]:
+    """`[\"2 3 4\"]`, `[\"2,3\", \"8\"]` or `[2, 3]` -> (2, 3, 4, ...); sorted, unique, each in 2..16."""
+    if not values:
+        return DEFAULT_BITS
+    out: list[int] = []
+    for item in values:
+        for tok in str(item).replace(",", " ").split():
+            try:
+                b = int(tok)
+            except ValueError:
+                raise ConfigError(f"bit width {tok!r} is not an integer; allowed: 2..16, e.g. BITS=\"2 4 8\"") from None
+            out.append(check_range("bit width", b, 2, 16))
+    if not out:
+        raise ConfigError("no bit width given; allowed: 2..16, e.g. BITS=\"2 4 8\"")
+    return tuple(sorted(set(out)))
+
+
+@dataclass(frozen=True)
+class SweepConfig:
+    net: str = "lenet"
+    bits: tuple[int, ...] = DEFAULT_BITS
+    rows: int = 8
+    cols: int = 8
+    k_max: int = 1024
+    per_channel_bounds: bool = False
+    data_dir: str | None = None
+    images: int = 16
+    golden_images: int = 1
+    targets: tuple[str, ...] = DEFAULT_TARGETS
+    margin: float = 0.02
+    confidence: float = 0.95
+    faults: int | None = None
+    seed: int = 0
+    synth: bool = True
+    synth_targets: tuple[str, ...] = SYNTH_TARGETS
+    synth_seed: int = 1
+    campaigns: list[CampaignConfig] = field(default_factory=list, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        from hdl_gen.synth import parse_targets
+
+        if not self.bits:
+            raise ConfigError("no bit width given; allowed: 2..16")
+        for b in self.bits:
+            check_range("bit width", b, 2, 16)
+        if len(set(self.bits)) != len(self.bits):
+            raise ConfigError(f"bit widths repeat: {list(self.bits)}")
+        object.__setattr__(self, "synth_targets", parse_targets(self.synth_targets))
+        # Every campaign's own validation (net, shape, k_max, margins, targets...) before any work.
+        object.__setattr__(self, "campaigns", [self.campaign_config(b) for b in self.bits])
+
+    def campaign_config(self, bits: int) -> CampaignConfig:
+        return CampaignConfig(
+            net=self.net, bits=bits, rows=self.rows, cols=self.cols, k_max=self.k_max,
+            per_channel_bounds=self.per_channel_bounds, protections=PROTECTIONS, data_dir=self.data_dir,
+            images=self.images, golden_images=self.golden_images, targets=self.targets, margin=self.margin,
+            confidence=self.confidence, faults=self.faults, seed=self.seed,
+        )
+
+    def array_config(self, bits: int, protection: str):
+        from hdl_gen import ArrayConfig
+
+        return ArrayConfig(rows=self.rows, cols=self.cols, act_bits=bits, weight_bits=bits, k_max=self.k_max,
+                           protection=protection, per_channel_bounds=self.per_channel_bounds)
+
+    def identity(self) -> dict:
+        d = asdict(self)
+        d.pop("campaigns")
+        d.pop("data_dir")  # where the data lives does not change the results
+        d["bits"], d["targets"], d["synth_targets"] = list(self.bits), list(self.targets), list(self.synth_targets)
+        d["schema"] = SWEEP_SCHEMA
+        return d
+
+    @property
+    def sweep_id(self) -> str:
+        return hashlib.sha256(json.dumps(self.identity(), sort_keys=True).encode()).hexdigest()[:8]
+
+    def default_dir(self, runs_dir: str | Path) -> Path:
+        widths = "-".join(str(b) for b in self.bits)
+        return Path(runs_dir) / "sweep" / f"{self.net}-{self.rows}x{self.cols}-b{widths}-{self.sweep_id}"
+
+
+def check_dataset(cfg: SweepConfig) -> str:
+    """Fail before any work when the net's dataset cannot be read (e.g. AlexNet without a CIFAR-10 directory)."""
+    from models.data import load_dataset
+    from models.nets import get_net
+
+    name = get_net(cfg.net).default_dataset
+    if name == "cifar10" and not cfg.data_dir:
+        raise ConfigError(
+            f"net {cfg.net!r} trains on CIFAR-10, which cannot be downloaded here: give the directory of the "
+            "python-pickle batches (cifar-10-batches-py), e.g. make sweep NET=alexnet DATA=/path/to/cifar-10-batches-py"
+        )
+    return load_dataset(name, cfg.data_dir).name
+
+
+class _State:
+    """state.json: what each step produced and how long it took; rewritten atomically after every step."""
+
+    def __init__(self, path: Path, identity: dict):
+        self.path = path
+        self.lock = threading.Lock()
+        self.data: dict[str, Any] = {"identity": identity, "steps": {}, "sessions": []}
+        if path.is_file():
+            try:
+                old = json.loads(path.read_text())
+            except (OSError, json.JSONDecodeError) as exc:
+                raise QuasarError(f"sweep state {path} is unreadable ({exc}); move it away to start afresh") from None
+            if old.get("identity") != identity:
+                raise QuasarError(f"{path} belongs to another sweep configuration; choose another --out")
+            self.data = old
+
+    def put(self, key: str, value: dict) -> None:
+        """Record a step; `ran_wall_s` keeps the time of the last run that did the work (not a cache hit)."""
+        with self.lock:
+            old = self.data["steps"].get(key) or {}
+            ran = old.get("ran_wall_s") if value.get("cached") else value.get("wall_s")
+            self.data["steps"][key] = {**value, "ran_wall_s": ran}
+            self._write()
+
+    def get(self, key: str) -> dict | None:
+        return self.data["steps"].get(key)
+
+    def add_session(self, session: dict) -> None:
+        with self.lock:
+            self.data["sessions"].append(session)
+            self._write()
+
+    def _write(self) -> None:
+        atomic_write(self.path, json.dumps(self.data, indent=2, sort_keys=True))
+
+
+class _Progress:
+    """One line above the inner bars: the (bits, protection) cell at work and how many cells remain."""
+
+    def __init__(self, cfg: SweepConfig, enabled: bool):
+        from tqdm import tqdm
+
+        self.cells = [(b, p) for b in cfg.bits for p in PROTECTIONS]
+        self.steps_per_cell = 1 + int(cfg.synth)  # campaign share + synthesis
+        self.done: dict[tuple[int, str], int] = {c: 0 for c in self.cells}
+        self.lock = threading.Lock()
+        self.bar = tqdm(total=len(self.cells) * self.steps_per_cell, desc="sweep", unit="step", position=0,
+                        disable=not enabled, dynamic_ncols=True, leave=True)
+        self.running: dict[str, str] = {}
+
+    def start(self, lane: str, what: str) -> None:
+        with self.lock:
+            self.running[lane] = what
+            self._show()
+            log.info("sweep: %s", what)
+
+    def finish(self, lane: str, cells: list[tuple[int, str]]) -> None:
+        with self.lock:
+            self.running.pop(lane, None)
+            for c in cells:
+                self.done[c] += 1
+            self.bar.update(len(cells))
+            self._show()
+
+    def _show(self) -> None:
+        left = sum(1 for c in self.cells if self.done[c] < self.steps_per_cell)
+        now = "; ".join(self.running.values()) or "idle"
+        self.bar.set_postfix_str(f"{now} | cells left {left}/{len(self.cells)}", refresh=True)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+class Sweep:
+    def __init__(self, cfg: SweepConfig, out_dir: Path, runs_dir: Path = Path("runs"), workers: int | None = None,
+                 progress: bool = True, stall_timeout: float = 180.0, synth_jobs: int = 2):
+        self.cfg = cfg
+        self.synth_jobs = check_range("synth jobs", synth_jobs, 1, 64)
+        self.t_created = time.perf_counter()  # the sweep's time includes fetching the data
+        self.dataset = check_dataset(cfg)  # before any directory is made
+        self.runs_dir = Path(runs_dir).resolve()
+        self.out_dir = check_out_dir(Path(out_dir).resolve())
+        self.synth_dir = self.runs_dir / "synth"
+        self.workers = workers
+        self.progress = progress
+        self.stall_timeout = stall_timeout
+        self.state = _State(self.out_dir / "state.json", cfg.identity())
+
+    # -- steps ------------------------------------------------------------------------------------
+    def accuracy(self, bits: int) -> dict:
+        from models.train import TrainConfig, get_or_train
+
+        out = {}
+        for mode in ("qat", "ptq"):
+            t0 = time.perf_counter()
+            tc = TrainConfig(net=self.cfg.net, act_bits=bits, weight_bits=bits, mode=mode, data_dir=self.cfg.data_dir,
+                             seed=0)
+            _, m = get_or_train(tc, progress=self.progress)
+            out[mode] = {**m.to_dict(), "history": None, "wall_s": round(time.perf_counter() - t0, 2)}
+        out["cached"] = all(out[mode]["cached"] for mode in ("qat", "ptq"))
+        out["reused"] = any(out[mode]["cached"] or out[mode]["float_cached"] for mode in ("qat", "ptq"))
+        out["wall_s"] = round(sum(out[mode]["wall_s"] for mode in ("qat", "ptq")), 2)
+        return out
+
+    def campaign(self, bits: int) -> dict:
+        cc = self.cfg.campaigns[self.cfg.bits.index(bits)]
+        run_dir = cc.default_dir(self.runs_dir).resolve()
+        summary_path = run_dir / "summary.json"
+        if summary_path.is_file():
+            summary = json.loads(summary_path.read_text())
+            if _complete(summary, cc.campaign_id):
+                return {"dir": str(run_dir), "cached": True, "reused": True, "wall_s": 0.0}
+        resumed = (run_dir / "results.sqlite").is_file()
+        t0 = time.perf_counter()
+        Campaign(cc, run_dir, workers=self.workers, progress=self.progress, stall_timeout=self.stall_timeout).run()
+        return {"dir": str(run_dir), "cached": False, "reused": resumed, "wall_s": round(time.perf_counter() - t0, 2)}
+
+    def synthesize(self, bits: int, protection: str) -> dict:
+        from hdl_gen.synth import synthesize
+
+        t0 = time.perf_counter()
+        result = synthesize(self.cfg.array_config(bits, protection), self.synth_dir, targets=self.cfg.synth_targets,
+                            seed=self.cfg.synth_seed)
+        cached = [bool(result["targets"][t].get("cached")) for t in self.cfg.synth_targets]
+        return {"dir": result["run_dir"], "cached": all(cached), "reused": any(cached),
+                "wall_s": round(time.perf_counter() - t0, 2)}
+
+    # -- the whole sweep ----------------------------------------------------------------------------
+    def run(self) -> dict:
+        from fault_campaigns.sweep_report import write_sweep_report
+
+        cfg = self.cfg
+        t_start = self.t_created
+        started = time.strftime("%Y-%m-%dT%H:%M:%S")
+        bar = _Progress(cfg, self.progress)
+        session: dict[str, Any] = {"started": started, "steps": {}}
+
+        def record(key: str, value: dict) -> None:
+            self.state.put(key, value)
+            session["steps"][key] = {k: value.get(k) for k in ("cached", "reused", "wall_s")}
+
+        # Synthesis (single-threaded tools) runs one design at a time beside the foreground's training and
+        # campaigns, and `synth_jobs` at a time once the foreground is done.
+        slots = threading.Semaphore(1)
+
+        def synth_one(b: int, p: str) -> None:
+            with slots:
+                lane = f"synth {b}b {p}"
+                bar.start(lane, lane)
+                record(f"synth/{b}/{p}", self.synthesize(b, p))
+                bar.finish(lane, [(b, p)])
+
+        pool = concurrent.futures.ThreadPoolExecutor(max_workers=max(1, self.synth_jobs), thread_name_prefix="synth")
+        futures = [pool.submit(synth_one, b, p) for b in cfg.bits for p in PROTECTIONS] if cfg.synth else []
+        try:
+            for b in cfg.bits:
+                bar.start("main", f"train {b}b qat+ptq")
+                record(f"accuracy/{b}", self.accuracy(b))
+                bar.start("main", f"campaign {b}b none+range")
+                record(f"campaign/{b}", self.campaign(b))
+                bar.finish("main", [(b, p) for p in PROTECTIONS])
+            for _ in range(self.synth_jobs - 1):
+                slots.release()
+            for f in futures:
+                f.result()
+        except BaseException:
+            for f in futures:
+                f.cancel()
+            raise
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+            bar.close()
+        session["wall_s"] = round(time.perf_counter() - t_start, 2)
+        session["fresh"] = not any(s.get("reused") for s in session["steps"].values())
+        self.state.add_session(session)
+        return write_sweep_report(self, self.dataset)
+
+
+def _complete(summary: dict, campaign_id: str) -> bool:
+    if summary.get("config", {}).get("campaign_id") != campaign_id:
+        return False
+    planned = summary.get("faults_planned")
+    return all(d.get("rates", {}).get("faults") == planned for d in summary.get("designs", {}).values()) and \
+        set(summary.get("designs", {})) == set(PROTECTIONS)

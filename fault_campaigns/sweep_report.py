@@ -1,0 +1,580 @@
+"""The sweep's table, plots and report, built only from the result files of the sweep's own steps.
+
+One row per (bits, protection). Every number is read from a file a step wrote: the models' metrics
+(training cache), the campaign's summary.json (rates with Wilson intervals, paired protection effect)
+and the designs' synth.json (Yosys counts, nextpnr Fmax). Columns that have no meaning for a row (the
+protection's firing rate, SDC reduction and LUT overhead on an unprotected row) hold `n/a`, never a
+number. `sources.json` maps each row to the files its cells came from.
+
+The findings are sentences computed from the table; each names the cells it rests on as
+`[bits/protection: column]`.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fault_campaigns.config import PROTECTIONS
+
+NA = "n/a"
+
+# (csv column, markdown header, kind) in table order.
+COLUMNS: list[tuple[str, str]] = [
+    ("bits", "bits"),
+    ("protection", "protection"),
+    ("float_acc_pct", "float acc %"),
+    ("qat_int_acc_pct", "QAT int acc %"),
+    ("ptq_int_acc_pct", "PTQ int acc %"),
+    ("faults", "faults"),
+    ("sdc_pct", "SDC %"),
+    ("sdc_lo_pct", "SDC lo"),
+    ("sdc_hi_pct", "SDC hi"),
+    ("critical_pct", "critical %"),
+    ("critical_lo_pct", "crit lo"),
+    ("critical_hi_pct", "crit hi"),
+    ("masked_pct", "masked %"),
+    ("corrupted_pct", "corrupted %"),
+    ("protection_fired_pct", "protection fired %"),
+    ("luts", "LUT (DSP)"),
+    ("luts_nodsp", "LUT (no DSP)"),
+    ("ffs", "FF"),
+    ("dsps", "DSP"),
+    ("fmax_mhz", "Fmax MHz"),
+    ("latency_us", "latency us"),
+    ("sdc_reduction_pct", "SDC reduction %"),
+    ("sdc_reduction_lo_pct", "red lo"),
+    ("sdc_reduction_hi_pct", "red hi"),
+    ("sdc_reduction_pp", "SDC reduction pp"),
+    ("corrupted_reduction_pct", "corrupted reduction %"),
+    ("lut_overhead_pct", "LUT overhead %"),
+    ("lut_nodsp_overhead_pct", "LUT (no DSP) overhead %"),
+    ("pareto", "Pareto"),
+]
+PROTECTED_ONLY = ("protection_fired_pct", "sdc_reduction_pct", "sdc_reduction_lo_pct", "sdc_reduction_hi_pct",
+                  "sdc_reduction_pp", "corrupted_reduction_pct", "lut_overhead_pct", "lut_nodsp_overhead_pct")
+HW_COLUMNS = ("luts", "luts_nodsp", "ffs", "dsps", "fmax_mhz", "latency_us")
+
+
+def _pct(x: float | None) -> float | None:
+    return None if x is None else 100.0 * float(x)
+
+
+def _over(base: float | None, new: float | None) -> float | None:
+    if base is None or new is None or not base:
+        return None
+    return 100.0 * (new - base) / base
+
+
+def load_inputs(sweep) -> dict[str, Any]:
+    """Every step's result file, as recorded in state.json."""
+    cfg, state = sweep.cfg, sweep.state
+    out: dict[str, Any] = {"accuracy": {}, "campaign": {}, "synth": {}, "sources": {}}
+    for b in cfg.bits:
+        out["accuracy"][b] = state.get(f"accuracy/{b}")
+        camp = state.get(f"campaign/{b}")
+        out["campaign"][b] = json.loads((Path(camp["dir"]) / "summary.json").read_text()) if camp else None
+        for p in PROTECTIONS:
+            syn = state.get(f"synth/{b}/{p}") if cfg.synth else None
+            out["synth"][(b, p)] = json.loads((Path(syn["dir"]) / "synth.json").read_text()) if syn else None
+            out["sources"][f"{b}/{p}"] = {
+                "accuracy": "models cache (metrics of the QAT and PTQ checkpoints, see state.json)",
+                "campaign": str(Path(camp["dir"]) / "summary.json") if camp else None,
+                "synth": str(Path(syn["dir"]) / "synth.json") if syn else None,
+            }
+    return out
+
+
+def build_rows(cfg, inputs: dict[str, Any]) -> list[dict[str, Any]]:
+    from hdl_gen.synth import lenet_latency
+
+    rows = []
+    for b in cfg.bits:
+        acc = inputs["accuracy"][b]
+        summ = inputs["campaign"][b]
+        eff = summ.get("protection_effect") or {}
+        for p in PROTECTIONS:
+            d = summ["designs"][p]
+            r = d["rates"]
+            row: dict[str, Any] = {
+                "bits": b, "protection": p,
+                "float_acc_pct": _pct(acc["qat"]["float_accuracy"]),
+                "qat_int_acc_pct": _pct(acc["qat"]["integer_accuracy"]),
+                "ptq_int_acc_pct": _pct(acc["ptq"]["integer_accuracy"]),
+                "faults": r["faults"],
+                "sdc_pct": _pct(r["sdc"]["rate"]), "sdc_lo_pct": _pct(r["sdc"]["ci_low"]),
+                "sdc_hi_pct": _pct(r["sdc"]["ci_high"]),
+                "critical_pct": _pct(r["critical"]["rate"]), "critical_lo_pct": _pct(r["critical"]["ci_low"]),
+                "critical_hi_pct": _pct(r["critical"]["ci_high"]),
+                "masked_pct": _pct(r["masked"]["rate"]), "corrupted_pct": _pct(r["corrupted"]["rate"]),
+            }
+            syn = inputs["synth"][(b, p)]
+            if syn is not None:
+                t = syn["targets"]
+                fmax = t.get("pnr", {}).get("fmax_mhz")
+                lat = lenet_latency(cfg.array_config(b, p), fmax, net=cfg.net)
+                row.update(luts=t.get("xc7", {}).get("luts"), luts_nodsp=t.get("xc7-nodsp", {}).get("luts"),
+                           ffs=t.get("xc7", {}).get("ffs"), dsps=t.get("xc7", {}).get("dsp48e1"),
+                           fmax_mhz=fmax, latency_us=lat["time_us"])
+            else:
+                row.update({k: None for k in HW_COLUMNS})
+            if p == "none":
+                row.update({k: NA for k in PROTECTED_ONLY})
+            else:
+                s, c = eff.get("sdc", {}), eff.get("corrupted", {})
+                base = next(x for x in rows if x["bits"] == b and x["protection"] == "none")
+                row.update(
+                    protection_fired_pct=_pct(r["protection_fired"]["rate"]),
+                    sdc_reduction_pct=_pct(s.get("relative")), sdc_reduction_lo_pct=_pct(s.get("relative_low")),
+                    sdc_reduction_hi_pct=_pct(s.get("relative_high")), sdc_reduction_pp=_pct(s.get("absolute")),
+                    corrupted_reduction_pct=_pct(c.get("relative")),
+                    lut_overhead_pct=_over(base["luts"], row["luts"]),
+                    lut_nodsp_overhead_pct=_over(base["luts_nodsp"], row["luts_nodsp"]),
+                )
+            rows.append(row)
+    mark_pareto(rows)
+    return rows
+
+
+def _num(v: Any) -> float | None:
+    if v is None or v == NA:
+        return None
+    v = float(v)
+    return None if math.isnan(v) else v
+
+
+def mark_pareto(rows: list[dict[str, Any]]) -> None:
+    """Pareto front of (integer accuracy: higher, SDC rate: lower, LUTs: lower); LUTs left out when unknown."""
+    use_luts = all(_num(r["luts"]) is not None for r in rows)
+
+    def vec(r):
+        v = [-r["qat_int_acc_pct"], r["sdc_pct"]]
+        return v + [r["luts"]] if use_luts else v
+
+    for r in rows:
+        a = vec(r)
+        r["pareto"] = "yes" if not any(
+            all(x <= y for x, y in zip(vec(o), a, strict=True)) and any(x < y for x, y in zip(vec(o), a, strict=True))
+            for o in rows if o is not r) else "no"
+
+
+# -- formatting ------------------------------------------------------------------------------------
+def cell(v: Any, col: str) -> str:
+    if v is None:
+        return "-"
+    if v == NA or isinstance(v, str):
+        return str(v)
+    if isinstance(v, float) and math.isnan(v):
+        return "nan"
+    if col in ("bits", "faults", "luts", "luts_nodsp", "ffs", "dsps"):
+        return str(int(v))
+    if col in ("fmax_mhz", "latency_us"):
+        return f"{v:.1f}"
+    return f"{v:.2f}"
+
+
+def to_csv(rows: list[dict[str, Any]]) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow([c for c, _ in COLUMNS])
+    for r in rows:
+        w.writerow(["" if r[c] is None else (r[c] if isinstance(r[c], str) else repr(float(r[c]))
+                                             if isinstance(r[c], float) else r[c]) for c, _ in COLUMNS])
+    return buf.getvalue()
+
+
+def _ci(r: dict, key: str) -> str:
+    if r[f"{key}_pct"] is None:
+        return "-"
+    return f"{r[f'{key}_pct']:.2f} [{r[f'{key}_lo_pct']:.2f}, {r[f'{key}_hi_pct']:.2f}]"
+
+
+def _red(r: dict) -> str:
+    if r["protection"] == "none":
+        return NA
+    if _num(r["sdc_reduction_pct"]) is None:
+        return f"nan (no SDC unprotected); {r['sdc_reduction_pp']:.2f} pp"
+    return f"{r['sdc_reduction_pct']:.1f} [{r['sdc_reduction_lo_pct']:.1f}, {r['sdc_reduction_hi_pct']:.1f}]"
+
+
+def markdown_table(rows: list[dict[str, Any]]) -> str:
+    head = ["bits", "prot.", "float %", "QAT int %", "PTQ int %", "faults", "SDC % [95% CI]", "critical % [95% CI]",
+            "masked %", "corrupted %", "prot. fired %", "LUT (DSP)", "LUT (no DSP)", "FF", "DSP", "Fmax MHz",
+            "latency us", "SDC reduction % [CI]", "LUT overhead %", "LUT no-DSP overhead %", "Pareto"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        cells = [cell(r["bits"], "bits"), r["protection"], cell(r["float_acc_pct"], "x"),
+                 cell(r["qat_int_acc_pct"], "x"), cell(r["ptq_int_acc_pct"], "x"), cell(r["faults"], "faults"),
+                 _ci(r, "sdc"), _ci(r, "critical"), cell(r["masked_pct"], "x"), cell(r["corrupted_pct"], "x"),
+                 cell(r["protection_fired_pct"], "x"), cell(r["luts"], "luts"), cell(r["luts_nodsp"], "luts"),
+                 cell(r["ffs"], "ffs"), cell(r["dsps"], "dsps"), cell(r["fmax_mhz"], "fmax_mhz"),
+                 cell(r["latency_us"], "latency_us"), _red(r), cell(r["lut_overhead_pct"], "x"),
+                 cell(r["lut_nodsp_overhead_pct"], "x"), r["pareto"]]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+# -- plots -----------------------------------------------------------------------------------------
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _xpos(bits: list[int]) -> dict[int, int]:
+    return {b: i for i, b in enumerate(bits)}
+
+
+def plot_accuracy(rows, bits, path: Path) -> None:
+    plt = _plt()
+    x = _xpos(bits)
+    fig, ax = plt.subplots(figsize=(6.4, 3.8))
+    one = [r for r in rows if r["protection"] == "none"]
+    for key, label, style in (("float_acc_pct", "float (unquantized)", "k--"),
+                              ("qat_int_acc_pct", "QAT, integer model (= RTL)", "o-"),
+                              ("ptq_int_acc_pct", "PTQ, integer model", "s-")):
+        ax.plot([x[r["bits"]] for r in one], [r[key] for r in one], style, label=label)
+    ax.set_xticks(range(len(bits)), [str(b) for b in bits])
+    ax.set_xlabel("bit width (activations = weights)")
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_title("Accuracy vs bit width")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_sdc(rows, bits, path: Path) -> None:
+    plt = _plt()
+    x = _xpos(bits)
+    fig, ax = plt.subplots(figsize=(6.4, 3.8))
+    for i, p in enumerate(PROTECTIONS):
+        rs = [r for r in rows if r["protection"] == p]
+        xs = [x[r["bits"]] + (i - 0.5) * 0.18 for r in rs]
+        ys = [r["sdc_pct"] for r in rs]
+        err = [[max(0.0, r["sdc_pct"] - r["sdc_lo_pct"]) for r in rs], [max(0.0, r["sdc_hi_pct"] - r["sdc_pct"])
+                                                                       for r in rs]]
+        ax.errorbar(xs, ys, yerr=err, fmt="o-" if p == "none" else "s--", capsize=3,
+                    label="unprotected" if p == "none" else "range protection")
+    ax.set_xticks(range(len(bits)), [str(b) for b in bits])
+    ax.set_xlabel("bit width (activations = weights)")
+    ax.set_ylabel("SDC rate, % of injected faults")
+    ax.set_title("SDC rate (top-1 changed) with 95% Wilson intervals")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_hardware(rows, bits, path: Path) -> None:
+    plt = _plt()
+    x = _xpos(bits)
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 3.8))
+    for p, mark in (("none", "o-"), ("range", "s--")):
+        rs = [r for r in rows if r["protection"] == p and _num(r["luts"]) is not None]
+        a1.plot([x[r["bits"]] for r in rs], [r["luts"] for r in rs], mark, label=f"xc7 with DSP, {p}")
+        rs2 = [r for r in rows if r["protection"] == p and _num(r["luts_nodsp"]) is not None]
+        a1.plot([x[r["bits"]] for r in rs2], [r["luts_nodsp"] for r in rs2], mark, label=f"xc7 no DSP, {p}")
+        rs3 = [r for r in rows if r["protection"] == p and _num(r["fmax_mhz"]) is not None]
+        a2.plot([x[r["bits"]] for r in rs3], [r["fmax_mhz"] for r in rs3], mark, label=p)
+    for ax in (a1, a2):
+        ax.set_xticks(range(len(bits)), [str(b) for b in bits])
+        ax.set_xlabel("bit width")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    a1.set_ylabel("LUTs (Yosys synth_xilinx)")
+    a1.set_title("Area")
+    a2.set_ylabel("Fmax (MHz, nextpnr-ecp5)")
+    a2.set_title("Timing")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_pareto(rows, path: Path) -> None:
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6.8, 4.2))
+    usable = [r for r in rows if _num(r["luts"]) is not None]
+    for p, mark in (("none", "o"), ("range", "s")):
+        rs = [r for r in usable if r["protection"] == p]
+        ax.scatter([r["luts"] for r in rs], [r["sdc_pct"] for r in rs], marker=mark, s=40,
+                   label="unprotected" if p == "none" else "range protection", zorder=3)
+    front = sorted([r for r in usable if r["pareto"] == "yes"], key=lambda r: r["luts"])
+    if front:
+        ax.scatter([r["luts"] for r in front], [r["sdc_pct"] for r in front], s=160, facecolors="none",
+                   edgecolors="red", linewidths=1.5, label="Pareto front (accuracy, SDC, LUTs)", zorder=4)
+    for r in usable:
+        ax.annotate(f"{r['bits']}b {r['qat_int_acc_pct']:.1f}%", (r["luts"], r["sdc_pct"]), fontsize=7,
+                    xytext=(4, 4), textcoords="offset points")
+    ax.set_xlabel("LUTs (xc7, with DSPs)")
+    ax.set_ylabel("SDC rate (%)")
+    ax.set_title("SDC rate vs area (labels: bits, QAT integer accuracy)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def layer_matrix(inputs, bits, protection: str) -> tuple[list[str], np.ndarray]:
+    layers: list[str] = []
+    for b in bits:
+        for name in inputs["campaign"][b]["designs"][protection]["by_layer"]:
+            if name not in layers:
+                layers.append(name)
+    m = np.full((len(layers), len(bits)), np.nan)
+    for j, b in enumerate(bits):
+        by = inputs["campaign"][b]["designs"][protection]["by_layer"]
+        for i, name in enumerate(layers):
+            if name in by:
+                m[i, j] = 100 * by[name]["sdc"]["rate"]
+    return layers, m
+
+
+def plot_heatmap(inputs, bits, path: Path) -> None:
+    plt = _plt()
+    mats = {p: layer_matrix(inputs, bits, p) for p in PROTECTIONS}
+    vmax = max(1e-9, max(float(np.nanmax(m)) if np.isfinite(m).any() else 0.0 for _, m in mats.values()))
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6), sharey=True)
+    for ax, p in zip(axes, PROTECTIONS, strict=True):
+        layers, m = mats[p]
+        im = ax.imshow(m, cmap="Reds", vmin=0, vmax=vmax, aspect="auto")
+        ax.set_xticks(range(len(bits)), [str(b) for b in bits])
+        ax.set_yticks(range(len(layers)), layers)
+        ax.set_xlabel("bit width")
+        ax.set_title("unprotected" if p == "none" else "range protection")
+        for i in range(m.shape[0]):
+            for j in range(m.shape[1]):
+                ax.text(j, i, "-" if np.isnan(m[i, j]) else f"{m[i, j]:.2f}", ha="center", va="center", fontsize=7)
+    fig.colorbar(im, ax=axes, label="SDC rate (%)")
+    fig.suptitle("SDC rate per layer (faults injected in that layer's tiles)")
+    fig.savefig(path, dpi=120, bbox_inches="tight")
+    plt.close(fig)
+
+
+# -- findings ---------------------------------------------------------------------------------------
+def _ref(r: dict, col: str) -> str:
+    return f"[{r['bits']}b/{r['protection']}: {col}]"
+
+
+def _rate(r: dict, key: str = "sdc") -> str:
+    return f"{r[f'{key}_pct']:.2f}% [{r[f'{key}_lo_pct']:.2f}, {r[f'{key}_hi_pct']:.2f}]"
+
+
+def best_tradeoff(rows: list[dict]) -> tuple[dict, str]:
+    """The smallest Pareto design whose accuracy is within 0.5 points of the best and whose SDC rate is not
+    significantly above the lowest one (its interval reaches below the lowest rate's upper bound)."""
+    best_acc = max(r["qat_int_acc_pct"] for r in rows)
+    lowest = min(rows, key=lambda r: (r["sdc_pct"], r["sdc_hi_pct"]))
+    ok = [r for r in rows if r["pareto"] == "yes" and r["qat_int_acc_pct"] >= best_acc - 0.5
+          and r["sdc_lo_pct"] <= lowest["sdc_hi_pct"]]
+    pool = ok or [r for r in rows if r["pareto"] == "yes"] or rows
+    size = "luts" if all(_num(r["luts"]) is not None for r in pool) else "bits"
+    pick = min(pool, key=lambda r: (r[size], r["sdc_pct"]))
+    rule = ("the design with the fewest LUTs on the Pareto front whose integer accuracy is within 0.5 points of "
+            f"the sweep's best ({best_acc:.2f}%) and whose SDC rate is statistically no worse than the lowest "
+            f"{_ref(lowest, 'SDC %')}" if ok else "the smallest design on the Pareto front (no design met the "
+            "accuracy and SDC conditions together)")
+    return pick, rule
+
+
+def findings(cfg, rows: list[dict], timing: dict) -> list[str]:
+    out = []
+    pick, rule = best_tradeoff(rows)
+    hw = f", {int(pick['luts'])} LUTs {_ref(pick, 'LUT (DSP)')}" if _num(pick["luts"]) is not None else ""
+    out.append(
+        f"**Best trade-off: {pick['bits']} bits, protection {pick['protection']}**: QAT integer accuracy "
+        f"{pick['qat_int_acc_pct']:.2f}% {_ref(pick, 'QAT int acc %')}, SDC rate {_rate(pick)} {_ref(pick, 'SDC %')}"
+        f"{hw}. Rule: {rule}.")
+    none = [r for r in rows if r["protection"] == "none"]
+    lo_b, hi_b = none[0], none[-1]
+    trend = ", ".join(f"{r['bits']}b {r['sdc_pct']:.2f}%" for r in none)
+    if lo_b is not hi_b:
+        sig = ("the intervals do not overlap, so the difference is significant at 95%"
+               if lo_b["sdc_lo_pct"] > hi_b["sdc_hi_pct"] or hi_b["sdc_lo_pct"] > lo_b["sdc_hi_pct"]
+               else "the intervals overlap, so this sweep does not separate the two")
+        out.append(
+            f"**Vulnerability vs bits (unprotected)**: SDC rate {_rate(lo_b)} at {lo_b['bits']} bits "
+            f"{_ref(lo_b, 'SDC %')} against {_rate(hi_b)} at {hi_b['bits']} bits {_ref(hi_b, 'SDC %')}; {sig}. "
+            f"All widths: {trend}. Masked fraction goes from {lo_b['masked_pct']:.2f}% {_ref(lo_b, 'masked %')} "
+            f"to {hi_b['masked_pct']:.2f}% {_ref(hi_b, 'masked %')}; corrupted layer outputs from "
+            f"{lo_b['corrupted_pct']:.2f}% to {hi_b['corrupted_pct']:.2f}% {_ref(hi_b, 'corrupted %')}.")
+        acc = f"QAT integer accuracy {lo_b['qat_int_acc_pct']:.2f}% at {lo_b['bits']} bits " \
+              f"{_ref(lo_b, 'QAT int acc %')} vs {hi_b['qat_int_acc_pct']:.2f}% at {hi_b['bits']} bits; PTQ " \
+              f"{lo_b['ptq_int_acc_pct']:.2f}% vs {hi_b['ptq_int_acc_pct']:.2f}% {_ref(lo_b, 'PTQ int acc %')}."
+        out.append(f"**Accuracy**: {acc}")
+    prot = [r for r in rows if r["protection"] == "range"]
+    measurable = [r for r in prot if _num(r["sdc_reduction_pct"]) is not None]
+    fired = max(prot, key=lambda r: r["protection_fired_pct"])
+    if measurable:
+        top = max(measurable, key=lambda r: r["sdc_reduction_pct"])
+        out.append(
+            f"**What protection buys**: the largest relative SDC reduction is {top['sdc_reduction_pct']:.1f}% "
+            f"[{top['sdc_reduction_lo_pct']:.1f}, {top['sdc_reduction_hi_pct']:.1f}] at {top['bits']} bits "
+            f"{_ref(top, 'SDC reduction %')}; per width: "
+            + ", ".join(f"{r['bits']}b {cell(r['sdc_reduction_pct'], 'x')}%" for r in prot)
+            + f". The protection fired on at most {fired['protection_fired_pct']:.2f}% of faults "
+            f"{_ref(fired, 'protection fired %')}.")
+    else:
+        out.append(
+            "**What protection buys**: no width had an SDC on the unprotected design, so no relative reduction "
+            f"can be measured; the protection fired on at most {fired['protection_fired_pct']:.2f}% of faults "
+            f"{_ref(fired, 'protection fired %')}.")
+    costs = [r for r in prot if _num(r["lut_overhead_pct"]) is not None]
+    if costs:
+        hi = max(costs, key=lambda r: r["lut_overhead_pct"])
+        lo = min(costs, key=lambda r: r["lut_overhead_pct"])
+        fm = [(r, next(n for n in none if n["bits"] == r["bits"])) for r in costs if _num(r["fmax_mhz"]) is not None]
+        fm_txt = ""
+        if fm:
+            fm_txt = " Fmax unprotected -> protected: " + ", ".join(
+                f"{r['bits']}b {n['fmax_mhz']:.1f} -> {r['fmax_mhz']:.1f} MHz" for r, n in fm) + " [Fmax MHz]."
+        out.append(
+            f"**What protection costs**: LUT overhead (xc7 with DSPs) from {lo['lut_overhead_pct']:.1f}% "
+            f"{_ref(lo, 'LUT overhead %')} to {hi['lut_overhead_pct']:.1f}% {_ref(hi, 'LUT overhead %')}."
+            + fm_txt)
+    return out
+
+
+def paper_comparison(cfg, rows: list[dict], bounds: dict) -> list[str]:
+    prot = [r for r in rows if r["protection"] == "range"]
+    measurable = [r for r in prot if _num(r["sdc_reduction_pct"]) is not None]
+    costs = [r["lut_overhead_pct"] for r in prot if _num(r["lut_overhead_pct"]) is not None]
+    ours = (f"up to {max(r['sdc_reduction_pct'] for r in measurable):.1f}% relative SDC reduction"
+            if measurable else "no measurable SDC reduction (no unprotected SDC at any width)")
+    lut = f"at {max(costs):.1f}% LUT overhead at most" if costs else "(no synthesis in this sweep)"
+    full = [name for name, b in bounds.items() if b.get("full_range")]
+    lines = [
+        f"The paper this project grew from reports a reliability improvement from its range protection of up to "
+        f"34% for LeNet-5 and up to 52% for AlexNet, at under 10% LUT overhead. For {cfg.net} this sweep measures "
+        f"{ours} {lut} (columns `SDC reduction %` and `LUT overhead %`).",
+        "How the definitions may differ: here a fault is one bit flip in a named activation register of the "
+        "generated RTL (the PE operand registers and the output-activation registers) at a uniformly drawn cycle "
+        "of a tile run, on a statistically sized sample (Leveugle et al.), and an SDC is a change of the network's "
+        "top-1 class; reliability improvement is the paired relative reduction of that rate on the same fault "
+        "list. The paper's figure may count a different event (for instance accuracy loss under many faults), "
+        "inject at a software level into whole activation tensors, or count faults only where they can matter.",
+    ]
+    if full:
+        lines.append(
+            "Why the per-layer protection can do little here: the bounds extracted from the training data span "
+            f"the whole activation code range in layers {', '.join(full)} (a calibrated quantizer saturates at "
+            "its top code), and requantization already saturates every sum to that range, so no activation, "
+            "flipped or not, is ever outside the bounds and the clamp never acts. Per-channel bounds "
+            "(`--per-channel-bounds`, one pair per output channel, in the RTL as well) are tighter and can clamp.")
+    return lines
+
+
+# -- the report ---------------------------------------------------------------------------------------
+def timing_summary(state_data: dict) -> dict:
+    sessions = state_data.get("sessions", [])
+    steps = state_data.get("steps", {})
+    by_kind: dict[str, float] = {}
+    for key, v in steps.items():
+        kind = key.split("/")[0]
+        by_kind[kind] = by_kind.get(kind, 0.0) + float(v.get("ran_wall_s") or 0.0)
+    fresh = [s for s in sessions if s.get("fresh")]
+    return {"sessions": sessions, "first_fresh_wall_s": fresh[0]["wall_s"] if fresh else None,
+            "step_wall_s": by_kind}
+
+
+def _minutes(s: float | None) -> str:
+    return "-" if s is None else f"{s / 60:.1f} min ({s:.0f} s)"
+
+
+def write_sweep_report(sweep, dataset: str) -> dict:
+    from fault_campaigns.campaign import atomic_write
+
+    cfg, out = sweep.cfg, sweep.out_dir
+    inputs = load_inputs(sweep)
+    rows = build_rows(cfg, inputs)
+    bits = list(cfg.bits)
+    plots = {"accuracy": "accuracy_vs_bits.png", "sdc": "sdc_vs_bits.png", "hardware": "hardware_vs_bits.png",
+             "pareto": "sdc_vs_luts_pareto.png", "heatmap": "sdc_by_layer_heatmap.png"}
+    plot_accuracy(rows, bits, out / plots["accuracy"])
+    plot_sdc(rows, bits, out / plots["sdc"])
+    if cfg.synth:
+        plot_hardware(rows, bits, out / plots["hardware"])
+        plot_pareto(rows, out / plots["pareto"])
+    else:
+        plots.pop("hardware"), plots.pop("pareto")
+    plot_heatmap(inputs, bits, out / plots["heatmap"])
+    timing = timing_summary(sweep.state.data)
+    bounds = inputs["campaign"][bits[-1]].get("bounds", {})
+    text = report_markdown(cfg, rows, timing, plots, dataset, bounds, inputs)
+    atomic_write(out / "table.csv", to_csv(rows))
+    atomic_write(out / "table.md", markdown_table(rows) + "\n")
+    atomic_write(out / "sources.json", json.dumps(inputs["sources"], indent=2))
+    atomic_write(out / "report.md", text)
+    result = {"rows": rows, "timing": timing, "plots": plots, "dir": str(out)}
+    atomic_write(out / "sweep.json", json.dumps({"config": cfg.identity(), **result}, indent=2, default=str))
+    return result
+
+
+def report_markdown(cfg, rows, timing, plots, dataset, bounds, inputs) -> str:
+    first = timing["first_fresh_wall_s"]
+    last = timing["sessions"][-1] if timing["sessions"] else {}
+    steps = timing["step_wall_s"]
+    camp = inputs["campaign"][cfg.bits[0]]
+    lines = [
+        f"# Design-space sweep: {cfg.net} on {dataset}, {cfg.rows}x{cfg.cols} array, bits "
+        f"{', '.join(map(str, cfg.bits))}",
+        "",
+        "Every (bit width, protection) cell: accuracy of the quantized model, fault tolerance measured by bit "
+        "flips in the generated RTL, and hardware cost from Yosys and nextpnr. Both designs of a width ran the "
+        f"same fault list (seed {cfg.seed}); {camp['faults_planned']} faults per design at {cfg.bits[0]} bits "
+        f"(Leveugle et al. sample sizes per layer, margin {cfg.margin}, confidence {cfg.confidence}), "
+        f"{cfg.images} test images, targets {', '.join(cfg.targets)}; bounds "
+        f"{'per output channel' if cfg.per_channel_bounds else 'per layer'}.",
+        "",
+        "## Findings",
+        "",
+        *[f"- {s}" for s in findings(cfg, rows, timing)],
+        "",
+        "## Comparison with the paper",
+        "",
+        *paper_comparison(cfg, rows, bounds),
+        "",
+        "## Table",
+        "",
+        "CSV with every column and interval: `table.csv`; the files each row came from: `sources.json`. "
+        "SDC = top-1 class changed; critical = a correctly classified image misclassified; corrupted = the "
+        "faulty layer's output differed from the golden one; `n/a` = not applicable to an unprotected design; "
+        "SDC reduction = paired relative reduction on the same faults (bootstrap 95% interval), `nan` when the "
+        "unprotected design had no SDC; LUT overhead = protected vs unprotected LUTs at the same width; "
+        "latency = tile-run cycles of one inference / Fmax.",
+        "",
+        markdown_table(rows),
+        "",
+        "## Plots",
+        "",
+    ]
+    captions = {"accuracy": "Accuracy vs bit width", "sdc": "SDC rate vs bit width (95% intervals)",
+                "hardware": "LUTs and Fmax vs bit width", "pareto": "SDC rate vs LUTs, Pareto front circled",
+                "heatmap": "Per-layer SDC rate (layer x bits)"}
+    for k, f in plots.items():
+        lines += [f"![{captions[k]}]({f})", ""]
+    lines += [
+        "## Time",
+        "",
+        f"- first run with nothing cached: {_minutes(first)}"
+        + ("" if first is not None else " (every run of this sweep reused cached steps)"),
+        f"- this run: {_minutes(last.get('wall_s'))}, started {last.get('started', '-')}",
+        "- time inside steps when they last ran (synthesis overlaps training and campaigns in the background): "
+        + ", ".join(f"{k} {_minutes(v)}" for k, v in steps.items()),
+        "",
+        f"Rerun with `make sweep NET={cfg.net} BITS=\"{' '.join(map(str, cfg.bits))}\"`: cached steps are reused.",
+        "",
+    ]
+    return "\n".join(lines)
