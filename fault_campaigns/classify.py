@@ -49,6 +49,8 @@ class Golden:
 
 def valid_diff(lm: LayerMap, tile: int, diff: Sequence[Sequence[int]]) -> list[tuple[int, int, int]]:
     """The (pixel, channel, value) changes of a tile that land on real outputs (padding dropped)."""
+    if not diff:  # most faults are masked: skip the tile geometry
+        return []
     p0, n0 = lm.origin(tile)
     vp, vn = lm.valid(tile)
     return [(p0 + i, n0 + j, v) for i, j, v in diff if i < vp and j < vn]

@@ -239,7 +239,7 @@ class LocalExecutor:
     """Runs shards on `workers` simulator processes of one built design on this machine."""
 
     def __init__(self, build, work_dir: Path, workers: int | None = None, stall_timeout: float = 180.0,
-                 max_start_failures: int = 3, poll_interval: float = 0.2, max_run_attempts: int = 2):
+                 max_start_failures: int = 3, poll_interval: float = 0.05, max_run_attempts: int = 2):
         self.build = build
         self.work_dir = Path(work_dir).resolve()
         self.workers = workers or os.cpu_count() or 1
