@@ -236,7 +236,8 @@ class Sweep:
             _, m = get_or_train(tc, progress=self.progress)
             out[mode] = {**m.to_dict(), "history": None, "wall_s": round(time.perf_counter() - t0, 2)}
         out["cached"] = all(out[mode]["cached"] for mode in ("qat", "ptq"))
-        out["reused"] = any(out[mode]["cached"] or out[mode]["float_cached"] for mode in ("qat", "ptq"))
+        # The float model is shared by every width of a sweep; only a cached quantized model is reuse.
+        out["reused"] = any(out[mode]["cached"] for mode in ("qat", "ptq"))
         out["wall_s"] = round(sum(out[mode]["wall_s"] for mode in ("qat", "ptq")), 2)
         return out
 
@@ -297,6 +298,7 @@ class Sweep:
                 bar.start("main", f"campaign {b}b none+range")
                 record(f"campaign/{b}", self.campaign(b))
                 bar.finish("main", [(b, p) for p in PROTECTIONS])
+            session["foreground_s"] = round(time.perf_counter() - t_start, 2)
             for _ in range(self.synth_jobs - 1):
                 slots.release()
             for f in futures:

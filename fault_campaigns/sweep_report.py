@@ -423,7 +423,8 @@ def findings(cfg, rows: list[dict], timing: dict) -> list[str]:
             f"**What protection buys**: the largest relative SDC reduction is {top['sdc_reduction_pct']:.1f}% "
             f"[{top['sdc_reduction_lo_pct']:.1f}, {top['sdc_reduction_hi_pct']:.1f}] at {top['bits']} bits "
             f"{_ref(top, 'SDC reduction %')}; per width: "
-            + ", ".join(f"{r['bits']}b {cell(r['sdc_reduction_pct'], 'x')}%" for r in prot)
+            + ", ".join(f"{r['bits']}b " + ("n/a (no SDC unprotected)" if _num(r["sdc_reduction_pct"]) is None
+                                            else f"{r['sdc_reduction_pct']:.1f}%") for r in prot)
             + f". The protection fired on at most {fired['protection_fired_pct']:.2f}% of faults "
             f"{_ref(fired, 'protection fired %')}.")
     else:
@@ -484,9 +485,18 @@ def timing_summary(state_data: dict) -> dict:
     for key, v in steps.items():
         kind = key.split("/")[0]
         by_kind[kind] = by_kind.get(kind, 0.0) + float(v.get("ran_wall_s") or 0.0)
-    fresh = [s for s in sessions if s.get("fresh")]
+    fresh = [s for s in sessions if _fresh(s)]
     return {"sessions": sessions, "first_fresh_wall_s": fresh[0]["wall_s"] if fresh else None,
-            "step_wall_s": by_kind}
+            "first_fresh": fresh[0] if fresh else None, "step_wall_s": by_kind}
+
+
+def _fresh(session: dict) -> bool:
+    """Nothing came from a cache: no quantized model, campaign result or synthesis step (the float model
+    is trained once and shared by every width, so it does not count)."""
+    for key, step in session.get("steps", {}).items():
+        if step.get("cached") or (step.get("reused") and not key.startswith("accuracy/")):
+            return False
+    return True
 
 
 def _minutes(s: float | None) -> str:
@@ -565,13 +575,17 @@ def report_markdown(cfg, rows, timing, plots, dataset, bounds, inputs) -> str:
                 "heatmap": "Per-layer SDC rate (layer x bits)"}
     for k, f in plots.items():
         lines += [f"![{captions[k]}]({f})", ""]
+    ff = timing["first_fresh"] or {}
     lines += [
         "## Time",
         "",
         f"- first run with nothing cached: {_minutes(first)}"
-        + ("" if first is not None else " (every run of this sweep reused cached steps)"),
+        + ("" if first is not None else " (every run of this sweep reused cached steps)")
+        + (f"; training and campaigns were done after {_minutes(ff['foreground_s'])}, the rest was synthesis"
+           if ff.get("foreground_s") else ""),
         f"- this run: {_minutes(last.get('wall_s'))}, started {last.get('started', '-')}",
-        "- time inside steps when they last ran (synthesis overlaps training and campaigns in the background): "
+        "- time inside the steps, summed, when they last did their work (synthesis runs in the background, one "
+        "design beside training and campaigns, two after): "
         + ", ".join(f"{k} {_minutes(v)}" for k, v in steps.items()),
         "",
         f"Rerun with `make sweep NET={cfg.net} BITS=\"{' '.join(map(str, cfg.bits))}\"`: cached steps are reused.",
