@@ -234,6 +234,18 @@ def _xpos(bits: list[int]) -> dict[int, int]:
     return {b: i for i, b in enumerate(bits)}
 
 
+def _finish_bits_plot(plt, fig, ax, bits, ylabel: str, title: str, path: Path) -> None:
+    ax.set_xticks(range(len(bits)), [str(b) for b in bits])
+    ax.set_xlabel("bit width (activations = weights)")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
 def plot_accuracy(rows, bits, path: Path) -> None:
     plt = _plt()
     x = _xpos(bits)
@@ -243,15 +255,7 @@ def plot_accuracy(rows, bits, path: Path) -> None:
                               ("qat_int_acc_pct", "QAT, integer model (= RTL)", "o-"),
                               ("ptq_int_acc_pct", "PTQ, integer model", "s-")):
         ax.plot([x[r["bits"]] for r in one], [r[key] for r in one], style, label=label)
-    ax.set_xticks(range(len(bits)), [str(b) for b in bits])
-    ax.set_xlabel("bit width (activations = weights)")
-    ax.set_ylabel("test accuracy (%)")
-    ax.set_title("Accuracy vs bit width")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    _finish_bits_plot(plt, fig, ax, bits, "test accuracy (%)", "Accuracy vs bit width", path)
 
 
 def plot_sdc(rows, bits, path: Path) -> None:
@@ -266,15 +270,8 @@ def plot_sdc(rows, bits, path: Path) -> None:
                                                                        for r in rs]]
         ax.errorbar(xs, ys, yerr=err, fmt="o-" if p == "none" else "s--", capsize=3,
                     label="unprotected" if p == "none" else "range protection")
-    ax.set_xticks(range(len(bits)), [str(b) for b in bits])
-    ax.set_xlabel("bit width (activations = weights)")
-    ax.set_ylabel("SDC rate, % of injected faults")
-    ax.set_title("SDC rate (top-1 changed) with 95% Wilson intervals")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    _finish_bits_plot(plt, fig, ax, bits, "SDC rate, % of injected faults",
+                      "SDC rate (top-1 changed) with 95% Wilson intervals", path)
 
 
 def plot_hardware(rows, bits, path: Path) -> None:
@@ -314,12 +311,17 @@ def plot_pareto(rows, path: Path) -> None:
     if front:
         ax.scatter([r["luts"] for r in front], [r["sdc_pct"] for r in front], s=160, facecolors="none",
                    edgecolors="red", linewidths=1.5, label="Pareto front (accuracy, SDC, LUTs)", zorder=4)
-    for r in usable:
-        ax.annotate(f"{r['bits']}b {r['qat_int_acc_pct']:.1f}%", (r["luts"], r["sdc_pct"]), fontsize=7,
-                    xytext=(4, 4), textcoords="offset points")
+    # One label per width (at its unprotected point), alternately above and below so neighbours stay
+    # readable; Pareto points also carry their accuracy.
+    labelled = sorted((r for r in usable if r["protection"] == "none"), key=lambda r: r["luts"])
+    for k, r in enumerate(labelled):
+        text = f"{r['bits']}b" + (f" ({r['qat_int_acc_pct']:.2f}%)" if r["pareto"] == "yes" else "")
+        ax.annotate(text, (r["luts"], r["sdc_pct"]), fontsize=8, xytext=(0, 9 if k % 2 == 0 else -14),
+                    textcoords="offset points", ha="center")
+    ax.margins(y=0.15)
     ax.set_xlabel("LUTs (xc7, with DSPs)")
     ax.set_ylabel("SDC rate (%)")
-    ax.set_title("SDC rate vs area (labels: bits, QAT integer accuracy)")
+    ax.set_title("SDC rate vs area (labels: bits; Pareto points: QAT integer accuracy)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
@@ -356,7 +358,9 @@ def plot_heatmap(inputs, bits, path: Path) -> None:
         ax.set_title("unprotected" if p == "none" else "range protection")
         for i in range(m.shape[0]):
             for j in range(m.shape[1]):
-                ax.text(j, i, "-" if np.isnan(m[i, j]) else f"{m[i, j]:.2f}", ha="center", va="center", fontsize=7)
+                dark = not np.isnan(m[i, j]) and m[i, j] > 0.6 * vmax
+                ax.text(j, i, "-" if np.isnan(m[i, j]) else f"{m[i, j]:.2f}", ha="center", va="center", fontsize=7,
+                        color="white" if dark else "black")
     fig.colorbar(im, ax=axes, label="SDC rate (%)")
     fig.suptitle("SDC rate per layer (faults injected in that layer's tiles)")
     fig.savefig(path, dpi=120, bbox_inches="tight")
