@@ -34,6 +34,14 @@ def _close(cell: str, value: float | None) -> bool:
     return math.isclose(got, value, rel_tol=1e-9, abs_tol=1e-9)
 
 
+def _on_the_tiny_sweep(test):
+    """The tests that read the one tiny sweep: RTL, synthesis and training, kept on one xdist worker."""
+    for mark in (pytest.mark.sim, pytest.mark.synth, pytest.mark.train, pytest.mark.slow,
+                 pytest.mark.xdist_group("sweep")):
+        test = mark(test)
+    return test
+
+
 @pytest.fixture(scope="module")
 def swept(tmp_path_factory):
     runs = tmp_path_factory.mktemp("sweep-runs")
@@ -56,11 +64,8 @@ def swept(tmp_path_factory):
     result = Sweep(cfg, out, runs_dir=runs, workers=2, progress=False).run()
     return cfg, out, result, {"state": interrupted, "failed": calls[2], "runs": runs}
 
-@pytest.mark.sim
-@pytest.mark.synth
-@pytest.mark.train
-@pytest.mark.slow
-@pytest.mark.xdist_group("sweep")
+
+@_on_the_tiny_sweep
 def test_every_cell_is_filled_from_the_runs_own_results(swept):
     from models.train import TrainConfig, get_or_train
 
@@ -114,11 +119,8 @@ def test_every_cell_is_filled_from_the_runs_own_results(swept):
             assert math.isnan(float(r["sdc_reduction_pct"])) == (float(base["sdc_pct"]) == 0.0)
     assert any(r["pareto"] == "yes" for r in rows)
 
-@pytest.mark.sim
-@pytest.mark.synth
-@pytest.mark.train
-@pytest.mark.slow
-@pytest.mark.xdist_group("sweep")
+
+@_on_the_tiny_sweep
 def test_report_plots_and_time(swept):
     cfg, out, result, _ = swept
     report = (out / "report.md").read_text()
@@ -132,11 +134,8 @@ def test_report_plots_and_time(swept):
     assert "[2b/none: SDC %]" in report  # findings name their table cells
     assert (out / "table.md").read_text().count("\n") == 2 + 2 * len(cfg.bits)
 
-@pytest.mark.sim
-@pytest.mark.synth
-@pytest.mark.train
-@pytest.mark.slow
-@pytest.mark.xdist_group("sweep")
+
+@_on_the_tiny_sweep
 def test_an_interrupted_sweep_resumes_from_what_is_cached(swept):
     cfg, out, _, first = swept
     done_before = set(first["state"]["steps"])
