@@ -78,6 +78,10 @@ def postproc_name(cfg: ArrayConfig) -> str:
     return f"quasar_postproc_v{cfg.v_bits}a{cfg.act_bits}"
 
 
+def requant_mul_name(cfg: ArrayConfig) -> str:
+    return f"quasar_requant_mul_v{cfg.v_bits}"
+
+
 def protect_name(cfg: ArrayConfig) -> str:
     return f"quasar_protect_c{cfg.cols}a{cfg.act_bits}{'pc' if cfg.per_channel_bounds else ''}"
 
@@ -112,19 +116,37 @@ def make_pe(cfg: ArrayConfig) -> Module:
     return m
 
 
-def make_postproc(cfg: ArrayConfig) -> Module:
+def make_requant_mul(cfg: ArrayConfig) -> Module:
+    """The requantization product p = v * M of one biased accumulator (signed V bits times unsigned 16-bit
+    M, exact in V + 16 bits), combinational.
+
+    Its own module so that hierarchical synthesis maps it on its own: ABC9 on the product and the
+    shift/round/saturate cone behind it as one piece took 5-7x longer for the same LUT count
+    (docs/synth.md, "Why the multiplier is a module")."""
+    v_bits = cfg.v_bits
+    p_bits = v_bits + cfg.M_BITS  # |v * M| < 2^(V-1) * 2^16
+    m = Module(requant_mul_name(cfg))
+    v = m.Input("v", v_bits)
+    mult = m.Input("mult", cfg.M_BITS)
+    p = m.Output("p", p_bits)
+    p.assign(Signed(_sext(v, v_bits, p_bits)) * Signed(_zext(mult, cfg.M_BITS, p_bits)))
+    return m
+
+
+def make_postproc(cfg: ArrayConfig, mul: Module) -> Module:
     """Requantization, ReLU and saturation of one biased accumulator (docs/arithmetic.md), combinational:
     y = clamp(round_half_up(v * M / 2^S), 0, 2^A - 1), the rounding as floor((floor(p / 2^(S-1)) + 1) / 2)
-    for S > 0, which equals floor((p + 2^(S-1)) / 2^S) without a 64-bit rounding constant."""
+    for S > 0, which equals floor((p + 2^(S-1)) / 2^S) without a 64-bit rounding constant. The product
+    p = v * M comes from the `mul` instance (`make_requant_mul`)."""
     v_bits, a_bits = cfg.v_bits, cfg.act_bits
-    p_bits = v_bits + cfg.M_BITS  # |v * M| < 2^(V-1) * 2^16
+    p_bits = v_bits + cfg.M_BITS
     m = Module(postproc_name(cfg))
     v = m.Input("v", v_bits)
     mult = m.Input("mult", cfg.M_BITS)
     shift = m.Input("shift", cfg.S_BITS)
     y = m.Output("y", a_bits)
     p = m.Wire("p", p_bits, signed=True)
-    p.assign(Signed(_sext(v, v_bits, p_bits)) * Signed(_zext(mult, cfg.M_BITS, p_bits)))
+    m.Instance(mul, "mul", ports=[("v", v), ("mult", mult), ("p", p)])
     shift_m1 = m.Wire("shift_m1", cfg.S_BITS)
     shift_m1.assign(shift - Int(1, cfg.S_BITS))
     t = m.Wire("t", p_bits, signed=True)
@@ -504,12 +526,13 @@ def generate(cfg: ArrayConfig, out_dir: str | os.PathLike[str]) -> Design:
     out.mkdir(parents=True, exist_ok=True)
     vg.reset()
     pe = make_pe(cfg)
-    postproc = make_postproc(cfg)
+    mul = make_requant_mul(cfg)
+    postproc = make_postproc(cfg, mul)
     protect = make_protect(cfg) if cfg.protected else None
     top = make_top(cfg, pe, postproc, protect)
     header = HEADER.format(key=cfg.key())
     sources = []
-    for module in [pe, postproc, protect, top]:
+    for module in [pe, mul, postproc, protect, top]:
         if module is None:
             continue
         path = out / f"{module.name}.v"

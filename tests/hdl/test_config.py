@@ -80,7 +80,7 @@ def test_generate_writes_sources_sites_and_config(tmp_path) -> None:
     design = generate(cfg, tmp_path / "a")
     assert design.top == "quasar_array" and design.sources[-1].name == "quasar_array.v"
     assert [p.name for p in design.sources[:-1]] == [
-        "quasar_pe_a4w6acc15.v", "quasar_postproc_v16a4.v", "quasar_protect_c2a4.v"
+        "quasar_pe_a4w6acc15.v", "quasar_requant_mul_v16.v", "quasar_postproc_v16a4.v", "quasar_protect_c2a4.v"
     ]
     assert ArrayConfig.from_dict(json.loads(design.config_path.read_text())) == cfg
     # every module sits in its own file under its own name
@@ -140,7 +140,8 @@ def test_gen_rtl_command(tmp_path) -> None:
     assert result.exit_code == 0, result.output
     assert "key 8x8_a8w8_k1024_range_" in result.output
     assert {p.name for p in out.iterdir()} == {
-        "quasar_pe_a8w8acc26.v", "quasar_postproc_v27a8.v", "quasar_protect_c8a8.v", "quasar_array.v",
+        "quasar_pe_a8w8acc26.v", "quasar_requant_mul_v27.v", "quasar_postproc_v27a8.v", "quasar_protect_c8a8.v",
+        "quasar_array.v",
         "fault_sites.json", "config.json",
     }
     cfg = ArrayConfig.from_dict(json.loads((out / "config.json").read_text()))
