@@ -52,6 +52,11 @@ ECP5_SPEED = 6  # the slowest (cheapest) LFE5U speed grade, nextpnr's default
 # router1 (nextpnr-ecp5's default) did not converge on 8x8 at 16 bits in 25 minutes (20k arcs left in
 # congestion around the DSP rows); router2 routed it. Used for every design so figures stay comparable.
 NEXTPNR_ROUTER = "router2"
+# How Fmax is obtained: "routed" = nextpnr places and routes, Fmax from its timing report of the routed
+# design; "placed" = nextpnr places only (--no-route), Fmax from its timing analysis of the placed design,
+# wires estimated from distance: about half the time of "routed" at 16 bits (the routing), measured
+# within a few percent of the routed figure (docs/synth.md, "Placed vs routed Fmax").
+PNR_MODES = ("routed", "placed")
 # A place and route that runs longer than this is stopped with a ToolError naming its log.
 PNR_TIMEOUT_S = 3600
 LENET = "lenet"
@@ -253,6 +258,19 @@ _UTIL_LINE = re.compile(r"^Info:\s+(\w+):\s+(\d+)/\s*(\d+)\s+\d+%", re.M)
 def overused(nextpnr_log: str) -> dict[str, tuple[int, int]]:
     """Bel types the design needs more of than the part has, from nextpnr's 'Device utilisation' lines."""
     return {t: (int(u), int(a)) for t, u, a in _UTIL_LINE.findall(nextpnr_log) if int(u) > int(a)}
+
+
+_FMAX_LINE = re.compile(r"Max frequency for clock '([^']+)': ([0-9.]+) MHz \((?:PASS|FAIL) at ([0-9.]+) MHz\)")
+
+
+def placed_timing(nextpnr_log: str, clock: str = "clk") -> dict[str, Any]:
+    """Fmax of `clock` after placement, from nextpnr's last 'Max frequency' line of a `--no-route` run (its
+    --report then has no timing). No critical path: nextpnr reports paths of routed designs only."""
+    hits = [(net, float(f), float(t)) for net, f, t in _FMAX_LINE.findall(nextpnr_log) if _clock_key(net) == clock]
+    if not hits:
+        raise ValueError(f"nextpnr log has no 'Max frequency' line for clock {clock!r}")
+    net, fmax, target = hits[-1]
+    return {"clock_net": net, "fmax_mhz": round(fmax, 3), "target_mhz": target, "critical_path": None}
 
 
 def _last_error(text: str) -> str:
@@ -554,6 +572,12 @@ class StepContext:
     freq_mhz: float
     device: str
     force: bool
+    pnr_mode: str = "routed"
+
+    @property
+    def pnr_dir(self) -> str:
+        """Step directory of place and route: `pnr` (routed) or `pnr-placed`, so both can stay cached."""
+        return "pnr" if self.pnr_mode == "routed" else f"pnr-{self.pnr_mode}"
 
 
 def _cached(step_dir: Path, key: str, force: bool) -> dict[str, Any] | None:
@@ -591,12 +615,12 @@ def _yosys_step(ctx: StepContext, step: str, script: str) -> dict[str, Any]:
 
 
 def _pnr_step(ctx: StepContext) -> dict[str, Any]:
-    step = "pnr"
+    step = ctx.pnr_dir
     step_dir = ctx.run_dir / step
     # The wrapper is derived from the RTL's ports, so the RTL digests plus the flow version cover it;
     # seed, frequency and device choice change the result and are part of the key too.
     extra = {"seed": ctx.seed, "freq_mhz": ctx.freq_mhz, "device": ctx.device, "speed": ECP5_SPEED,
-             "router": NEXTPNR_ROUTER,
+             "router": NEXTPNR_ROUTER, "mode": ctx.pnr_mode,
              "din": DIN_BITS, "dout": DOUT_BITS, "devices": [d.__dict__ for d in ECP5_DEVICES]}
     key = step_key(step, ports_script(ctx.sources, ctx.top, step), ctx.digests, ctx.tools, extra)
     meta = _cached(step_dir, key, ctx.force)
@@ -623,10 +647,10 @@ def _pnr_step(ctx: StepContext) -> dict[str, Any]:
         args = [f"--{dev.name}", "--package", dev.package, "--speed", str(ECP5_SPEED), "--json",
                 f"{step}/wrap.json", "--lpf-allow-unconstrained", "--freq", f"{ctx.freq_mhz:g}",
                 "--timing-allow-fail", "--seed", str(ctx.seed), "--router", NEXTPNR_ROUTER,
-                "--report", f"{step}/report.json"]
+                "--report", f"{step}/report.json", *(["--no-route"] if ctx.pnr_mode == "placed" else [])]
         logfile = step_dir / f"nextpnr-{dev.name}.log"
         log.info("%s: nextpnr-ecp5 on %s %s (seed %d, %s) ...", step, dev.part, dev.package, ctx.seed,
-                 NEXTPNR_ROUTER)
+                 NEXTPNR_ROUTER if ctx.pnr_mode == "routed" else "placement only")
         rc, secs = run_nextpnr(args, logfile, ctx.run_dir)
         wall[f"nextpnr_{dev.name}"] = round(secs, 2)
         text = logfile.read_text(errors="replace")
@@ -637,7 +661,7 @@ def _pnr_step(ctx: StepContext) -> dict[str, Any]:
             log.info("%s: nextpnr done in %.1f s", step, secs)
             meta = {"wall_s": wall, "key": key, "device": dev.name, "part": dev.part, "package": dev.package,
                     "speed": ECP5_SPEED, "seed": ctx.seed, "router": NEXTPNR_ROUTER, "freq_mhz": ctx.freq_mhz,
-                    "tried": tried,
+                    "mode": ctx.pnr_mode, "tried": tried,
                     "demand_estimate": demand, "wrapper": {"din_bits": DIN_BITS, "dout_bits": DOUT_BITS}}
             return {**_finish(step_dir, key, meta), "cached": False}
         if not over:
@@ -661,21 +685,27 @@ def _read_json(path: Path) -> dict[str, Any]:
 
 def _target_result(ctx: StepContext, target: str, meta: dict[str, Any]) -> dict[str, Any]:
     """Parse one step directory's raw tool output into the figures of synth.json."""
-    step_dir = ctx.run_dir / target
+    step_dir = ctx.run_dir / (ctx.pnr_dir if target == "pnr" else target)
     ylog = (step_dir / "yosys.log").read_text(errors="replace")
     cells = cell_counts(_read_json(step_dir / "stat.json"), WRAPPER_TOP if target == "pnr" else ctx.top)
     common = {"cached": meta["cached"], "wall_s": meta["wall_s"], "dir": str(step_dir), "yosys": yosys_banner(ylog)}
     if target == "pnr":
         report = _read_json(step_dir / "report.json")
         wrapper_cells = ecp5_metrics(cells)
+        nextpnr_log = step_dir / f"nextpnr-{meta['device']}.log"
+        placed = meta.get("mode") == "placed"
+        timing = placed_timing(nextpnr_log.read_text(errors="replace")) if placed else pnr_timing(report)
         return {
             **{k: meta[k] for k in ("device", "part", "package", "speed", "seed", "router")},
-            **pnr_timing(report),
+            "mode": "placed" if placed else "routed",
+            "fmax_source": ("nextpnr timing after placement (--no-route), wire delays estimated" if placed
+                            else "nextpnr timing of the routed design"),
+            **timing,
             "utilization": pnr_utilization(report),
             "tried": meta["tried"],
             "wrapper": {**meta["wrapper"], **{k: wrapper_cells[k] for k in
                                               ("lut4", "ccu2c", "lut4_equiv", "ffs", "mult18", "dp16kd", "dpr16x4")}},
-            "nextpnr_log": str(step_dir / f"nextpnr-{meta['device']}.log"),
+            "nextpnr_log": str(nextpnr_log),
             **common,
         }
     metrics = xilinx_metrics(cells) if target.startswith("xc7") else ecp5_metrics(cells)
@@ -703,11 +733,15 @@ def synthesize(
     device: str = "auto",
     force: bool = False,
     jobs: int = 1,
+    pnr_mode: str = "routed",
 ) -> dict[str, Any]:
-    """Synthesize `cfg` for `targets`; write and return `out/<cfg.key()>/synth.json`'s content."""
+    """Synthesize `cfg` for `targets`; write and return `out/<cfg.key()>/synth.json`'s content.
+
+    `pnr_mode` ("routed" or "placed", see PNR_MODES) says where the pnr target's Fmax comes from."""
     chosen = parse_targets(targets)
     seed = check_range("seed", seed, 0, 2**31 - 1)
     check_choice("device", device, DEVICE_CHOICES)
+    check_choice("fmax", pnr_mode, PNR_MODES)
     if not 1.0 <= float(freq_mhz) <= 1000.0:
         raise ConfigError(f"freq must be in 1..1000 MHz, got {freq_mhz!r}")
     jobs = check_range("jobs", jobs, 1, 16)
@@ -716,11 +750,12 @@ def synthesize(
     run_dir.mkdir(parents=True, exist_ok=True)
     # Two runs of one design (two shells, two test workers) would clobber each other's step directories.
     with FileLock(str(run_dir / ".lock")):
-        return _synthesize_locked(cfg, run_dir.resolve(), chosen, seed, float(freq_mhz), device, force, jobs)
+        return _synthesize_locked(cfg, run_dir.resolve(), chosen, seed, float(freq_mhz), device, force, jobs,
+                                  pnr_mode)
 
 
 def _synthesize_locked(cfg: ArrayConfig, run_dir: Path, chosen: tuple[str, ...], seed: int, freq_mhz: float,
-                       device: str, force: bool, jobs: int) -> dict[str, Any]:
+                       device: str, force: bool, jobs: int, pnr_mode: str) -> dict[str, Any]:
     from hdl_gen import generate
 
     t_start = time.perf_counter()
@@ -731,7 +766,7 @@ def _synthesize_locked(cfg: ArrayConfig, run_dir: Path, chosen: tuple[str, ...],
     sources = [os.path.relpath(Path(s).resolve(), run_dir) for s in design.sources]
     digests = {s: _sha256_file(run_dir / s) for s in sources}
     ctx = StepContext(run_dir=run_dir, top=design.top, sources=sources, digests=digests, tools=tool_versions(),
-                      seed=seed, freq_mhz=freq_mhz, device=device, force=force)
+                      seed=seed, freq_mhz=freq_mhz, device=device, force=force, pnr_mode=pnr_mode)
 
     runners: dict[str, Callable[[], dict[str, Any]]] = {
         "xc7": lambda: _yosys_step(ctx, "xc7", xc7_script(sources, design.top, "xc7", nodsp=False)),
@@ -791,7 +826,8 @@ def summary_rows(result: dict[str, Any]) -> list[tuple[str, str]]:
                              f"DP16KD {r['dp16kd']}  DPR16X4 {r['dpr16x4']}"))
     if "pnr" in t:
         r = t["pnr"]
-        rows.append(("pnr", f"Fmax {r['fmax_mhz']:.1f} MHz on {r['part']} {r['package']} (seed {r['seed']})"))
+        how = ", after placement only" if r.get("mode") == "placed" else ""
+        rows.append(("pnr", f"Fmax {r['fmax_mhz']:.1f} MHz on {r['part']} {r['package']} (seed {r['seed']}{how})"))
     lat = result["latency"]
     if lat["total_cycles"] is not None:
         tm = f", {lat['time_us']} us at Fmax" if lat["time_us"] is not None else ""

@@ -24,6 +24,8 @@ Seed = Annotated[int, typer.Option("--seed", help="nextpnr placement seed")]
 Device = Annotated[str, typer.Option("--device", help=DEVICE_HELP)]
 Force = Annotated[bool, typer.Option("--force", help="ignore cached results and run every tool again")]
 Jobs = Annotated[int, typer.Option("--jobs", help=JOBS_HELP)]
+Fmax = Annotated[str, typer.Option("--fmax", help="where pnr's Fmax comes from: routed (place and route) or placed "
+                                            "(placement only, nextpnr's estimate; about half the time)")]
 KMax = Annotated[int | None, typer.Option("--k-max", help=KMAX_HELP)]
 Rows = Annotated[int, typer.Option("--rows", help="array rows (1..64)")]
 Cols = Annotated[int, typer.Option("--cols", help="array columns (1..64)")]
@@ -51,6 +53,7 @@ def synth_command(
     out: Out = Path("runs/synth"),
     force: Force = False,
     jobs: Jobs = 1,
+    fmax: Fmax = "routed",
 ) -> None:
     """Synthesize one array (Yosys xc7, xc7 without DSPs, ECP5) and place and route it (nextpnr-ecp5)."""
     from hdl_gen import ArrayConfig, synth
@@ -69,7 +72,7 @@ def synth_command(
         **({} if k_max is None else {"k_max": k_max}),
     )
     result = synth.synthesize(cfg, out, targets=targets, seed=seed, freq_mhz=freq, device=device, force=force,
-                              jobs=jobs)
+                              jobs=jobs, pnr_mode=fmax)
     for name, value in synth.summary_rows(result):
         typer.echo(f"{name:<10} {value}")
     typer.echo(f"wrote {Path(result['run_dir']) / 'synth.json'}")

@@ -84,6 +84,16 @@ def test_pnr_timing_finds_the_clk_domain():
         synth.pnr_timing({"fmax": {"a": {"achieved": 1, "constraint": 1}, "b": {"achieved": 1, "constraint": 1}}})
 
 
+def test_placed_timing_takes_the_last_fmax_line_of_the_clock():
+    log = ("Info: Max frequency for clock '$glbnet$clk$TRELLIS_IO_IN': 31.05 MHz (FAIL at 100.00 MHz)\n"
+           "Info: Max frequency for clock 'other': 90.00 MHz (PASS at 50.00 MHz)\n"
+           "Info: Max frequency for clock '$glbnet$clk$TRELLIS_IO_IN': 35.24 MHz (FAIL at 100.00 MHz)\n")
+    assert synth.placed_timing(log) == {"clock_net": "$glbnet$clk$TRELLIS_IO_IN", "fmax_mhz": 35.24,
+                                        "target_mhz": 100.0, "critical_path": None}
+    with pytest.raises(ValueError, match="no 'Max frequency' line for clock 'clk'"):
+        synth.placed_timing("Info: Program finished normally.\n")
+
+
 def test_overused_reads_nextpnr_utilisation_lines():
     log = ("Info: Device utilisation:\n"
            "Info: \t          TRELLIS_COMB: 30000/24288   123%\n"
@@ -213,6 +223,7 @@ def cli():
         (("synth", "--weight-bits", "20"), "weight-bits must be in 2..16, got 20"),
         (("synth", "--targets", "xc7,vivado"), "target must be one of xc7, xc7-nodsp, ecp5, pnr; got 'vivado'"),
         (("synth", "--device", "12k"), "device must be one of auto, 25k, 45k, 85k; got '12k'"),
+        (("synth", "--fmax", "signoff"), "fmax must be one of routed, placed; got 'signoff'"),
         (("synth", "--protection", "tmr"), "protection must be one of none, range; got 'tmr'"),
         (("synth-overhead", "--bits", "4", "99"), "bits must be in 2..16, got 99"),
         (("synth-all", "--protections", "none,tmr"), "protection must be one of none, range; got 'tmr'"),

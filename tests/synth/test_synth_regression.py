@@ -144,3 +144,17 @@ def test_cli_synth_and_overhead_reuse_the_cached_designs(results, capsys):
     data = json.loads((out / "overhead.json").read_text())
     assert [e["bits"] for e in data["entries"]] == [4]
     assert (out / "overhead.md").read_text() in text
+
+
+def test_placed_fmax_is_nextpnrs_timing_after_placement(results):
+    out, by_prot = results
+    placed = synth.synthesize(CONFIGS[0], out, targets="pnr", pnr_mode="placed")["targets"]["pnr"]
+    routed = by_prot["none"]["targets"]["pnr"]
+    assert (placed["mode"], routed["mode"]) == ("placed", "routed")
+    assert placed["critical_path"] is None and routed["critical_path"] is not None
+    assert (Path(placed["dir"]).name, Path(routed["dir"]).name) == ("pnr-placed", "pnr")
+    assert placed["part"] == routed["part"] and not placed["cached"]
+    assert 0.7 < placed["fmax_mhz"] / routed["fmax_mhz"] < 1.3
+    # both modes stay cached side by side
+    assert synth.synthesize(CONFIGS[0], out, targets="pnr")["targets"]["pnr"]["cached"]
+    assert synth.synthesize(CONFIGS[0], out, targets="pnr", pnr_mode="placed")["targets"]["pnr"]["cached"]
