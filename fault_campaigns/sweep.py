@@ -7,12 +7,15 @@ For each width b of the sweep, and each design (unprotected `none`, protected `r
   (`fault_campaigns.campaign.Campaign`), in the campaign's default run directory, so a `make campaign`
   already run is reused and an interrupted one resumes from its results store;
 - hardware cost: `hdl_gen.synth.synthesize` of both designs (Yosys xc7 with and without DSPs, nextpnr-ecp5
-  for Fmax), cached per design and step in the synthesis run directory.
+  for Fmax, by default after placement: `fmax="placed"`), cached per design and step in the synthesis run
+  directory.
 
-Synthesis is single-threaded and independent of the rest, so it runs in a background thread (its tools
-are separate processes) while the foreground trains models and runs campaigns; every finished step is
-recorded at once in `state.json`, so a rerun after an interruption starts from what is cached. The table,
-plots and report are written by `fault_campaigns.sweep_report` from the steps' own result files.
+Synthesis is single-threaded and independent of the rest, so it runs in background threads (its tools
+are separate processes): one (design, target) step at a time beside the foreground's training and
+campaigns, `synth_jobs` at a time once the foreground is done, longest first (place and route, widest
+designs first) so that no long step is left to run alone at the end. Every finished step is recorded at
+once in `state.json`, so a rerun after an interruption starts from what is cached. The table, plots and
+report are written by `fault_campaigns.sweep_report` from the steps' own result files.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ from typing import Any
 from fault_campaigns.campaign import Campaign, atomic_write, check_out_dir
 from fault_campaigns.config import PROTECTIONS, CampaignConfig
 from fault_campaigns.faults import DEFAULT_TARGETS
-from quasar.errors import ConfigError, QuasarError, check_range
+from quasar.errors import ConfigError, QuasarError, check_choice, check_range
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +41,8 @@ DEFAULT_BITS = (2, 3, 4, 5, 6, 7, 8, 16)
 # The table's hardware columns: LUT/FF/DSP with DSPs (xc7), LUTs without (xc7-nodsp), Fmax (pnr).
 SYNTH_TARGETS = ("xc7", "xc7-nodsp", "pnr")
 SWEEP_SCHEMA = 1
+# Longest-first order of the synthesis steps: target rank first, then the width (wider is longer).
+_TARGET_RANK = {"pnr": 0, "xc7-nodsp": 1, "ecp5": 2, "xc7": 3}
 
 
 def parse_bits(values: list[str | int] | tuple[int, ...] | None) -> tuple[int, ...]:
@@ -76,6 +81,7 @@ class SweepConfig:
     synth: bool = True
     synth_targets: tuple[str, ...] = SYNTH_TARGETS
     synth_seed: int = 1
+    fmax: str = "placed"
     campaigns: list[CampaignConfig] = field(default_factory=list, compare=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -88,6 +94,9 @@ class SweepConfig:
         if len(set(self.bits)) != len(self.bits):
             raise ConfigError(f"bit widths repeat: {list(self.bits)}")
         object.__setattr__(self, "synth_targets", parse_targets(self.synth_targets))
+        from hdl_gen.synth import PNR_MODES
+
+        check_choice("fmax", self.fmax, PNR_MODES)
         # Every campaign's own validation (net, shape, k_max, margins, targets...) before any work.
         object.__setattr__(self, "campaigns", [self.campaign_config(b) for b in self.bits])
 
@@ -254,15 +263,22 @@ class Sweep:
         Campaign(cc, run_dir, workers=self.workers, progress=self.progress, stall_timeout=self.stall_timeout).run()
         return {"dir": str(run_dir), "cached": False, "reused": resumed, "wall_s": round(time.perf_counter() - t0, 2)}
 
-    def synthesize(self, bits: int, protection: str) -> dict:
+    def synthesize(self, bits: int, protection: str, targets: tuple[str, ...] | None = None) -> dict:
+        """Synthesize one design for `targets` (default: all of the sweep's; then synth.json holds them all)."""
         from hdl_gen.synth import synthesize
 
         t0 = time.perf_counter()
-        result = synthesize(self.cfg.array_config(bits, protection), self.synth_dir, targets=self.cfg.synth_targets,
-                            seed=self.cfg.synth_seed)
-        cached = [bool(result["targets"][t].get("cached")) for t in self.cfg.synth_targets]
+        chosen = self.cfg.synth_targets if targets is None else targets
+        result = synthesize(self.cfg.array_config(bits, protection), self.synth_dir, targets=chosen,
+                            seed=self.cfg.synth_seed, pnr_mode=self.cfg.fmax)
+        cached = [bool(result["targets"][t].get("cached")) for t in chosen]
         return {"dir": result["run_dir"], "cached": all(cached), "reused": any(cached),
                 "wall_s": round(time.perf_counter() - t0, 2)}
+
+    def synth_steps(self) -> list[tuple[int, str, str]]:
+        """Every (bits, protection, target) step, longest first (see _TARGET_RANK)."""
+        steps = [(b, p, t) for b in self.cfg.bits for p in PROTECTIONS for t in self.cfg.synth_targets]
+        return sorted(steps, key=lambda s: (_TARGET_RANK[s[2]], -s[0], PROTECTIONS.index(s[1])))
 
     # -- the whole sweep ----------------------------------------------------------------------------
     def run(self) -> dict:
@@ -278,19 +294,55 @@ class Sweep:
             self.state.put(key, value)
             session["steps"][key] = {k: value.get(k) for k in ("cached", "reused", "wall_s")}
 
-        # Synthesis (single-threaded tools) runs one design at a time beside the foreground's training and
-        # campaigns, and `synth_jobs` at a time once the foreground is done.
+        # Synthesis (single-threaded tools): one step at a time beside the foreground's training and
+        # campaigns, `synth_jobs` at a time once the foreground is done; a design's steps never run at once
+        # (they share its run directory), its synth.json is assembled when its last step is done.
         slots = threading.Semaphore(1)
+        cond = threading.Condition()
+        pending = self.synth_steps() if cfg.synth else []
+        left = {(b, p): len(cfg.synth_targets) for b in cfg.bits for p in PROTECTIONS}
+        busy: set[tuple[int, str]] = set()
+        stop = threading.Event()
 
-        def synth_one(b: int, p: str) -> None:
-            with slots:
-                lane = f"synth {b}b {p}"
-                bar.start(lane, lane)
-                record(f"synth/{b}/{p}", self.synthesize(b, p))
-                bar.finish(lane, [(b, p)])
+        def next_step() -> tuple[int, str, str] | None:
+            with cond:
+                while pending and not stop.is_set():
+                    step = next((st for st in pending if st[:2] not in busy), None)
+                    if step is not None:
+                        pending.remove(step)
+                        busy.add(step[:2])
+                        return step
+                    cond.wait(timeout=1.0)
+                return None
 
-        pool = concurrent.futures.ThreadPoolExecutor(max_workers=max(1, self.synth_jobs), thread_name_prefix="synth")
-        futures = [pool.submit(synth_one, b, p) for b in cfg.bits for p in PROTECTIONS] if cfg.synth else []
+        def synth_worker() -> None:
+            while not stop.is_set():
+                with slots:
+                    step = next_step()
+                    if step is None:
+                        return
+                    b, p, t = step
+                    lane = f"synth {b}b {p} {t}"
+                    bar.start(lane, lane)
+                    try:
+                        record(f"synth/{b}/{p}/{t}", self.synthesize(b, p, (t,)))
+                        with cond:
+                            left[(b, p)] -= 1
+                            last = left[(b, p)] == 0
+                        if last:  # every step cached now: this only assembles the design's synth.json
+                            record(f"synth/{b}/{p}", self.synthesize(b, p))
+                    except BaseException:
+                        stop.set()
+                        raise
+                    finally:
+                        with cond:
+                            busy.discard((b, p))
+                            cond.notify_all()
+                    bar.finish(lane, [(b, p)] if last else [])
+
+        n_workers = max(1, self.synth_jobs) if pending else 0
+        pool = concurrent.futures.ThreadPoolExecutor(max_workers=max(1, n_workers), thread_name_prefix="synth")
+        futures = [pool.submit(synth_worker) for _ in range(n_workers)]
         try:
             for b in cfg.bits:
                 bar.start("main", f"train {b}b qat+ptq")
@@ -304,8 +356,7 @@ class Sweep:
             for f in futures:
                 f.result()
         except BaseException:
-            for f in futures:
-                f.cancel()
+            stop.set()
             raise
         finally:
             pool.shutdown(wait=True, cancel_futures=True)

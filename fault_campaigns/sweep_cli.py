@@ -36,8 +36,10 @@ def sweep(
     synth: Annotated[bool, typer.Option(help="synthesize every design (area, Fmax)")] = True,
     synth_targets: Annotated[str, typer.Option(help="synthesis flows: xc7, xc7-nodsp, ecp5, pnr")]
     = "xc7,xc7-nodsp,pnr",
-    synth_jobs: Annotated[int, typer.Option(help="designs synthesized at once after the campaigns (one before)")]
+    synth_jobs: Annotated[int, typer.Option(help="synthesis steps run at once after the campaigns (one before)")]
     = 2,
+    fmax: Annotated[str, typer.Option(help="Fmax from: placed (nextpnr placement and its timing estimate) or "
+                                           "routed (place and route; about twice the nextpnr time)")] = "placed",
     workers: Annotated[int | None, typer.Option(help="simulator processes (default: all cores)")] = None,
     runs_dir: Annotated[Path, typer.Option(help="parent of the campaign, synth and sweep run directories")]
     = Path("runs"),
@@ -54,6 +56,7 @@ def sweep(
         net=net, bits=parse_bits(bits), rows=rows, cols=cols, k_max=k_max, per_channel_bounds=per_channel_bounds,
         data_dir=data_dir, images=images, targets=_split(targets) or DEFAULT_TARGETS, margin=margin,
         confidence=confidence, faults=faults, seed=seed, synth=synth, synth_targets=tuple(_split([synth_targets])),
+        fmax=fmax,
     )
     out_dir = out or cfg.default_dir(runs_dir)
     runner = Sweep(cfg, out_dir, runs_dir=runs_dir, workers=workers, progress=progress, synth_jobs=synth_jobs)

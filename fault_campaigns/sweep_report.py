@@ -274,7 +274,7 @@ def plot_sdc(rows, bits, path: Path) -> None:
                       "SDC rate (top-1 changed) with 95% Wilson intervals", path)
 
 
-def plot_hardware(rows, bits, path: Path) -> None:
+def plot_hardware(rows, bits, path: Path, fmax_mode: str = "routed") -> None:
     plt = _plt()
     x = _xpos(bits)
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 3.8))
@@ -292,7 +292,7 @@ def plot_hardware(rows, bits, path: Path) -> None:
         ax.legend(fontsize=8)
     a1.set_ylabel("LUTs (Yosys synth_xilinx)")
     a1.set_title("Area")
-    a2.set_ylabel("Fmax (MHz, nextpnr-ecp5)")
+    a2.set_ylabel("Fmax (MHz, nextpnr-ecp5" + (", after placement)" if fmax_mode == "placed" else ", routed)"))
     a2.set_title("Timing")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
@@ -498,6 +498,8 @@ def _fresh(session: dict) -> bool:
     """Nothing came from a cache: no quantized model, campaign result or synthesis step (the float model
     is trained once and shared by every width, so it does not count)."""
     for key, step in session.get("steps", {}).items():
+        if key.startswith("synth/") and key.count("/") == 2:
+            continue  # a design's synth.json assembled from its steps just done: always "cached"
         if step.get("cached") or (step.get("reused") and not key.startswith("accuracy/")):
             return False
     return True
@@ -519,7 +521,7 @@ def write_sweep_report(sweep, dataset: str) -> dict:
     plot_accuracy(rows, bits, out / plots["accuracy"])
     plot_sdc(rows, bits, out / plots["sdc"])
     if cfg.synth:
-        plot_hardware(rows, bits, out / plots["hardware"])
+        plot_hardware(rows, bits, out / plots["hardware"], cfg.fmax)
         plot_pareto(rows, out / plots["pareto"])
     else:
         plots.pop("hardware"), plots.pop("pareto")
@@ -534,6 +536,14 @@ def write_sweep_report(sweep, dataset: str) -> dict:
     result = {"rows": rows, "timing": timing, "plots": plots, "dir": str(out)}
     atomic_write(out / "sweep.json", json.dumps({"config": cfg.identity(), **result}, indent=2, default=str))
     return result
+
+
+_FMAX_NOTE = {
+    "placed": "Fmax = nextpnr-ecp5's timing analysis after placement (`--fmax placed`, the default): wire delays "
+              "are estimated from distance, not routed; docs/synth.md compares it with the routed Fmax. "
+              "`--fmax routed` places and routes instead (about twice the nextpnr time).",
+    "routed": "Fmax = nextpnr-ecp5's timing of the placed and routed design (`--fmax routed`).",
+}
 
 
 def report_markdown(cfg, rows, timing, plots, dataset, bounds, inputs) -> str:
@@ -567,7 +577,7 @@ def report_markdown(cfg, rows, timing, plots, dataset, bounds, inputs) -> str:
         "faulty layer's output differed from the golden one; `n/a` = not applicable to an unprotected design; "
         "SDC reduction = paired relative reduction on the same faults (bootstrap 95% interval), `nan` when the "
         "unprotected design had no SDC; LUT overhead = protected vs unprotected LUTs at the same width; "
-        "latency = tile-run cycles of one inference / Fmax.",
+        "latency = tile-run cycles of one inference / Fmax. " + _FMAX_NOTE[cfg.fmax],
         "",
         markdown_table(rows),
         "",
@@ -589,7 +599,7 @@ def report_markdown(cfg, rows, timing, plots, dataset, bounds, inputs) -> str:
            if ff.get("foreground_s") else ""),
         f"- this run: {_minutes(last.get('wall_s'))}, started {last.get('started', '-')}",
         "- time inside the steps, summed, when they last did their work (synthesis runs in the background, one "
-        "design beside training and campaigns, two after): "
+        "step beside training and campaigns, two after, longest first): "
         + ", ".join(f"{k} {_minutes(v)}" for k, v in steps.items()),
         "",
         f"Rerun with `make sweep NET={cfg.net} BITS=\"{' '.join(map(str, cfg.bits))}\"`: cached steps are reused.",

@@ -51,11 +51,12 @@ def swept(tmp_path_factory):
     sweep = Sweep(cfg, out, runs_dir=runs, workers=2, progress=False)
     real = sweep.synthesize
 
-    def flaky(bits, protection):  # the first run dies at its third synthesis
-        calls.append(f"synth/{bits}/{protection}")
-        if len(calls) == 3:
-            raise RuntimeError("synthesis killed")
-        return real(bits, protection)
+    def flaky(bits, protection, targets=None):  # the first run dies at its third synthesis step
+        if targets is not None:
+            calls.append(f"synth/{bits}/{protection}/{targets[0]}")
+            if len(calls) == 3:
+                raise RuntimeError("synthesis killed")
+        return real(bits, protection, targets)
 
     sweep.synthesize = flaky
     with pytest.raises(RuntimeError, match="synthesis killed"):
@@ -99,7 +100,7 @@ def test_every_cell_is_filled_from_the_runs_own_results(swept):
         assert synth["config"]["protection"] == p and synth["config"]["act_bits"] == b
         assert int(r["luts"]) == t["xc7"]["luts"] and int(r["ffs"]) == t["xc7"]["ffs"]
         assert int(r["dsps"]) == t["xc7"]["dsp48e1"] and int(r["luts_nodsp"]) == t["xc7-nodsp"]["luts"]
-        assert _close(r["fmax_mhz"], t["pnr"]["fmax_mhz"])
+        assert _close(r["fmax_mhz"], t["pnr"]["fmax_mhz"]) and t["pnr"]["mode"] == cfg.fmax == "placed"
         cycles = sum(lay["cycles"] for lay in synth["latency"]["layers"]) if cfg.net == "lenet" else None
         if cycles is None:  # the synth.json latency is LeNet's; the sweep's is its own net's
             from hdl_gen.synth import lenet_latency
@@ -139,8 +140,10 @@ def test_report_plots_and_time(swept):
 def test_an_interrupted_sweep_resumes_from_what_is_cached(swept):
     cfg, out, _, first = swept
     done_before = set(first["state"]["steps"])
-    synth_keys = {f"synth/{b}/{p}" for b in cfg.bits for p in PROTECTIONS}
+    synth_keys = {f"synth/{b}/{p}/{t}" for b in cfg.bits for p in PROTECTIONS for t in cfg.synth_targets}
     assert len(done_before & synth_keys) >= 2 and first["failed"] not in done_before
+    # longest first: place and route of the widest designs before anything else
+    assert {"synth/3/none/pnr", "synth/3/range/pnr"} <= done_before and first["failed"].endswith("/pnr")
     assert not first["state"]["sessions"]  # the failed run recorded its steps, not a finished session
     state = json.loads((out / "state.json").read_text())
     assert len(state["sessions"]) == 1
@@ -186,6 +189,7 @@ def test_state_of_another_sweep_is_refused(tmp_path):
         (["--margin", "0"], "margin"),
         (["--rows", "0"], "rows"),
         (["--synth-targets", "asic"], "asic"),
+        (["--fmax", "signoff"], "fmax must be one of routed, placed"),
     ],
 )
 def test_bad_input_stops_before_any_work(tmp_path, args, message):
