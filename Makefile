@@ -35,7 +35,7 @@ ifneq ($(shell command -v ccache 2>/dev/null),)
 export OBJCACHE ?= ccache
 endif
 
-.PHONY: help venv test test-fast lint campaign bench sweep replay gen-rtl synth synth-overhead synth-all train accuracy-table \
+.PHONY: help venv test test-fast lint campaign bench sweep replay gen-rtl synth synth-overhead synth-all synth-fmax train accuracy-table \
 	clean distclean
 
 help:
@@ -50,6 +50,7 @@ help:
 	@echo "make synth BITS=8 ROWS=8 COLS=8 PROTECTION=range   Yosys area + nextpnr Fmax"
 	@echo "make synth-overhead              protection overhead, 8x8 at 4/8/16 bits"
 	@echo "make synth-all                   the whole synthesis grid"
+	@echo "make synth-fmax                  Fmax after placement vs after routing, whole grid"
 	@echo "make train NET=lenet BITS=8      train (or reuse) a quantized model"
 	@echo "make accuracy-table NET=lenet    QAT vs PTQ accuracy for bits 2..8 and 16"
 
@@ -94,6 +95,9 @@ synth-overhead: $(STAMP)
 
 synth-all: $(STAMP)
 	$(QUASAR) synth-all --out $(OUT)/synth
+
+synth-fmax: $(STAMP)
+	$(QUASAR) synth-fmax --out $(OUT)/synth
 
 train: $(STAMP)
 	$(QUASAR) train --net $(NET) --bits $(BITS)

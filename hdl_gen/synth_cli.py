@@ -126,7 +126,32 @@ def synth_all_command(
     typer.echo(f"wrote {Path(out) / 'grid.json'} and {Path(out) / 'grid.md'}")
 
 
+def synth_fmax_command(
+    ctx: typer.Context,
+    bits: BitsList = None,
+    protections: Annotated[str, typer.Option("--protections", help="comma-separated: none, range")] = "none,range",
+    rows: Rows = 8,
+    cols: Cols = 8,
+    k_max: KMax = None,
+    seed: Seed = 1,
+    device: Device = "auto",
+    out: Out = Path("runs/synth"),
+    jobs: Annotated[int, typer.Option("--jobs", help="nextpnr runs at once (each is one single-threaded process)")]
+    = 2,
+) -> None:
+    """Fmax after placement only vs after place and route, for every design of the grid; writes fmax_modes.json/.md."""
+    from hdl_gen import synth
+
+    widths = synth.parse_bits_list([*(bits or []), *ctx.args]) or list(synth.GRID_BITS)
+    prots = [p.strip() for p in protections.split(",") if p.strip()]
+    data = synth.fmax_modes(out, bits=widths, protections=prots, rows=rows, cols=cols, k_max=k_max, seed=seed,
+                            device=device, jobs=jobs)
+    typer.echo(synth.fmax_modes_markdown(data))
+    typer.echo(f"wrote {Path(out) / 'fmax_modes.json'} and {Path(out) / 'fmax_modes.md'}")
+
+
 def register(app: typer.Typer) -> None:
     app.command("synth")(synth_command)
     app.command("synth-overhead", context_settings=_EXTRA)(synth_overhead_command)
     app.command("synth-all", context_settings=_EXTRA)(synth_all_command)
+    app.command("synth-fmax", context_settings=_EXTRA)(synth_fmax_command)

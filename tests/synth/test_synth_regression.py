@@ -9,6 +9,7 @@ it was taken with. After an intended change (RTL, flow or tool pin), regenerate 
 """
 
 import json
+import math
 import os
 import time
 from pathlib import Path
@@ -158,3 +159,17 @@ def test_placed_fmax_is_nextpnrs_timing_after_placement(results):
     # both modes stay cached side by side
     assert synth.synthesize(CONFIGS[0], out, targets="pnr")["targets"]["pnr"]["cached"]
     assert synth.synthesize(CONFIGS[0], out, targets="pnr", pnr_mode="placed")["targets"]["pnr"]["cached"]
+
+
+def test_fmax_modes_compares_placed_with_routed_for_every_design(results):
+    out, by_prot = results
+    data = synth.fmax_modes(out, bits=[4], rows=2, cols=2, k_max=16, jobs=2)
+    assert [(e["bits"], e["protection"]) for e in data["entries"]] == [(4, "none"), (4, "range")]
+    for e in data["entries"]:
+        routed = by_prot[e["protection"]]["targets"]["pnr"]
+        assert e["routed_mhz"] == routed["fmax_mhz"] and e["part"] == routed["part"]
+        assert math.isclose(e["diff_pct"], 100 * (e["placed_mhz"] / e["routed_mhz"] - 1), abs_tol=0.01)
+    s = data["summary"]
+    assert s["max_abs_diff_pct"] == max(abs(e["diff_pct"]) for e in data["entries"]) and s["widths_compared"] == 1
+    text = (out / "fmax_modes.md").read_text()
+    assert text == synth.fmax_modes_markdown(data) and "| 4 | range | LFE5U-" in text
