@@ -282,7 +282,7 @@ class Sweep:
 
     # -- the whole sweep ----------------------------------------------------------------------------
     def run(self) -> dict:
-        from fault_campaigns.sweep_report import write_sweep_report
+        from fault_campaigns.sweep_report import session_is_fresh, write_sweep_report
 
         cfg = self.cfg
         t_start = self.t_created
@@ -362,7 +362,7 @@ class Sweep:
             pool.shutdown(wait=True, cancel_futures=True)
             bar.close()
         session["wall_s"] = round(time.perf_counter() - t_start, 2)
-        session["fresh"] = not any(s.get("reused") for s in session["steps"].values())
+        session["fresh"] = session_is_fresh(session)
         self.state.add_session(session)
         return write_sweep_report(self, self.dataset)
 

@@ -489,12 +489,12 @@ def timing_summary(state_data: dict) -> dict:
     for key, v in steps.items():
         kind = key.split("/")[0]
         by_kind[kind] = by_kind.get(kind, 0.0) + float(v.get("ran_wall_s") or 0.0)
-    fresh = [s for s in sessions if _fresh(s)]
+    fresh = [s for s in sessions if session_is_fresh(s)]
     return {"sessions": sessions, "first_fresh_wall_s": fresh[0]["wall_s"] if fresh else None,
             "first_fresh": fresh[0] if fresh else None, "step_wall_s": by_kind}
 
 
-def _fresh(session: dict) -> bool:
+def session_is_fresh(session: dict) -> bool:
     """Nothing came from a cache: no quantized model, campaign result or synthesis step (the float model
     is trained once and shared by every width, so it does not count)."""
     for key, step in session.get("steps", {}).items():
