@@ -951,6 +951,19 @@ GRID_METRICS = (
 )
 
 
+def grid_configs(bits: Sequence[int], protections: Sequence[str], rows: int, cols: int,
+                 k_max: int | None) -> dict[tuple[int, str], ArrayConfig]:
+    """(bits, protection) -> ArrayConfig of a grid, in order; ConfigError names a bad width or protection."""
+    from hdl_gen import ArrayConfig
+
+    bits = [check_range("bits", b, 2, 16) for b in bits]
+    for p in protections:
+        check_choice("protection", p, ("none", "range"))
+    extra = {} if k_max is None else {"k_max": k_max}
+    return {(b, p): ArrayConfig(rows=rows, cols=cols, act_bits=b, weight_bits=b, protection=p, **extra)
+            for b in bits for p in protections}
+
+
 def synth_grid(
     out: Path | str,
     *,
@@ -966,24 +979,16 @@ def synth_grid(
     jobs: int = 1,
 ) -> dict[str, Any]:
     """Every (bits, protection) of the grid; writes out/grid.json and out/grid.md."""
-    from hdl_gen import ArrayConfig
-
     chosen = parse_targets(targets)
-    bits = [check_range("bits", b, 2, 16) for b in bits]
-    for p in protections:
-        check_choice("protection", p, ("none", "range"))
     rows_out = []
-    for b in bits:
-        for p in protections:
-            extra = {} if k_max is None else {"k_max": k_max}
-            cfg = ArrayConfig(rows=rows, cols=cols, act_bits=b, weight_bits=b, protection=p, **extra)
-            res = synthesize(cfg, out, targets=chosen, seed=seed, device=device, force=force, jobs=jobs)
-            row = {"bits": b, "protection": p, "config_key": res["config_key"],
-                   "latency_cycles": res["latency"]["total_cycles"], "latency_us": res["latency"]["time_us"],
-                   "wall_s": res["wall_s"]["total"]}
-            for label, target, field in GRID_METRICS:
-                row[label] = res["targets"][target][field] if target in chosen else None
-            rows_out.append(row)
+    for (b, p), cfg in grid_configs(bits, protections, rows, cols, k_max).items():
+        res = synthesize(cfg, out, targets=chosen, seed=seed, device=device, force=force, jobs=jobs)
+        row = {"bits": b, "protection": p, "config_key": res["config_key"],
+               "latency_cycles": res["latency"]["total_cycles"], "latency_us": res["latency"]["time_us"],
+               "wall_s": res["wall_s"]["total"]}
+        for label, target, field in GRID_METRICS:
+            row[label] = res["targets"][target][field] if target in chosen else None
+        rows_out.append(row)
     data = {"rows": rows, "cols": cols, "k_max": k_max, "targets": list(chosen), "seed": seed,
             "tools": tool_versions(), "grid": rows_out}
     out = Path(out)
@@ -1017,15 +1022,9 @@ def fmax_modes(
     """Fmax after placement only vs after place and route, for every (bits, protection) design: how far the
     cheaper estimate (`pnr_mode="placed"`, the sweep's default) is from the routed figure. `jobs` designs run
     at once, routed runs (the long ones) first, widest first. Writes out/fmax_modes.json and .md."""
-    from hdl_gen import ArrayConfig
-
-    bits = [check_range("bits", b, 2, 16) for b in bits]
-    for p in protections:
-        check_choice("protection", p, ("none", "range"))
+    cfgs = grid_configs(bits, protections, rows, cols, k_max)
+    bits = list(dict.fromkeys(b for b, _ in cfgs))
     jobs = check_range("jobs", jobs, 1, 16)
-    extra = {} if k_max is None else {"k_max": k_max}
-    cfgs = {(b, p): ArrayConfig(rows=rows, cols=cols, act_bits=b, weight_bits=b, protection=p, **extra)
-            for b in bits for p in protections}
     tasks = sorted(((b, p, m) for (b, p) in cfgs for m in PNR_MODES),
                    key=lambda t: (PNR_MODES.index(t[2]), -t[0], t[1]))
     t0 = time.perf_counter()
