@@ -25,12 +25,13 @@ from pathlib import Path
 
 import numpy as np
 
-from fault_campaigns import mapping
-from fault_campaigns.classify import Classifier, Golden
-from fault_campaigns.config import CampaignConfig
-from fault_campaigns.executor import LocalExecutor
-from fault_campaigns.faults import Fault, LayerSpace, load_sites, plan
-from fault_campaigns.store import ResultStore
+from fault_campaigns.execution.executor import LocalExecutor
+from fault_campaigns.files import atomic_write, check_out_dir
+from fault_campaigns.planning import mapping
+from fault_campaigns.planning.config import CampaignConfig
+from fault_campaigns.planning.faults import Fault, LayerSpace, load_sites, plan
+from fault_campaigns.results.classify import Classifier, Golden
+from fault_campaigns.results.store import ResultStore
 from quasar.errors import QuasarError, check_choice
 
 log = logging.getLogger(__name__)
@@ -41,27 +42,6 @@ EXECUTORS = ("local", "dask")
 
 class GoldenMismatch(QuasarError):
     """The golden RTL run disagrees with the integer reference model."""
-
-
-def atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-
-
-def check_out_dir(path: Path) -> Path:
-    """Create the run directory or fail with a clear message before any work."""
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        probe = path / ".write-test"
-        probe.write_text("ok")
-        probe.unlink()
-    except OSError as exc:
-        raise QuasarError(f"output directory {str(path)!r} is not writable: {exc.strerror or exc}") from None
-    return path
 
 
 @dataclass
@@ -77,7 +57,7 @@ class Design:
 class Campaign:
     def __init__(self, cfg: CampaignConfig, out_dir: Path, workers: int | None = None, progress: bool = True,
                  stall_timeout: float = 180.0, executor: str = "local", scheduler: str | None = None):
-        from fault_campaigns.dask_executor import check_scheduler
+        from fault_campaigns.execution.dask_executor import check_scheduler
 
         self.cfg = cfg
         self.executor = check_choice("executor", executor, EXECUTORS)
@@ -189,7 +169,7 @@ class Campaign:
 
     def _executor(self, d: Design, tag: str):
         if self.executor == "dask":
-            from fault_campaigns.dask_executor import DaskExecutor
+            from fault_campaigns.execution.dask_executor import DaskExecutor
 
             return DaskExecutor(self._client, d.build, f"{tag}-{d.protection}", stall_timeout=self.stall_timeout)
         return LocalExecutor(d.build, self.out_dir / "work" / f"{tag}-{d.protection}", workers=self.workers,
@@ -334,7 +314,7 @@ class Campaign:
             os.fsync(fh.fileno())
 
     def run(self) -> dict:
-        from fault_campaigns.report import write_reports
+        from fault_campaigns.analysis.report import write_reports
 
         t_start = time.perf_counter()
         # The store first: a foreign or corrupt one is refused before anything in the directory changes.
@@ -342,7 +322,7 @@ class Campaign:
         try:
             atomic_write(self.out_dir / "campaign.json", json.dumps(self.store_config(), indent=2, sort_keys=True))
             if self.executor == "dask":
-                from fault_campaigns.dask_executor import connect
+                from fault_campaigns.execution.dask_executor import connect
 
                 self._client = connect(self.scheduler)
             self.prepare()

@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from fault_campaigns.faults import DEFAULT_TARGETS
+from fault_campaigns.planning.faults import DEFAULT_TARGETS
 from quasar.errors import QuasarError
 
 log = logging.getLogger(__name__)
@@ -60,7 +60,7 @@ def campaign(
 ) -> None:
     """Run a fault-injection campaign on the RTL: golden check, then the same faults unprotected and protected."""
     from fault_campaigns.campaign import Campaign
-    from fault_campaigns.config import PROTECTIONS, CampaignConfig
+    from fault_campaigns.planning.config import PROTECTIONS, CampaignConfig
 
     if workers is not None and workers < 1:
         raise QuasarError(f"workers must be at least 1, got {workers!r}")
@@ -81,7 +81,7 @@ def campaign(
 
 
 def _print_headline(summary: dict, run_dir: Path) -> None:
-    from fault_campaigns.report import _fmt, relative_text
+    from fault_campaigns.analysis.report import _fmt, relative_text
 
     for p, d in summary["designs"].items():
         r = d["rates"]
@@ -104,7 +104,7 @@ def replay(
     waves: Annotated[bool, typer.Option(help="write a waveform (FST)")] = True,
 ) -> None:
     """Rerun one fault of a campaign alone on the RTL (with a waveform) and compare with the stored result."""
-    from fault_campaigns.replay import replay_fault
+    from fault_campaigns.execution.replay import replay_fault
 
     result = replay_fault(run, fault, protection, waves)
     typer.echo(json.dumps(result, indent=2))

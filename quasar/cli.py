@@ -30,7 +30,7 @@ ENVIRONMENT_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, err
 
 # Each module defines `register(app: typer.Typer) -> None`.
 COMMAND_MODULES = ("hdl_gen.cli", "hdl_gen.synth_cli", "models.cli", "fault_campaigns.cli",
-                   "fault_campaigns.sweep_cli", "fault_campaigns.bench_cli")
+                   "fault_campaigns.sweep.cli", "fault_campaigns.bench.cli")
 
 for _name in COMMAND_MODULES:
     importlib.import_module(_name).register(app)

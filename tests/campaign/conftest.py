@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from fault_campaigns.campaign import STORE_NAME, Campaign
-from fault_campaigns.config import CampaignConfig
-from fault_campaigns.store import ResultStore
+from fault_campaigns.planning.config import CampaignConfig
+from fault_campaigns.results.store import ResultStore
 
 # Small enough for seconds per run, large enough that each simulator has a few hundred runs to do.
 SMALL = dict(net="tiny", bits=4, rows=4, cols=4, k_max=128, images=2, golden_images=1, faults=200, seed=5,

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from fault_campaigns.campaign import STORE_NAME
-from fault_campaigns.store import ResultStore
+from fault_campaigns.results.store import ResultStore
 from tests.campaign.conftest import result_rows, small_config
 
 BASE = ["campaign", "--net", "tiny", "--bits", "4", "--rows", "4", "--cols", "4", "--k-max", "128", "--images", "2",
@@ -213,7 +213,7 @@ def test_full_disk_mid_campaign_keeps_what_was_stored_and_resumes(small_referenc
 
 
 def test_unreachable_scheduler_is_named():
-    from fault_campaigns.dask_executor import connect
+    from fault_campaigns.execution.dask_executor import connect
     from quasar.errors import QuasarError
 
     t0 = time.monotonic()

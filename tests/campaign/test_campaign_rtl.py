@@ -16,10 +16,10 @@ import psutil
 import pytest
 
 from fault_campaigns.campaign import STORE_NAME, Campaign
-from fault_campaigns.classify import Classifier
-from fault_campaigns.config import CampaignConfig
-from fault_campaigns.software import software_records
-from fault_campaigns.store import OUTCOMES, ResultStore
+from fault_campaigns.execution.software import software_records
+from fault_campaigns.planning.config import CampaignConfig
+from fault_campaigns.results.classify import Classifier
+from fault_campaigns.results.store import OUTCOMES, ResultStore
 
 pytestmark = [pytest.mark.sim, pytest.mark.train, pytest.mark.xdist_group("campaign")]
 
@@ -91,7 +91,7 @@ def test_output_activation_flip_beyond_the_bound_is_clamped(finished, tmp_path):
     """MSB flips in output-activation registers that push a value above its channel's bound (found with
     the analytic model on the unprotected design) are clamped on RTL: the counter rises and nothing leaves
     the array outside [lo, hi]."""
-    from fault_campaigns.executor import LocalExecutor
+    from fault_campaigns.execution.executor import LocalExecutor
     from testbenches.model import Tile, predict
 
     campaign, _, _ = finished

@@ -2,7 +2,7 @@
 
 import pytest
 
-from fault_campaigns.config import CampaignConfig
+from fault_campaigns.planning.config import CampaignConfig
 from quasar.errors import QuasarError
 
 

@@ -18,7 +18,7 @@ import psutil
 import pytest
 
 from fault_campaigns.campaign import Campaign
-from fault_campaigns.executor import LocalExecutor
+from fault_campaigns.execution.executor import LocalExecutor
 from quasar.errors import QuasarError
 from tests.campaign.conftest import result_rows, small_config
 

@@ -6,7 +6,7 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from fault_campaigns import faults as F
+from fault_campaigns.planning import faults as F
 from quasar.errors import ConfigError
 
 SITES = [F.Site("pe_0_0.a_reg", 4, "pe_activation", 0, 0), F.Site("oact_0", 3, "output_activation", None, 0)]

@@ -14,9 +14,9 @@ import copy
 
 import pytest
 
-from fault_campaigns.bench import compare_records, raw_records, sample
+from fault_campaigns.bench.runner import compare_records, raw_records, sample
 from fault_campaigns.campaign import Campaign
-from fault_campaigns.config import CampaignConfig
+from fault_campaigns.planning.config import CampaignConfig
 
 pytestmark = [pytest.mark.sim, pytest.mark.train, pytest.mark.xdist_group("campaign")]
 
@@ -86,7 +86,7 @@ def test_software_injector_flips_the_operand_the_dataflow_model_predicts():
     dataflow model, which the RTL regression checks cycle by cycle: every cycle, PE and bit pattern."""
     import numpy as np
 
-    from fault_campaigns.software import inject
+    from fault_campaigns.execution.software import inject
     from hdl_gen import ArrayConfig
     from testbenches.model import Tile, golden, predict
 

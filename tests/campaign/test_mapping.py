@@ -5,9 +5,9 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from fault_campaigns import mapping
-from fault_campaigns.classify import Classifier, Golden, outcome, valid_diff
-from fault_campaigns.executor import split_groups
+from fault_campaigns.execution.executor import split_groups
+from fault_campaigns.planning import mapping
+from fault_campaigns.results.classify import Classifier, Golden, outcome, valid_diff
 from quasar import arithmetic
 
 

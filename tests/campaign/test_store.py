@@ -4,7 +4,7 @@ import sqlite3
 
 import pytest
 
-from fault_campaigns.store import COLUMNS, ResultStore
+from fault_campaigns.results.store import COLUMNS, ResultStore
 from quasar.errors import QuasarError
 
 

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from fault_campaigns.config import PROTECTIONS
-from fault_campaigns.sweep import Sweep, SweepConfig, parse_bits
-from fault_campaigns.sweep_report import COLUMNS, NA, PROTECTED_ONLY
+from fault_campaigns.planning.config import PROTECTIONS
+from fault_campaigns.sweep.report import COLUMNS, NA, PROTECTED_ONLY
+from fault_campaigns.sweep.runner import Sweep, SweepConfig, parse_bits
 from quasar.errors import ConfigError, QuasarError
 
 SETTINGS = dict(net="tiny", bits=(2, 3), rows=2, cols=2, k_max=128, images=2, faults=25, seed=3)
@@ -168,7 +168,7 @@ def test_bits_lists():
 
 
 def test_state_of_another_sweep_is_refused(tmp_path):
-    from fault_campaigns.sweep import _State
+    from fault_campaigns.sweep.runner import _State
 
     _State(tmp_path / "state.json", {"a": 1}).put("x", {"cached": False, "wall_s": 1})
     with pytest.raises(QuasarError, match="another sweep configuration"):

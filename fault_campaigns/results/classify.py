@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fault_campaigns.mapping import LayerMap
+from fault_campaigns.planning.mapping import LayerMap
 
 SDC_OUTCOMES = ("sdc", "critical")
 

@@ -15,7 +15,7 @@ are separate processes): one (design, target) step at a time beside the foregrou
 campaigns, `synth_jobs` at a time once the foreground is done, longest first (place and route, widest
 designs first) so that no long step is left to run alone at the end. Every finished step is recorded at
 once in `state.json`, so a rerun after an interruption starts from what is cached. The table, plots and
-report are written by `fault_campaigns.sweep_report` from the steps' own result files.
+report are written by `fault_campaigns.sweep.report` from the steps' own result files.
 """
 
 from __future__ import annotations
@@ -30,9 +30,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fault_campaigns.campaign import Campaign, atomic_write, check_out_dir
-from fault_campaigns.config import PROTECTIONS, CampaignConfig
-from fault_campaigns.faults import DEFAULT_TARGETS
+from fault_campaigns.campaign import Campaign
+from fault_campaigns.files import atomic_write, check_out_dir
+from fault_campaigns.planning.config import PROTECTIONS, CampaignConfig
+from fault_campaigns.planning.faults import DEFAULT_TARGETS
 from quasar.errors import ConfigError, QuasarError, check_choice, check_range
 
 log = logging.getLogger(__name__)
@@ -282,7 +283,7 @@ class Sweep:
 
     # -- the whole sweep ----------------------------------------------------------------------------
     def run(self) -> dict:
-        from fault_campaigns.sweep_report import session_is_fresh, write_sweep_report
+        from fault_campaigns.sweep.report import session_is_fresh, write_sweep_report
 
         cfg = self.cfg
         t_start = self.t_created

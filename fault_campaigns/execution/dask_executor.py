@@ -25,7 +25,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from fault_campaigns.executor import OnLost, OnResults, ShardRunner, session_dir, split_groups
+from fault_campaigns.execution.executor import OnLost, OnResults, ShardRunner, session_dir, split_groups
 from quasar.errors import QuasarError
 
 log = logging.getLogger(__name__)

@@ -23,7 +23,7 @@ def bench(
 ) -> None:
     """Injections per second of the RTL campaign path and of a software-level injector on the same faults,
     their ratio, the agreement of their outcomes, and the fidelity of the RTL fast path."""
-    from fault_campaigns.bench import BenchConfig, check, run_bench
+    from fault_campaigns.bench.runner import BenchConfig, check, run_bench
 
     bc = BenchConfig(net=net, bits=bits, rows=rows, cols=cols, images=images, faults=faults, seed=seed,
                      workers=workers, fidelity=fidelity)

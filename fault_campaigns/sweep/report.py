@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from fault_campaigns.config import PROTECTIONS
+from fault_campaigns.planning.config import PROTECTIONS
 
 NA = "n/a"
 
@@ -510,7 +510,7 @@ def _minutes(s: float | None) -> str:
 
 
 def write_sweep_report(sweep, dataset: str) -> dict:
-    from fault_campaigns.campaign import atomic_write
+    from fault_campaigns.files import atomic_write
 
     cfg, out = sweep.cfg, sweep.out_dir
     inputs = load_inputs(sweep)

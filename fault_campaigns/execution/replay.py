@@ -15,10 +15,10 @@ import subprocess
 from pathlib import Path
 
 from fault_campaigns.campaign import STORE_NAME, Campaign
-from fault_campaigns.classify import Classifier
-from fault_campaigns.config import CampaignConfig
-from fault_campaigns.executor import WORKER_MODULE, WORKER_TEST, log_tail
-from fault_campaigns.store import ResultStore
+from fault_campaigns.execution.executor import WORKER_MODULE, WORKER_TEST, log_tail
+from fault_campaigns.planning.config import CampaignConfig
+from fault_campaigns.results.classify import Classifier
+from fault_campaigns.results.store import ResultStore
 from quasar.errors import QuasarError, check_choice
 
 TUPLE_FIELDS = ("protections", "targets", "layers")

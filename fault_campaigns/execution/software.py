@@ -21,7 +21,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from fault_campaigns.mapping import diff_entries
+from fault_campaigns.planning.mapping import diff_entries
 
 _A_REG = re.compile(r"pe_(\d+)_(\d+)\.a_reg")
 _OACT = re.compile(r"oact_(\d+)")

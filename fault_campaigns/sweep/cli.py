@@ -12,7 +12,7 @@ from typing import Annotated
 import typer
 
 from fault_campaigns.cli import _split
-from fault_campaigns.faults import DEFAULT_TARGETS
+from fault_campaigns.planning.faults import DEFAULT_TARGETS
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +47,7 @@ def sweep(
     progress: Annotated[bool, typer.Option(help="progress bars")] = True,
 ) -> None:
     """For every bit width: accuracy (QAT, PTQ), the campaign unprotected and protected, and synthesis of both."""
-    from fault_campaigns.sweep import Sweep, SweepConfig, parse_bits
+    from fault_campaigns.sweep.runner import Sweep, SweepConfig, parse_bits
     from quasar.errors import QuasarError
 
     if workers is not None and workers < 1:

@@ -1,6 +1,6 @@
 """The simulator side of a campaign shard: a cocotb test module run inside one long-lived Verilator process.
 
-It reads one job file (pickle written by `fault_campaigns.executor`: the array config and a list of
+It reads one job file (pickle written by `fault_campaigns.execution.executor`: the array config and a list of
 tile groups, each with its operands, its expected output and the runs to do on it), loads each
 tile's operands once, runs every fault of that tile back to back (the RTL sequences itself, Python
 sleeps), and appends one JSON line per run to the results file, flushed as it goes, so a crash loses
@@ -22,7 +22,7 @@ import time
 import cocotb
 import numpy as np
 
-from fault_campaigns.mapping import diff_entries
+from fault_campaigns.planning.mapping import diff_entries
 from hdl_gen import ArrayConfig
 from testbenches.array_tb import ArrayTB, Injection
 

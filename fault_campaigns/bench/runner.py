@@ -2,7 +2,7 @@
 
 One fixed campaign (network, bits, array, seed, faults per layer; both protection modes) runs
 (a) on the product's RTL path (`Campaign.run_design`: simulator workers, downstream classification,
-results store) and (b) through the software-level injector (`fault_campaigns.software`: the same bit
+results store) and (b) through the software-level injector (`fault_campaigns.execution.software`: the same bit
 flipped in the integer reference model at the equivalent place of the tile computation, then the same
 classification). It reports injections per second of each, their ratio, and the agreement: the
 fraction of faults whose outcome class the software injector predicts, per register kind and layer.
@@ -53,7 +53,7 @@ class BenchConfig:
         check_range("images", self.images, 1, 100_000)
 
     def campaign_config(self):  # type: ignore[no-untyped-def]
-        from fault_campaigns.config import CampaignConfig
+        from fault_campaigns.planning.config import CampaignConfig
 
         return CampaignConfig(net=self.net, bits=self.bits, rows=self.rows, cols=self.cols, images=self.images,
                               golden_images=1, faults=self.faults, seed=self.seed)
@@ -61,7 +61,7 @@ class BenchConfig:
 
 # ---- the two injectors --------------------------------------------------------------------------
 def _fresh_store(campaign, path: Path):  # type: ignore[no-untyped-def]
-    from fault_campaigns.store import ResultStore
+    from fault_campaigns.results.store import ResultStore
 
     for suffix in ("", "-wal", "-shm"):
         Path(str(path) + suffix).unlink(missing_ok=True)
@@ -71,7 +71,7 @@ def _fresh_store(campaign, path: Path):  # type: ignore[no-untyped-def]
 def run_rtl(campaign, d, faults, work: Path) -> tuple[dict[int, dict], float, dict]:  # type: ignore[no-untyped-def]
     """The product path end to end (workers, classification, store): {fault_id: row}, seconds, and
     where the simulator processes spent their time (summed over them)."""
-    from fault_campaigns.sim_worker import PROFILE_ENV
+    from fault_campaigns.execution.sim_worker import PROFILE_ENV
 
     store = _fresh_store(campaign, work / f"rtl-{d.protection}.sqlite")
     profile = work / f"workers-{d.protection}.jsonl"
@@ -101,8 +101,8 @@ def run_rtl(campaign, d, faults, work: Path) -> tuple[dict[int, dict], float, di
 
 def run_software(campaign, d, faults) -> tuple[dict[int, dict], dict[str, float]]:  # type: ignore[no-untyped-def]
     """The software-level injector end to end (injection + the same classification); rows, timings."""
-    from fault_campaigns.classify import Classifier
-    from fault_campaigns.software import software_records
+    from fault_campaigns.execution.software import software_records
+    from fault_campaigns.results.classify import Classifier
 
     t0 = time.perf_counter()
     records = software_records(campaign, d, faults)
@@ -138,7 +138,7 @@ def sample(faults, n: int, seed: int) -> list:  # type: ignore[no-untyped-def]
 def raw_records(campaign, d, faults, work: Path, fast: bool) -> dict[int, dict]:  # type: ignore[no-untyped-def]
     """Worker records of `faults` on the fast path (fast build, shortcuts as run_design uses them) or on
     the plain reference (GPI-clocked build, full tile runs, no shortcut)."""
-    from fault_campaigns.executor import LocalExecutor
+    from fault_campaigns.execution.executor import LocalExecutor
     from testbenches import sim
 
     by_group: dict[tuple[int, int, int], list] = defaultdict(list)
@@ -158,7 +158,7 @@ def raw_records(campaign, d, faults, work: Path, fast: bool) -> dict[int, dict]:
 
 def compare_records(campaign, d, faults, fast: dict[int, dict], plain: dict[int, dict]) -> dict:  # type: ignore[no-untyped-def]
     """Identical records (fin, cyc, viol, diff) and identical classified outcomes, fault by fault."""
-    from fault_campaigns.classify import Classifier
+    from fault_campaigns.results.classify import Classifier
 
     clf = Classifier(campaign.maps, d.golden, d.model.forward_from)
     recs_fast = [fast[f.fault_id] for f in faults]
@@ -186,7 +186,8 @@ def _load() -> list[float]:
 
 def run_bench(bc: BenchConfig, out_dir: Path, fidelity_only: bool = False) -> dict:
     """Run the benchmark; write bench.json and bench.md into `out_dir` (its `work/` is scratch)."""
-    from fault_campaigns.campaign import Campaign, check_out_dir
+    from fault_campaigns.campaign import Campaign
+    from fault_campaigns.files import check_out_dir
 
     cc = bc.campaign_config()  # every option is checked before anything is touched
     out_dir = check_out_dir(Path(out_dir).resolve())  # the simulators run in other directories

@@ -1,0 +1,1 @@
+"""Stage 4, analysis: summaries, rates with intervals and the campaign report."""
