@@ -15,11 +15,16 @@ PYTEST_ARGS ?=
 CAMPAIGN_ARGS ?=
 # Extra options passed through to `quasar bench` (e.g. BENCH_ARGS="--faults 2000 --fidelity 1000").
 BENCH_ARGS ?=
-# `make sweep`: BITS="2 4 8" picks the widths (default: the CLI's 2..8 and 16); DATA=DIR the dataset
-# directory (AlexNet needs the CIFAR-10 batches); SWEEP_ARGS more options of `quasar sweep`.
-SWEEP_BITS = $(if $(filter command line environment,$(origin BITS)),--bits "$(BITS)",)
+# `make sweep`: BITS="2 4 8" (or BITS=2,4,8) picks the widths (default: the CLI's 2..8 and 16); DATA=DIR the
+# dataset directory (AlexNet needs the CIFAR-10 batches); SWEEP_ARGS more options of `quasar sweep`.
+# Lists reach the CLI in its one list form, comma-separated.
+comma := ,
+space := $(subst ,, )
+SWEEP_BITS = $(if $(filter command line environment,$(origin BITS)),--bits "$(subst $(space),$(comma),$(strip $(BITS)))",)
 SWEEP_DATA = $(if $(DATA),--data-dir "$(DATA)",)
 SWEEP_ARGS ?=
+# `make replay RUN=DIR FAULT=ID [PROTECTION=none|range]`: PROTECTION only when given (the CLI's default is none).
+REPLAY_PROTECTION = $(if $(filter command line environment,$(origin PROTECTION)),--protection "$(PROTECTION)",)
 
 PYTHON ?= python3
 VENV   := .venv
@@ -45,8 +50,8 @@ help:
 	@echo "make test                        run the test suite (creates .venv on first use)"
 	@echo "make test-fast                   the tests that need no simulator, synthesis or training"
 	@echo "make lint                        ruff"
-	@echo "make replay RUN=DIR FAULT=ID             rerun one fault alone with a waveform"
-	@echo "make gen-rtl ROWS=8 COLS=8 BITS=8 PROTECTION=range OUT=DIR"
+	@echo "make replay RUN=DIR FAULT=ID [PROTECTION=range]  rerun one fault alone with a waveform (default design none)"
+	@echo "make gen-rtl ROWS=8 COLS=8 BITS=8 PROTECTION=range OUT=DIR   write the RTL to DIR/rtl (default runs/rtl)"
 	@echo "make synth BITS=8 ROWS=8 COLS=8 PROTECTION=range   Yosys area + nextpnr Fmax"
 	@echo "make synth-overhead              protection overhead, 8x8 at 4/8/16 bits"
 	@echo "make synth-all                   the whole synthesis grid"
@@ -82,7 +87,9 @@ sweep: $(STAMP)
 	$(QUASAR) sweep --net $(NET) $(SWEEP_BITS) --rows $(ROWS) --cols $(COLS) --runs-dir $(OUT) $(SWEEP_DATA) $(SWEEP_ARGS)
 
 replay: $(STAMP)
-	$(QUASAR) replay --run $(RUN) --fault $(FAULT) --waves
+	@test -n "$(RUN)" -a -n "$(FAULT)" || { echo "error: make replay needs RUN=<campaign run directory> and" \
+		"FAULT=<fault id>, e.g. make replay RUN=runs/campaign/<name> FAULT=17 [PROTECTION=range]" >&2; exit 2; }
+	$(QUASAR) replay --run "$(RUN)" --fault "$(FAULT)" $(REPLAY_PROTECTION) --waves
 
 gen-rtl: $(STAMP)
 	$(QUASAR) gen-rtl --rows $(ROWS) --cols $(COLS) --bits $(BITS) --protection $(PROTECTION) --out $(OUT)/rtl

@@ -1,8 +1,11 @@
 """A fault-injection campaign end to end: model, golden RTL check, fault list, runs, store, report.
 
-Order of work (nothing slow starts before every input is checked):
-1. validate the configuration and the output directory;
-2. train or reuse the quantized model, pick the campaign's test images (seeded);
+Order of work (nothing slow starts before every input is checked, and nothing is created in the run
+directory before the model, the dataset and the Dask scheduler are known to be usable):
+1. validate the configuration, the output directory (without creating it) and an existing results store;
+2. connect to the Dask scheduler (--executor dask); train or reuse the quantized model, read the
+   dataset, pick the campaign's test images (seeded); only then create the run directory, the store
+   and campaign.json;
 3. trace every image through the integer reference model of each design (unprotected, protected);
 4. build the RTL of each design, read its fault-site map;
 5. golden check: every tile of every layer of the golden images runs on RTL and must equal the
@@ -11,6 +14,9 @@ Order of work (nothing slow starts before every input is checked):
 6. plan the fault list once (seeded, per layer, Leveugle sample sizes) and run the same list on every
    design, skipping faults already in the store (resume);
 7. write summary.json, report.md and plots.
+
+An interrupt (Ctrl-C) stops the simulators, keeps every whole batch already stored (one transaction
+per batch), logs the session, and raises `Interrupted` saying what the store holds and how to resume.
 """
 
 from __future__ import annotations
@@ -26,13 +32,13 @@ from pathlib import Path
 import numpy as np
 
 from fault_campaigns.execution.executor import LocalExecutor
-from fault_campaigns.files import atomic_write, check_out_dir
+from fault_campaigns.files import atomic_write, check_out_dir, probe_out_dir
 from fault_campaigns.planning import mapping
 from fault_campaigns.planning.config import CampaignConfig
 from fault_campaigns.planning.faults import Fault, LayerSpace, load_sites, plan
 from fault_campaigns.results.classify import Classifier, Golden
 from fault_campaigns.results.store import ResultStore
-from quasar.errors import QuasarError, check_choice
+from quasar.errors import Interrupted, QuasarError, check_choice
 
 log = logging.getLogger(__name__)
 
@@ -64,19 +70,23 @@ class Campaign:
         self.scheduler = check_scheduler(scheduler) if executor == "dask" else None
         if scheduler and executor != "dask":
             raise QuasarError(f"--scheduler {scheduler!r} is only used with --executor dask")
-        self.out_dir = check_out_dir(Path(out_dir).resolve())  # the simulators run in other directories
+        self.out_dir = probe_out_dir(Path(out_dir).resolve())  # the simulators run in other directories
         self.workers = workers or os.cpu_count() or 1
         self.progress = progress
         self.stall_timeout = stall_timeout
         self.timings: dict[str, float] = {}
         self.golden_report: dict[str, dict] = {}
+        self.session: dict[str, dict] = {}  # per design: fault runs done in this session and their time
         self._client = None  # the Dask client while run() runs
 
     # -- preparation ------------------------------------------------------------------------------
     def prepare(self) -> None:
-        from hdl_gen import ArrayConfig
-        from models import IntegerModel, TrainConfig, get_or_train, load_dataset
-        from testbenches.sim import build
+        self.prepare_model()
+        self.prepare_designs()
+
+    def prepare_model(self) -> None:
+        """The model (trained or reused) and the campaign's images: every check that needs no build."""
+        from models import TrainConfig, get_or_train, load_dataset
 
         cfg = self.cfg
         t0 = time.perf_counter()
@@ -90,10 +100,17 @@ class Campaign:
             raise QuasarError(f"--images {cfg.images} is more than the {len(data.test_y)} test images of {data.name}")
         rng = np.random.default_rng([cfg.seed, 0x1A6E])
         self.image_index = np.sort(rng.choice(len(data.test_y), size=cfg.images, replace=False))
-        x = data.test_x[self.image_index]
         self.labels = np.asarray(data.test_y[self.image_index], dtype=np.int64)
+        self.x = data.test_x[self.image_index]
         self.timings["model_s"] = time.perf_counter() - t0
 
+    def prepare_designs(self) -> None:
+        """Traces of the images through each design's integer model, the builds and their fault sites."""
+        from hdl_gen import ArrayConfig
+        from models import IntegerModel
+        from testbenches.sim import build
+
+        cfg, x = self.cfg, self.x
         t0 = time.perf_counter()
         self.designs: dict[str, Design] = {}
         for p in cfg.protections:
@@ -241,11 +258,14 @@ class Campaign:
 
     # -- running ------------------------------------------------------------------------------------
     def run_design(self, d: Design, faults: list[Fault], store: ResultStore) -> dict:
+        """Run the faults of `faults` not yet stored for `d`; self.session[d.protection] counts, as they
+        come, the runs stored by this session and the time spent on them (fault runs only, no build)."""
         done = store.done_keys(d.protection)
         todo = [f for f in faults if f.fault_id not in done]
         log.info("%s: %d faults, %d already stored, %d to run", d.protection, len(faults), len(done), len(todo))
+        tally = self.session[d.protection] = {"ran": 0, "wall_s": 0.0}
         if not todo:
-            return {"ran": 0, "wall_s": 0.0}
+            return tally
         by_group: dict[tuple[int, int, int], list[Fault]] = defaultdict(list)
         for f in todo:
             by_group[(f.image, f.layer, f.tile)].append(f)
@@ -276,12 +296,10 @@ class Campaign:
                 out.append(base)
             return out
 
-        bar = _progress(len(todo), f"{self.cfg.net} {self.cfg.a_bits}b {d.protection}", self.progress)
-        t0 = time.perf_counter()
-
         def on_results(records: list[dict]) -> None:
             rows = rows_for(records, clf.classify([by_id[r["id"]] for r in records], records))
             store.add(rows)
+            tally["ran"] += len(rows)
             bar.update(len(rows))
 
         def on_lost(rid: int, outcome: str, logp: str) -> None:
@@ -290,6 +308,7 @@ class Campaign:
                    "golden_top1": int(d.golden.top1[f.image]), "faulty_top1": None, "changed_outputs": None,
                    "protection_events": None, "sim_cycles": None, "sim_time_s": None}
             store.add(rows_for([{"id": rid}], [row]))
+            tally["ran"] += 1
             bar.update(1)
 
         # The fast path (docs/bench.md): a build whose clock Python steps through the simulator's C++ main
@@ -299,44 +318,74 @@ class Campaign:
 
         from testbenches.sim import FAST_CLOCK, build
 
-        fast = replace(d, build=build(d.array, clock=FAST_CLOCK))
+        fast = replace(d, build=build(d.array, clock=FAST_CLOCK))  # before the clock starts: builds are not runs
+        bar = _progress(len(todo), f"{self.cfg.net} {self.cfg.a_bits}b {d.protection}", self.progress)
+        t0 = time.perf_counter()
         try:
             self._executor(fast, "faults").run(groups, on_results, on_lost)
         finally:
+            tally["wall_s"] = time.perf_counter() - t0
             bar.close()
-        return {"ran": len(todo), "wall_s": time.perf_counter() - t0}
+        return tally
 
-    def _log_session(self, runs: dict) -> None:
-        line = json.dumps({"time": time.strftime("%Y-%m-%dT%H:%M:%S"), "workers": self.workers, "designs": runs})
+    def _log_session(self, interrupted: bool = False) -> None:
+        """Append this session's fault runs to sessions.jsonl (a session killed with SIGKILL has no line;
+        its rows are in the store all the same)."""
+        entry = {"time": time.strftime("%Y-%m-%dT%H:%M:%S"), "workers": self.workers, "designs": self.session}
+        if interrupted:
+            entry["interrupted"] = True
         with open(self.out_dir / "sessions.jsonl", "a") as fh:
-            fh.write(line + "\n")
+            fh.write(json.dumps(entry) + "\n")
             fh.flush()
             os.fsync(fh.fileno())
+
+    def _interrupted(self, store: ResultStore | None, faults: list[Fault] | None) -> str:
+        """The one line an interrupt ends with: what the store holds and how to go on."""
+        if store is None:
+            return f"nothing was stored yet in {self.out_dir}; rerun the same command to start the campaign"
+        if store.db.in_transaction:  # a batch cut short by the interrupt is not part of the store
+            store.db.rollback()
+        held = {p: len(store.done_keys(p)) for p in self.cfg.protections}
+        planned = f" of {len(faults)}" if faults is not None else ""
+        ran = sum(t["ran"] for t in self.session.values())
+        per_design = ", ".join(f"{p} {n}{planned}" for p, n in held.items())
+        return (f"{store.path} holds {sum(held.values())} fault runs ({per_design}; {ran} stored by this session); "
+                "rerun the same command to resume")
 
     def run(self) -> dict:
         from fault_campaigns.analysis.report import write_reports
 
         t_start = time.perf_counter()
-        # The store first: a foreign or corrupt one is refused before anything in the directory changes.
-        store = ResultStore(self.out_dir / STORE_NAME, self.cfg.campaign_id, self.store_config())
+        path = self.out_dir / STORE_NAME
+        store, faults = None, None
+        if path.exists():  # an existing store is checked (read-only) before anything else: a foreign one is refused
+            store = ResultStore(path, self.cfg.campaign_id, self.store_config())
         try:
-            atomic_write(self.out_dir / "campaign.json", json.dumps(self.store_config(), indent=2, sort_keys=True))
             if self.executor == "dask":
                 from fault_campaigns.execution.dask_executor import connect
 
                 self._client = connect(self.scheduler)
-            self.prepare()
+            self.prepare_model()  # a corrupt checkpoint or a missing dataset stops here, before any file is made
+            check_out_dir(self.out_dir)
+            if store is None:
+                store = ResultStore(path, self.cfg.campaign_id, self.store_config())
+            atomic_write(self.out_dir / "campaign.json", json.dumps(self.store_config(), indent=2, sort_keys=True))
+            self.prepare_designs()
             for p, d in self.designs.items():
                 self.golden_report[p] = self.golden_check(d)
             faults = self.fault_list()
-            runs = {}
-            for p, d in self.designs.items():
-                runs[p] = self.run_design(d, faults, store)
-            self._log_session(runs)
+            for d in self.designs.values():
+                self.run_design(d, faults, store)
+            self._log_session()
             self.timings["campaign_s"] = time.perf_counter() - t_start
-            return write_reports(self, store, faults, runs)
+            return write_reports(self, store, faults, self.session)
+        except KeyboardInterrupt:
+            if self.session:
+                self._log_session(interrupted=True)
+            raise Interrupted(self._interrupted(store, faults)) from None
         finally:
-            store.close()
+            if store is not None:
+                store.close()
             if self._client is not None:
                 self._client.close()
                 self._client = None

@@ -1,6 +1,7 @@
 """`quasar campaign`, `quasar replay` and `quasar report`: the campaign's command line.
 
-Every option is validated (by CampaignConfig) before any training, build or simulation starts.
+Every option is validated (by CampaignConfig) before any training, build or simulation starts; list
+options take comma-separated values or the option repeated (quasar/options.py).
 """
 
 from __future__ import annotations
@@ -14,14 +15,12 @@ import typer
 
 from fault_campaigns.planning.faults import DEFAULT_TARGETS
 from quasar.errors import QuasarError
+from quasar.options import list_option, parse_list
 
 log = logging.getLogger(__name__)
 
-
-def _split(values: list[str] | None) -> tuple[str, ...] | None:
-    if not values:
-        return None
-    return tuple(v.strip() for item in values for v in item.split(",") if v.strip())
+TARGETS_OPTION = list_option("--targets", "register kinds", "pe_activation,accumulator",
+                             "pe_activation,output_activation")
 
 
 def campaign(
@@ -32,7 +31,8 @@ def campaign(
     rows: Annotated[int, typer.Option(help="array rows (1-64)")] = 8,
     cols: Annotated[int, typer.Option(help="array columns (1-64)")] = 8,
     k_max: Annotated[int, typer.Option(help="operand buffer depth (longest reduction)")] = 1024,
-    protection: Annotated[list[str] | None, typer.Option(help="designs to run: none, range (default both)")] = None,
+    protection: Annotated[list[str] | None, list_option("--protection", "designs to run (none, range)", "none,range",
+                                                        "both")] = None,
     per_channel_bounds: Annotated[bool, typer.Option(help="one bound pair per output channel")] = False,
     dataset: Annotated[str | None, typer.Option(help="dataset (default: the net's own)")] = None,
     data_dir: Annotated[str | None, typer.Option(help="dataset directory")] = None,
@@ -40,12 +40,11 @@ def campaign(
     images: Annotated[int, typer.Option(help="test images in the fault space")] = 16,
     golden_images: Annotated[int, typer.Option(help="images whose every tile is checked on RTL first")] = 1,
     fault_model: Annotated[str, typer.Option(help="flip, mbu2, mbu3, stuck0, stuck1")] = "flip",
-    targets: Annotated[list[str] | None, typer.Option(help="register kinds (default pe_activation,output_activation)")]
-    = None,
+    targets: Annotated[list[str] | None, TARGETS_OPTION] = None,
     margin: Annotated[float, typer.Option(help="error margin of each per-layer rate, in (0, 1)")] = 0.02,
     confidence: Annotated[float, typer.Option(help="confidence level, in (0, 1)")] = 0.95,
     faults: Annotated[int | None, typer.Option(help="faults per layer (default: Leveugle's formula)")] = None,
-    layers: Annotated[list[str] | None, typer.Option(help="only these layers (default: all)")] = None,
+    layers: Annotated[list[str] | None, list_option("--layers", "only these layers", "conv1,fc1", "all")] = None,
     seed: Annotated[int, typer.Option(help="seed of every random choice")] = 0,
     workers: Annotated[int | None, typer.Option(help="simulator processes (default: all cores)")] = None,
     executor: Annotated[str, typer.Option(help="local (simulators on this machine) or dask (on a cluster)")]
@@ -64,44 +63,47 @@ def campaign(
 
     if workers is not None and workers < 1:
         raise QuasarError(f"workers must be at least 1, got {workers!r}")
-    cfg = CampaignConfig(
-        net=net, bits=bits, act_bits=act_bits, weight_bits=weight_bits, rows=rows, cols=cols, k_max=k_max,
-        per_channel_bounds=per_channel_bounds, protections=_split(protection) or PROTECTIONS, dataset=dataset,
-        data_dir=data_dir, train_mode=train_mode, images=images, golden_images=golden_images,
-        fault_model=fault_model, targets=_split(targets) or DEFAULT_TARGETS, margin=margin, confidence=confidence,
-        faults=faults, layers=_split(layers), seed=seed,
-    )
-    run_dir = out or cfg.default_dir(runs_dir)
-    log.info("campaign %s -> %s", cfg.campaign_id, run_dir)
     if not stall_timeout > 0:
         raise QuasarError(f"stall timeout must be more than 0 seconds, got {stall_timeout!r}")
-    summary = Campaign(cfg, run_dir, workers=workers, progress=progress, stall_timeout=stall_timeout,
-                       executor=executor, scheduler=scheduler).run()
+    cfg = CampaignConfig(
+        net=net, bits=bits, act_bits=act_bits, weight_bits=weight_bits, rows=rows, cols=cols, k_max=k_max,
+        per_channel_bounds=per_channel_bounds, protections=parse_list("--protection", protection) or PROTECTIONS,
+        dataset=dataset, data_dir=data_dir, train_mode=train_mode, images=images, golden_images=golden_images,
+        fault_model=fault_model, targets=parse_list("--targets", targets) or DEFAULT_TARGETS, margin=margin,
+        confidence=confidence, faults=faults, layers=parse_list("--layers", layers), seed=seed,
+    )
+    run_dir = out or cfg.default_dir(runs_dir)
+    campaign = Campaign(cfg, run_dir, workers=workers, progress=progress, stall_timeout=stall_timeout,
+                        executor=executor, scheduler=scheduler)
+    log.info("campaign %s -> %s", cfg.campaign_id, run_dir)  # after every option check: an error is one line
+    summary = campaign.run()
     _print_headline(summary, run_dir)
 
 
 def _print_headline(summary: dict, run_dir: Path) -> None:
-    from fault_campaigns.analysis.report import _fmt, relative_text
+    from fault_campaigns.analysis.report import _fmt, relative_text, session_text
 
     for p, d in summary["designs"].items():
-        r = d["rates"]
-        typer.echo(f"{p:>5}: {r['faults']} faults  SDC {_fmt(r['sdc'])}  critical {_fmt(r['critical'])}  "
-                   f"masked {_fmt(r['masked'])}")
+        # masked + corrupted + hang + crash = 100% (SDC and critical are part of corrupted)
+        r, counts = d["rates"], d["counts"]
+        n = r["faults"]
+        stuck = "".join(f"  {o} {100 * counts[o] / n:.2f}% ({counts[o]})" for o in ("hang", "crash") if counts.get(o))
+        typer.echo(f"{p:>5}: {n} faults  masked {_fmt(r['masked'])}  corrupted {_fmt(r['corrupted'])} "
+                   f"(SDC {_fmt(r['sdc'])}, critical {_fmt(r['critical'])}){stuck}")
     eff = summary.get("protection_effect")
     if eff:
         for name, label in (("sdc", "SDC"), ("corrupted", "corrupted layer output")):
             e = eff[name]
             change = f"{100 * e['unprotected']:.2f}% -> {100 * e['protected']:.2f}%"
             typer.echo(f"range protection, {label}: {change}, relative reduction {relative_text(e)}")
-    typer.echo(f"{summary['injections']} injections, {summary['wall_s']:.1f} s "
-               f"({summary['injections_per_s']:.0f}/s); report: {run_dir / 'report.md'}")
+    typer.echo(f"{session_text(summary)}; report: {run_dir / 'report.md'}")
 
 
 def replay(
     run: Annotated[Path, typer.Option(help="campaign run directory")],
     fault: Annotated[int, typer.Option(help="fault id (see results.sqlite)")],
     protection: Annotated[str, typer.Option(help="design: none or range")] = "none",
-    waves: Annotated[bool, typer.Option(help="write a waveform (FST)")] = True,
+    waves: Annotated[bool, typer.Option(help="write a waveform (VCD: DIR/replay/fault<ID>-<design>.vcd)")] = True,
 ) -> None:
     """Rerun one fault of a campaign alone on the RTL (with a waveform) and compare with the stored result."""
     from fault_campaigns.execution.replay import replay_fault

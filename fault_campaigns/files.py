@@ -7,6 +7,7 @@ campaign orchestration (which imports them).
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 from quasar.errors import QuasarError
@@ -29,6 +30,22 @@ def check_out_dir(path: Path) -> Path:
         probe = path / ".write-test"
         probe.write_text("ok")
         probe.unlink()
+    except OSError as exc:
+        raise QuasarError(f"output directory {str(path)!r} is not writable: {exc.strerror or exc}") from None
+    return path
+
+
+def probe_out_dir(path: Path) -> Path:
+    """Fail with a clear message now if `path` could not be created or written later, without creating
+    it: the probe is a temporary directory in `path` or in its nearest existing parent, removed at once."""
+    path = Path(path)
+    base = path
+    while not base.exists() and base != base.parent:
+        base = base.parent
+    if not base.is_dir():
+        raise QuasarError(f"output directory {str(path)!r} cannot be made: {str(base)!r} is not a directory")
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".quasar-probe-", dir=base))
     except OSError as exc:
         raise QuasarError(f"output directory {str(path)!r} is not writable: {exc.strerror or exc}") from None
     return path

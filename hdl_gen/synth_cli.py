@@ -12,14 +12,15 @@ from typing import Annotated
 import typer
 
 from hdl_gen.cli import ActBits, Bits, PerChannelBounds, Protection, WeightBits
+from quasar.options import list_option, parse_int_list, parse_list
 
-TARGETS_HELP = "comma-separated: xc7, xc7-nodsp, ecp5, pnr"
 DEVICE_HELP = "ECP5 part for place and route: auto (smallest that fits), 25k, 45k or 85k"
 KMAX_HELP = "operand-buffer depth (longest K, 1..16384); default: ArrayConfig's (1024)"
 JOBS_HELP = "targets run in parallel (each target is one single-threaded tool process)"
 
 Out = Annotated[Path, typer.Option("--out", help="output root; each design gets <out>/<config key>/")]
-Targets = Annotated[str, typer.Option("--targets", help=TARGETS_HELP)]
+Targets = Annotated[list[str] | None, list_option("--targets", "flows (xc7, xc7-nodsp, ecp5, pnr)", "xc7,pnr",
+                                                  "all four")]
 Seed = Annotated[int, typer.Option("--seed", help="nextpnr placement seed")]
 Device = Annotated[str, typer.Option("--device", help=DEVICE_HELP)]
 Force = Annotated[bool, typer.Option("--force", help="ignore cached results and run every tool again")]
@@ -29,11 +30,9 @@ Fmax = Annotated[str, typer.Option("--fmax", help="where pnr's Fmax comes from: 
 KMax = Annotated[int | None, typer.Option("--k-max", help=KMAX_HELP)]
 Rows = Annotated[int, typer.Option("--rows", help="array rows (1..64)")]
 Cols = Annotated[int, typer.Option("--cols", help="array columns (1..64)")]
-BitsList = Annotated[
-    list[str] | None,
-    typer.Option("--bits", help="bit widths (act = weight), e.g. --bits 4 8 16 or --bits 4,8,16"),
-]
-_EXTRA = {"allow_extra_args": True, "ignore_unknown_options": False}
+BitsList = Annotated[list[str] | None, list_option("--bits", "bit widths (act = weight, 2-16)", "4,8,16")]
+Protections = Annotated[list[str] | None, list_option("--protections", "designs (none, range)", "none,range",
+                                                      "none,range")]
 
 
 def synth_command(
@@ -45,7 +44,7 @@ def synth_command(
     protection: Protection = "none",
     per_channel_bounds: PerChannelBounds = False,
     k_max: KMax = None,
-    targets: Targets = "xc7,xc7-nodsp,ecp5,pnr",
+    targets: Targets = None,
     seed: Seed = 1,
     freq: Annotated[float, typer.Option("--freq", help="nextpnr target frequency, MHz (Fmax is what it achieves)")]
     = 100.0,
@@ -71,7 +70,8 @@ def synth_command(
         per_channel_bounds=per_channel_bounds,
         **({} if k_max is None else {"k_max": k_max}),
     )
-    result = synth.synthesize(cfg, out, targets=targets, seed=seed, freq_mhz=freq, device=device, force=force,
+    result = synth.synthesize(cfg, out, targets=parse_list("--targets", targets) or synth.TARGETS, seed=seed,
+                              freq_mhz=freq, device=device, force=force,
                               jobs=jobs, pnr_mode=fmax)
     for name, value in synth.summary_rows(result):
         typer.echo(f"{name:<10} {value}")
@@ -79,12 +79,11 @@ def synth_command(
 
 
 def synth_overhead_command(
-    ctx: typer.Context,
     bits: BitsList = None,
     rows: Rows = 8,
     cols: Cols = 8,
     k_max: KMax = None,
-    targets: Targets = "xc7,xc7-nodsp,ecp5,pnr",
+    targets: Targets = None,
     seed: Seed = 1,
     device: Device = "auto",
     out: Out = Path("runs/synth"),
@@ -94,7 +93,8 @@ def synth_overhead_command(
     """Protection overhead: none vs range at each bit width (LUT, FF, Fmax); writes overhead.json and .md."""
     from hdl_gen import synth
 
-    widths = synth.parse_bits_list([*(bits or []), *ctx.args]) or list(synth.OVERHEAD_BITS)
+    widths = list(parse_int_list("--bits", bits, 2, 16) or synth.OVERHEAD_BITS)
+    targets = parse_list("--targets", targets) or synth.TARGETS
     data = synth.protection_overhead(out, bits=widths, rows=rows, cols=cols, k_max=k_max, targets=targets,
                                      seed=seed, device=device, force=force, jobs=jobs)
     typer.echo(synth.overhead_markdown(data))
@@ -102,13 +102,12 @@ def synth_overhead_command(
 
 
 def synth_all_command(
-    ctx: typer.Context,
     bits: BitsList = None,
-    protections: Annotated[str, typer.Option("--protections", help="comma-separated: none, range")] = "none,range",
+    protections: Protections = None,
     rows: Rows = 8,
     cols: Cols = 8,
     k_max: KMax = None,
-    targets: Targets = "xc7,xc7-nodsp,ecp5,pnr",
+    targets: Targets = None,
     seed: Seed = 1,
     device: Device = "auto",
     out: Out = Path("runs/synth"),
@@ -118,18 +117,18 @@ def synth_all_command(
     """The whole grid (bits 2..8 and 16 x protection none/range by default); writes grid.json and grid.md."""
     from hdl_gen import synth
 
-    widths = synth.parse_bits_list([*(bits or []), *ctx.args]) or list(synth.GRID_BITS)
-    prots = [p.strip() for p in protections.split(",") if p.strip()]
+    widths = list(parse_int_list("--bits", bits, 2, 16) or synth.GRID_BITS)
+    prots = list(parse_list("--protections", protections) or ("none", "range"))
     data = synth.synth_grid(out, bits=widths, protections=prots, rows=rows, cols=cols, k_max=k_max,
-                            targets=targets, seed=seed, device=device, force=force, jobs=jobs)
+                            targets=parse_list("--targets", targets) or synth.TARGETS, seed=seed, device=device,
+                            force=force, jobs=jobs)
     typer.echo(synth.grid_markdown(data))
     typer.echo(f"wrote {Path(out) / 'grid.json'} and {Path(out) / 'grid.md'}")
 
 
 def synth_fmax_command(
-    ctx: typer.Context,
     bits: BitsList = None,
-    protections: Annotated[str, typer.Option("--protections", help="comma-separated: none, range")] = "none,range",
+    protections: Protections = None,
     rows: Rows = 8,
     cols: Cols = 8,
     k_max: KMax = None,
@@ -142,8 +141,8 @@ def synth_fmax_command(
     """Fmax after placement only vs after place and route, for every design of the grid; writes fmax_modes.json/.md."""
     from hdl_gen import synth
 
-    widths = synth.parse_bits_list([*(bits or []), *ctx.args]) or list(synth.GRID_BITS)
-    prots = [p.strip() for p in protections.split(",") if p.strip()]
+    widths = list(parse_int_list("--bits", bits, 2, 16) or synth.GRID_BITS)
+    prots = list(parse_list("--protections", protections) or ("none", "range"))
     data = synth.fmax_modes(out, bits=widths, protections=prots, rows=rows, cols=cols, k_max=k_max, seed=seed,
                             device=device, jobs=jobs)
     typer.echo(synth.fmax_modes_markdown(data))
@@ -152,6 +151,6 @@ def synth_fmax_command(
 
 def register(app: typer.Typer) -> None:
     app.command("synth")(synth_command)
-    app.command("synth-overhead", context_settings=_EXTRA)(synth_overhead_command)
-    app.command("synth-all", context_settings=_EXTRA)(synth_all_command)
-    app.command("synth-fmax", context_settings=_EXTRA)(synth_fmax_command)
+    app.command("synth-overhead")(synth_overhead_command)
+    app.command("synth-all")(synth_all_command)
+    app.command("synth-fmax")(synth_fmax_command)

@@ -16,6 +16,7 @@ from typing import Annotated
 import typer
 
 from quasar.errors import check_range
+from quasar.options import list_option, parse_int_list, parse_list
 
 log = logging.getLogger(__name__)
 
@@ -24,10 +25,7 @@ DEFAULT_TABLE_BITS = (2, 3, 4, 5, 6, 7, 8, 16)
 
 def register(app: typer.Typer) -> None:
     app.command("train")(train_command)
-    app.command(
-        "accuracy-table",
-        context_settings={"allow_extra_args": True, "ignore_unknown_options": False},
-    )(accuracy_table_command)
+    app.command("accuracy-table")(accuracy_table_command)
 
 
 def train_command(
@@ -73,13 +71,11 @@ def train_command(
 
 
 def accuracy_table_command(
-    ctx: typer.Context,
     net: Annotated[str, typer.Option(help="network: lenet, alexnet or tiny")] = "lenet",
-    bits: Annotated[
-        list[str] | None,
-        typer.Option(help="bit widths (act = weight), e.g. --bits 2 3 4 8 or --bits 2,3,4; default 2..8 and 16"),
-    ] = None,
-    modes: Annotated[str, typer.Option(help="comma-separated: qat, ptq")] = "qat,ptq",
+    bits: Annotated[list[str] | None, list_option("--bits", "bit widths (act = weight, 2-16)", "2,3,4,8",
+                                                  "2..8 and 16")] = None,
+    modes: Annotated[list[str] | None, list_option("--modes", "training modes (qat, ptq)", "qat,ptq",
+                                                   "qat,ptq")] = None,
     dataset: Annotated[str | None, typer.Option(help="mnist, idx, digits or cifar10; default: the net's own")] = None,
     data_dir: Annotated[Path | None, typer.Option(help="data directory (default data/<dataset>)")] = None,
     seed: Annotated[int, typer.Option(help="training seed")] = 0,
@@ -90,10 +86,10 @@ def accuracy_table_command(
     progress: Annotated[bool, typer.Option(help="show progress bars")] = True,
 ) -> None:
     """QAT and PTQ accuracy at several bit widths, side by side (Markdown and CSV in the run directory)."""
-    from models.train import accuracy_table, parse_bits_list
+    from models.train import BITS_RANGE, accuracy_table
 
-    widths = parse_bits_list([*(bits or []), *ctx.args]) or list(DEFAULT_TABLE_BITS)
-    mode_list = [m.strip() for m in modes.split(",") if m.strip()]
+    widths = list(parse_int_list("--bits", bits, *BITS_RANGE) or DEFAULT_TABLE_BITS)
+    mode_list = list(parse_list("--modes", modes) or ("qat", "ptq"))
     table = accuracy_table(
         net,
         widths,

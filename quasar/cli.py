@@ -2,11 +2,14 @@
 
 This is the only layer that prints user errors and chooses exit codes: a `QuasarError` becomes one
 line `error: ...` on stderr and exit status 2, with no traceback; so do a bad option value (click's
-usage errors) and a full disk or read-only path met while working (OSError).
+usage errors) and a full disk or read-only path met while working (OSError). An interrupt (Ctrl-C)
+ends with one line `interrupted: ...` (what was kept, how to resume, when the command says so) and
+exit status 130, like any Unix tool killed by SIGINT.
 """
 
 from __future__ import annotations
 
+import difflib
 import errno
 import importlib
 import logging
@@ -15,7 +18,7 @@ import sys
 import click
 import typer
 
-from quasar.errors import QuasarError
+from quasar.errors import Interrupted, QuasarError
 
 app = typer.Typer(
     name="quasar",
@@ -52,10 +55,35 @@ EXITS = (*_click_errors("Exit"), typer.Exit)
 ABORTS = (*_click_errors("Abort"), typer.Abort)
 
 
+INTERRUPTED = 130  # 128 + SIGINT: what a shell reports for a command stopped by Ctrl-C
+EXTRA_ARGUMENT_HINT = ("; list options take comma-separated values or the option repeated, "
+                       "e.g. --bits 2,4 or --bits 2 --bits 4")
+
+
+def _usage_message(exc: BaseException) -> str:
+    """click's message, with a better hint for an unknown option (only close names) or a stray argument."""
+    msg = exc.format_message()
+    ctx = getattr(exc, "ctx", None)
+    if type(exc).__name__ == "NoSuchOption" and ctx is not None:
+        name = exc.option_name
+        known = [o for p in ctx.command.params for o in (*p.opts, *p.secondary_opts) if o.startswith("--")]
+        close = difflib.get_close_matches(name.lstrip("-"), [o[2:] for o in known], n=3, cutoff=0.75)
+        msg = f"no such option {name}" + (f"; did you mean {' or '.join('--' + c for c in close)}?" if close else "")
+    elif "unexpected extra argument" in msg:
+        msg += EXTRA_ARGUMENT_HINT
+    return msg
+
+
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
-        app(args=argv, standalone_mode=False)
+        rv = app(args=argv, standalone_mode=False)
+    except Interrupted as exc:
+        print(f"interrupted: {exc}", file=sys.stderr)
+        return INTERRUPTED
+    except KeyboardInterrupt:  # raised outside a command's own body (typer turns those into Exit(130))
+        print("interrupted", file=sys.stderr)
+        return INTERRUPTED
     except QuasarError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -67,21 +95,25 @@ def main(argv: list[str] | None = None) -> int:
             return exc.exit_code
         ctx = getattr(exc, "ctx", None)
         hint = f" (see `quasar {ctx.info_name} --help`)" if ctx is not None and ctx.parent is not None else ""
-        print(f"error: {exc.format_message()}{hint}", file=sys.stderr)
+        print(f"error: {_usage_message(exc)}{hint}", file=sys.stderr)
         return exc.exit_code
     except CLICK_ERRORS as exc:
         exc.show()
         return exc.exit_code
     except ABORTS:
-        print("aborted", file=sys.stderr)
-        return 130
+        print("interrupted", file=sys.stderr)
+        return INTERRUPTED
     except OSError as exc:
         if exc.errno not in ENVIRONMENT_ERRNOS:
             raise
         where = f" {exc.filename}" if exc.filename else ""
         print(f"error: cannot write or read{where}: {exc.strerror or exc}", file=sys.stderr)
         return 2
-    return 0
+    # Without standalone mode typer returns, rather than raises, the status of a typer.Exit and of a
+    # KeyboardInterrupt that no command turned into Interrupted (130).
+    if rv == INTERRUPTED:
+        print("interrupted", file=sys.stderr)
+    return rv if isinstance(rv, int) and not isinstance(rv, bool) else 0
 
 
 def entry() -> None:

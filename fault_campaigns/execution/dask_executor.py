@@ -25,7 +25,14 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from fault_campaigns.execution.executor import OnLost, OnResults, ShardRunner, session_dir, split_groups
+from fault_campaigns.execution.executor import (
+    OnLost,
+    OnResults,
+    ShardRunner,
+    remove_session_dir,
+    session_dir,
+    split_groups,
+)
 from quasar.errors import QuasarError
 
 log = logging.getLogger(__name__)
@@ -97,7 +104,11 @@ def run_shard_task(recipe: dict, groups: list[dict], index: int, token: str, sta
     runner = ShardRunner(build, work, index, groups, lambda recs: events.append(("results", recs)),
                          lambda rid, outcome, logp: events.append(("lost", rid, outcome, logp)),
                          stall_timeout, max_start_failures, max_run_attempts, where=f" on {worker.address}")
-    runner.run()
+    try:
+        runner.run()
+    finally:
+        if not runner.troubled:  # as on a local session: the logs of a troubled simulator stay
+            remove_session_dir(work)
     return events
 
 

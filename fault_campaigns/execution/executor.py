@@ -18,7 +18,10 @@ Failures never stop the campaign and never lose work:
   without blaming any run; after `max_start_failures` such failures in a row the campaign stops with
   the simulator's log tail, because no result could be trusted;
 - simulators die with the process that drives them (parent-death signal), so a campaign killed with
-  SIGKILL leaves no simulator behind writing into the next session's files.
+  SIGKILL leaves no simulator behind writing into the next session's files;
+- a session's work directory (job, results and log files of its simulators) is removed when the
+  session ends, finished or interrupted, unless a simulator crashed, stalled or failed to start in it:
+  then it stays, with the logs the warnings name.
 This module never classifies outcomes and never touches the results store.
 """
 
@@ -76,6 +79,16 @@ def session_dir(work_dir: Path) -> Path:
     return path
 
 
+def remove_session_dir(path: Path, levels: int = 2) -> None:
+    """Remove a session directory, then up to `levels` parents left empty (work/<tag>/, work/)."""
+    shutil.rmtree(path, ignore_errors=True)
+    for parent in list(Path(path).parents)[:levels]:
+        try:
+            parent.rmdir()
+        except OSError:  # not empty (another session's files, kept logs) or already gone
+            break
+
+
 # setpriv (util-linux) sets a parent-death signal and execs the simulator: safe with threads, unlike
 # preexec_fn, and the simulator dies with its driver even when the driver is SIGKILLed.
 _SETPRIV = shutil.which("setpriv")
@@ -108,6 +121,7 @@ class ShardRunner:
         self._files: list[Path] = []
         self.offset, self.partial, self.ready = 0, b"", False
         self.last_progress = time.monotonic()
+        self.troubled = False  # a simulator of this shard crashed, stalled or failed to start: keep its logs
 
     @property
     def done(self) -> bool:
@@ -197,6 +211,7 @@ class ShardRunner:
         if rc is None and not stalled:
             return
         self.kill()
+        self.troubled = True
         where = f"simulator {self.index}{self.where}"
         if not self.ready:
             self.start_failures += 1
@@ -255,23 +270,30 @@ class LocalExecutor:
         if not groups:
             return
         work = session_dir(self.work_dir)
-        runners = [
+        runners: list[ShardRunner] = []
+        try:
+            self._run(work, runners, groups, on_results, on_lost)
+        finally:
+            for r in runners:
+                r.kill()
+            if not any(r.troubled for r in runners):
+                remove_session_dir(work)
+
+    def _run(self, work: Path, runners: list, groups: Sequence[dict], on_results: OnResults,
+             on_lost: OnLost) -> None:
+        runners += [
             ShardRunner(self.build, work, i, shard, on_results, on_lost, self.stall_timeout, self.max_start_failures,
                         self.max_run_attempts)
             for i, shard in enumerate(split_groups(groups, self.workers))
         ]
         active = list(runners)
-        try:
-            for r in runners:
-                r.launch()
-            while active:
-                time.sleep(self.poll_interval)
-                for r in list(active):
-                    r.step()
-                    if r.done:
-                        r.kill()
-                        r.cleanup()
-                        active.remove(r)
-        finally:
-            for r in runners:
-                r.kill()
+        for r in runners:
+            r.launch()
+        while active:
+            time.sleep(self.poll_interval)
+            for r in list(active):
+                r.step()
+                if r.done:
+                    r.kill()
+                    r.cleanup()
+                    active.remove(r)

@@ -1,6 +1,7 @@
 """`quasar sweep`: the trilateral design-space sweep (accuracy, RTL fault tolerance, hardware cost).
 
-Every option is validated, and the dataset found, before any training, simulation or synthesis starts.
+Every option is validated, and the dataset found, before any training, simulation or synthesis starts; list
+options take comma-separated values or the option repeated (quasar/options.py).
 """
 
 from __future__ import annotations
@@ -11,31 +12,30 @@ from typing import Annotated
 
 import typer
 
-from fault_campaigns.cli import _split
+from fault_campaigns.cli import TARGETS_OPTION
 from fault_campaigns.planning.faults import DEFAULT_TARGETS
+from quasar.options import list_option, parse_int_list, parse_list
 
 log = logging.getLogger(__name__)
 
 
 def sweep(
     net: Annotated[str, typer.Option(help="network: lenet, alexnet or tiny")] = "lenet",
-    bits: Annotated[list[str] | None, typer.Option(help="bit widths, e.g. --bits \"2 4 8\" (default 2..8 and 16)")]
-    = None,
+    bits: Annotated[list[str] | None, list_option("--bits", "bit widths (2-16)", "2,4,8", "2..8 and 16")] = None,
     rows: Annotated[int, typer.Option(help="array rows (1-64)")] = 8,
     cols: Annotated[int, typer.Option(help="array columns (1-64)")] = 8,
     k_max: Annotated[int, typer.Option(help="operand buffer depth (longest reduction)")] = 1024,
     per_channel_bounds: Annotated[bool, typer.Option(help="one protection bound pair per output channel")] = False,
     data_dir: Annotated[str | None, typer.Option(help="dataset directory (AlexNet: the CIFAR-10 batches)")] = None,
     images: Annotated[int, typer.Option(help="test images in each campaign's fault space")] = 16,
-    targets: Annotated[list[str] | None, typer.Option(help="register kinds (default pe_activation,output_activation)")]
-    = None,
+    targets: Annotated[list[str] | None, TARGETS_OPTION] = None,
     margin: Annotated[float, typer.Option(help="error margin of each per-layer rate, in (0, 1)")] = 0.02,
     confidence: Annotated[float, typer.Option(help="confidence level, in (0, 1)")] = 0.95,
     faults: Annotated[int | None, typer.Option(help="faults per layer (default: Leveugle's formula)")] = None,
     seed: Annotated[int, typer.Option(help="seed of every random choice")] = 0,
     synth: Annotated[bool, typer.Option(help="synthesize every design (area, Fmax)")] = True,
-    synth_targets: Annotated[str, typer.Option(help="synthesis flows: xc7, xc7-nodsp, ecp5, pnr")]
-    = "xc7,xc7-nodsp,pnr",
+    synth_targets: Annotated[list[str] | None, list_option("--synth-targets", "synthesis flows (xc7, xc7-nodsp, "
+                                                           "ecp5, pnr)", "xc7,pnr", "xc7,xc7-nodsp,pnr")] = None,
     synth_jobs: Annotated[int, typer.Option(help="synthesis steps run at once after the campaigns (one before)")]
     = 2,
     fmax: Annotated[str, typer.Option(help="Fmax from: placed (nextpnr placement and its timing estimate) or "
@@ -47,16 +47,17 @@ def sweep(
     progress: Annotated[bool, typer.Option(help="progress bars")] = True,
 ) -> None:
     """For every bit width: accuracy (QAT, PTQ), the campaign unprotected and protected, and synthesis of both."""
-    from fault_campaigns.sweep.runner import Sweep, SweepConfig, parse_bits
+    from fault_campaigns.sweep.runner import SYNTH_TARGETS, Sweep, SweepConfig, parse_bits
     from quasar.errors import QuasarError
 
     if workers is not None and workers < 1:
         raise QuasarError(f"workers must be at least 1, got {workers!r}")
     cfg = SweepConfig(
-        net=net, bits=parse_bits(bits), rows=rows, cols=cols, k_max=k_max, per_channel_bounds=per_channel_bounds,
-        data_dir=data_dir, images=images, targets=_split(targets) or DEFAULT_TARGETS, margin=margin,
-        confidence=confidence, faults=faults, seed=seed, synth=synth, synth_targets=tuple(_split([synth_targets])),
-        fmax=fmax,
+        net=net, bits=parse_bits(parse_int_list("--bits", bits, 2, 16)), rows=rows, cols=cols, k_max=k_max,
+        per_channel_bounds=per_channel_bounds,
+        data_dir=data_dir, images=images, targets=parse_list("--targets", targets) or DEFAULT_TARGETS,
+        margin=margin, confidence=confidence, faults=faults, seed=seed, synth=synth,
+        synth_targets=parse_list("--synth-targets", synth_targets) or SYNTH_TARGETS, fmax=fmax,
     )
     out_dir = out or cfg.default_dir(runs_dir)
     runner = Sweep(cfg, out_dir, runs_dir=runs_dir, workers=workers, progress=progress, synth_jobs=synth_jobs)
