@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from filelock import FileLock
 
+from quasar import jsonio
 from quasar.errors import ConfigError, QuasarError, check_choice, check_range
 
 if TYPE_CHECKING:
@@ -803,7 +804,7 @@ def _synthesize_locked(cfg: ArrayConfig, run_dir: Path, chosen: tuple[str, ...],
                    "total": round(time.perf_counter() - t_start, 2)},
     }
     tmp = run_dir / "synth.json.tmp"
-    tmp.write_text(json.dumps(result, indent=2) + "\n")
+    tmp.write_text(jsonio.dumps(result, indent=2) + "\n")
     tmp.replace(run_dir / "synth.json")
     log.debug("wrote %s", run_dir / "synth.json")
     return result
@@ -918,7 +919,7 @@ def protection_overhead(
             "tools": tool_versions(), "entries": entries, "wall_s_total": round(time.perf_counter() - t0, 2)}
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "overhead.json").write_text(json.dumps(data, indent=2) + "\n")
+    (out / "overhead.json").write_text(jsonio.dumps(data, indent=2) + "\n")
     (out / "overhead.md").write_text(overhead_markdown(data))
     return data
 
@@ -994,7 +995,7 @@ def synth_grid(
             "tools": tool_versions(), "grid": rows_out}
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "grid.json").write_text(json.dumps(data, indent=2) + "\n")
+    (out / "grid.json").write_text(jsonio.dumps(data, indent=2) + "\n")
     (out / "grid.md").write_text(grid_markdown(data))
     return data
 
@@ -1056,7 +1057,7 @@ def fmax_modes(
             "wall_s_total": round(time.perf_counter() - t0, 2)}
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "fmax_modes.json").write_text(json.dumps(data, indent=2) + "\n")
+    (out / "fmax_modes.json").write_text(jsonio.dumps(data, indent=2) + "\n")
     (out / "fmax_modes.md").write_text(fmax_modes_markdown(data))
     return data
 

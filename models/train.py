@@ -18,6 +18,8 @@ import json
 import logging
 import math
 import os
+import shlex
+import textwrap
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,7 +35,7 @@ from models.export import ModelExport
 from models.integer import IntegerModel
 from models.nets import get_net
 from models.quant import FloatNet, QuantNet
-from quasar.errors import ConfigError, QuasarError, check_choice, check_range
+from quasar.errors import ConfigError, Interrupted, QuasarError, check_choice, check_range
 
 log = logging.getLogger(__name__)
 
@@ -245,7 +247,8 @@ def _load_checkpoint(path: Path, want_config: dict, module: torch.nn.Module) -> 
     try:
         blob = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for a damaged file; all mean "corrupt"
-        first = (str(exc).strip().splitlines() or [""])[0][:160]  # torch's messages run to many lines
+        first = textwrap.shorten((str(exc).strip().splitlines() or [""])[0], 160, placeholder=" ...")  # torch's
+        # messages run to many lines; the first, cut at a word, says what is wrong
         raise CheckpointError(f"checkpoint {path} is corrupt or unreadable ({type(exc).__name__}: {first})") from None
     if not isinstance(blob, dict) or blob.get("format") != CACHE_FORMAT:
         got = blob.get("format") if isinstance(blob, dict) else type(blob).__name__
@@ -264,9 +267,22 @@ def _load_checkpoint(path: Path, want_config: dict, module: torch.nn.Module) -> 
     return blob
 
 
-def _handle_bad(exc: CheckpointError, action: str) -> None:
+def train_command(config: TrainConfig) -> str:
+    """The `quasar train` command line that trains `config` (and replaces a bad cache entry of it)."""
+    args = ["quasar", "train", "--net", config.net, "--act-bits", str(config.act_bits), "--weight-bits",
+            str(config.weight_bits), "--mode", config.mode]
+    for flag, value in (("--dataset", config.dataset), ("--data-dir", config.data_dir)):
+        if value is not None:
+            args += [flag, str(value)]
+    if config.seed:
+        args += ["--seed", str(config.seed)]
+    return shlex.join(args)
+
+
+def _handle_bad(exc: CheckpointError, action: str, config: TrainConfig, target: Path) -> None:
     if action == "error":
-        raise CheckpointError(f"{exc}; delete it or pass on_bad_checkpoint='retrain'") from None
+        raise CheckpointError(f"{exc}. It is left untouched: to retrain it, run `{train_command(config)}` (which "
+                              f"replaces it), or delete {target} and rerun this command") from None
     log.warning("%s; retraining it", exc)
 
 
@@ -447,7 +463,7 @@ def _get_float(config: TrainConfig, data: Dataset, root: Path, progress: bool, a
             log.info("reusing float model %s", path)
             return model.eval(), blob["info"], True
         except CheckpointError as exc:
-            _handle_bad(exc, action)
+            _handle_bad(exc, action, config, path)
     t0 = time.perf_counter()
     model, history = train_float(config, data, progress)
     info = {"train_s": time.perf_counter() - t0, "history": history}
@@ -531,9 +547,14 @@ def get_or_train(
         except FileNotFoundError:
             log.info("no cached model for %s; training", config.run_name)
         except CheckpointError as exc:
-            _handle_bad(exc, on_bad_checkpoint)
-        with torch_threads(threads):
-            return _train_entry(config, data, qcfg, root, entry, progress, on_bad_checkpoint)
+            _handle_bad(exc, on_bad_checkpoint, config, entry)
+        try:
+            with torch_threads(threads):
+                return _train_entry(config, data, qcfg, root, entry, progress, on_bad_checkpoint)
+        except KeyboardInterrupt:  # the cache is written atomically: nothing half-trained was kept
+            raise Interrupted(f"training {config.run_name} stopped before it finished; the cache keeps only "
+                              "finished models (a float model trained before the interrupt stays cached), so "
+                              "rerun the command to train it") from None
 
 
 def _train_entry(config, data, qcfg, root, entry, progress, action) -> tuple[ModelExport, Metrics]:

@@ -90,15 +90,20 @@ def main(argv: list[str] | None = None) -> int:
     from hdl_gen import ArrayConfig
     from testbenches import sim
 
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--rows", type=int, default=8)
-    ap.add_argument("--cols", type=int, default=8)
-    ap.add_argument("--bits", type=int, default=8)
-    ap.add_argument("--k-max", type=int, default=1024)
-    ap.add_argument("--protection", default="range")
-    ap.add_argument("--k", type=int, nargs="+", default=[25, 150, 400])
-    ap.add_argument("--runs", type=int, default=2000)
-    ap.add_argument("--clock", choices=sim.CLOCKS, default="gpi", help="gpi: cocotb's clock; hdl: clock in the HDL")
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--rows", type=int, default=8, help="array rows (default 8)")
+    ap.add_argument("--cols", type=int, default=8, help="array columns (default 8)")
+    ap.add_argument("--bits", type=int, default=8, help="activation and weight bits (default 8)")
+    ap.add_argument("--k-max", type=int, default=1024, help="operand buffer depth (default 1024)")
+    ap.add_argument("--protection", default="range", help="none or range (default range)")
+    ap.add_argument("--k", type=int, nargs="+", default=[25, 150, 400],
+                    help="reduction lengths K to time, one JSON line each (default 25 150 400)")
+    ap.add_argument("--runs", type=int, default=2000, help="tile runs per K and kind (default 2000)")
+    ap.add_argument("--clock", choices=sim.CLOCKS, default="gpi",
+                    help="who toggles the clock: gpi = cocotb's GPI clock from the simulator's callback loop "
+                         "(the reference testbench, default); cpp = the simulator's C++ main steps the clock "
+                         "when Python asks for N cycles, with no callback per cycle (the campaign's fast path, "
+                         "docs/bench.md)")
     args = ap.parse_args(argv)
     cfg = ArrayConfig(args.rows, args.cols, args.bits, args.bits, args.k_max, args.protection)
     t = time.monotonic()

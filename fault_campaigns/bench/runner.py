@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from quasar import jsonio
 from quasar.errors import QuasarError, check_range
 
 log = logging.getLogger(__name__)
@@ -236,7 +237,7 @@ def run_bench(bc: BenchConfig, out_dir: Path, fidelity_only: bool = False) -> di
         result["software_injections_per_s"] = round(n / sw_s, 1)
         result["ratio"] = round(sw_s / rtl_s, 3)
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "bench.json").write_text(json.dumps(result, indent=2) + "\n")
+    (out_dir / "bench.json").write_text(jsonio.dumps(result, indent=2) + "\n")  # strict JSON: NaN -> null
     (out_dir / "bench.md").write_text(markdown(result))
     return result
 

@@ -16,12 +16,14 @@ import csv
 import io
 import json
 import math
+import shlex
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from fault_campaigns.planning.config import PROTECTIONS
+from quasar import jsonio
 
 NA = "n/a"
 
@@ -386,9 +388,11 @@ def best_tradeoff(rows: list[dict]) -> tuple[dict, str]:
     pool = ok or [r for r in rows if r["pareto"] == "yes"] or rows
     size = "luts" if all(_num(r["luts"]) is not None for r in pool) else "bits"
     pick = min(pool, key=lambda r: (r[size], r["sdc_pct"]))
-    rule = ("the design with the fewest LUTs on the Pareto front whose integer accuracy is within 0.5 points of "
+    smallest = ("the design with the fewest LUTs" if size == "luts" else
+                "the narrowest design (fewest bits: this sweep has no LUT figures)")
+    rule = (f"{smallest} on the Pareto front whose integer accuracy is within 0.5 points of "
             f"the sweep's best ({best_acc:.2f}%) and whose SDC rate is statistically no worse than the lowest "
-            f"{_ref(lowest, 'SDC %')}" if ok else "the smallest design on the Pareto front (no design met the "
+            f"{_ref(lowest, 'SDC %')}" if ok else f"{smallest} on the Pareto front (no design met the "
             "accuracy and SDC conditions together)")
     return pick, rule
 
@@ -445,10 +449,10 @@ def findings(cfg, rows: list[dict], timing: dict) -> list[str]:
         if fm:
             fm_txt = " Fmax unprotected -> protected: " + ", ".join(
                 f"{r['bits']}b {n['fmax_mhz']:.1f} -> {r['fmax_mhz']:.1f} MHz" for r, n in fm) + " [Fmax MHz]."
-        out.append(
-            f"**What protection costs**: LUT overhead (xc7 with DSPs) from {lo['lut_overhead_pct']:.1f}% "
-            f"{_ref(lo, 'LUT overhead %')} to {hi['lut_overhead_pct']:.1f}% {_ref(hi, 'LUT overhead %')}."
-            + fm_txt)
+        span = (f"{lo['lut_overhead_pct']:.1f}% {_ref(lo, 'LUT overhead %')}" if lo is hi else
+                f"from {lo['lut_overhead_pct']:.1f}% {_ref(lo, 'LUT overhead %')} to {hi['lut_overhead_pct']:.1f}% "
+                f"{_ref(hi, 'LUT overhead %')}")
+        out.append(f"**What protection costs**: LUT overhead (xc7 with DSPs) {span}." + fm_txt)
     return out
 
 
@@ -528,13 +532,14 @@ def write_sweep_report(sweep, dataset: str) -> dict:
     plot_heatmap(inputs, bits, out / plots["heatmap"])
     timing = timing_summary(sweep.state.data)
     bounds = inputs["campaign"][bits[-1]].get("bounds", {})
-    text = report_markdown(cfg, rows, timing, plots, dataset, bounds, inputs)
+    text = report_markdown(cfg, rows, timing, plots, dataset, bounds, inputs, rerun_command(sweep))
     atomic_write(out / "table.csv", to_csv(rows))
     atomic_write(out / "table.md", markdown_table(rows) + "\n")
     atomic_write(out / "sources.json", json.dumps(inputs["sources"], indent=2))
     atomic_write(out / "report.md", text)
     result = {"rows": rows, "timing": timing, "plots": plots, "dir": str(out)}
-    atomic_write(out / "sweep.json", json.dumps({"config": cfg.identity(), **result}, indent=2, default=str))
+    # strict JSON: a value that cannot be given (a relative SDC reduction without unprotected SDCs) is null
+    atomic_write(out / "sweep.json", jsonio.dumps({"config": cfg.identity(), **result}, indent=2, default=str))
     return result
 
 
@@ -546,7 +551,36 @@ _FMAX_NOTE = {
 }
 
 
-def report_markdown(cfg, rows, timing, plots, dataset, bounds, inputs) -> str:
+def rerun_command(sweep) -> str:
+    """The command that reruns exactly this sweep (same identity, same directory): every option that
+    differs from the default, lists in their comma form."""
+    from fault_campaigns.planning.faults import DEFAULT_TARGETS
+    from fault_campaigns.sweep.runner import SYNTH_TARGETS, SweepConfig
+
+    cfg, base = sweep.cfg, SweepConfig()
+    args = ["quasar", "sweep", "--net", cfg.net, "--bits", ",".join(map(str, cfg.bits))]
+    for name in ("rows", "cols", "k_max", "images", "margin", "confidence", "faults", "seed", "fmax"):
+        if getattr(cfg, name) != getattr(base, name):
+            args += [f"--{name.replace('_', '-')}", str(getattr(cfg, name))]
+    if cfg.per_channel_bounds:
+        args.append("--per-channel-bounds")
+    if tuple(cfg.targets) != DEFAULT_TARGETS:
+        args += ["--targets", ",".join(cfg.targets)]
+    if not cfg.synth:
+        args.append("--no-synth")
+    elif tuple(cfg.synth_targets) != SYNTH_TARGETS:
+        args += ["--synth-targets", ",".join(cfg.synth_targets)]
+    if cfg.data_dir:
+        args += ["--data-dir", str(cfg.data_dir)]
+    runs = Path(getattr(sweep, "runs_dir", "runs"))
+    if runs.resolve() != Path("runs").resolve():
+        args += ["--runs-dir", str(runs)]
+    if Path(sweep.out_dir).resolve() != cfg.default_dir(runs).resolve():
+        args += ["--out", str(sweep.out_dir)]
+    return shlex.join(args)
+
+
+def report_markdown(cfg, rows, timing, plots, dataset, bounds, inputs, rerun: str) -> str:
     first = timing["first_fresh_wall_s"]
     last = timing["sessions"][-1] if timing["sessions"] else {}
     steps = timing["step_wall_s"]
@@ -575,8 +609,9 @@ def report_markdown(cfg, rows, timing, plots, dataset, bounds, inputs) -> str:
         "CSV with every column and interval: `table.csv`; the files each row came from: `sources.json`. "
         "SDC = top-1 class changed; critical = a correctly classified image misclassified; corrupted = the "
         "faulty layer's output differed from the golden one; `n/a` = not applicable to an unprotected design; "
-        "SDC reduction = paired relative reduction on the same faults (bootstrap 95% interval), `nan` when the "
-        "unprotected design had no SDC; LUT overhead = protected vs unprotected LUTs at the same width; "
+        "SDC reduction = paired relative reduction on the same faults (bootstrap 95% interval), `nan` here and "
+        "`null` in sweep.json when the unprotected design had no SDC (no relative reduction exists); "
+        "LUT overhead = protected vs unprotected LUTs at the same width; "
         "latency = tile-run cycles of one inference / Fmax. " + _FMAX_NOTE[cfg.fmax],
         "",
         markdown_table(rows),
@@ -596,13 +631,14 @@ def report_markdown(cfg, rows, timing, plots, dataset, bounds, inputs) -> str:
         f"- first run with nothing cached: {_minutes(first)}"
         + ("" if first is not None else " (every run of this sweep reused cached steps)")
         + (f"; training and campaigns were done after {_minutes(ff['foreground_s'])}, the rest was synthesis"
-           if ff.get("foreground_s") else ""),
+           if ff.get("foreground_s") and cfg.synth else ""),
         f"- this run: {_minutes(last.get('wall_s'))}, started {last.get('started', '-')}",
-        "- time inside the steps, summed, when they last did their work (synthesis runs in the background, one "
-        "step beside training and campaigns, two after, longest first): "
+        "- time inside the steps, summed, when they last did their work"
+        + (" (synthesis runs in the background, one step beside training and campaigns, two after, longest "
+           "first): " if cfg.synth else " (no synthesis in this sweep: `--no-synth`): ")
         + ", ".join(f"{k} {_minutes(v)}" for k, v in steps.items()),
         "",
-        f"Rerun with `make sweep NET={cfg.net} BITS=\"{' '.join(map(str, cfg.bits))}\"`: cached steps are reused.",
+        f"Rerun with `{rerun}`: it is this very sweep (same settings, same directory), so cached steps are reused.",
         "",
     ]
     return "\n".join(lines)
