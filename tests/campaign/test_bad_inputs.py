@@ -1,8 +1,10 @@
 """The table of bad inputs in docs/campaign.md, row by row: each is one `error: ...` line naming the
-problem, exit status 2, no traceback, and every file that existed before is byte for byte the same."""
+problem, exit status 2, no traceback, every file that existed before is byte for byte the same, and a
+run directory that did not exist is not created (no campaign.json, no empty store)."""
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import sqlite3
@@ -81,6 +83,19 @@ def _corrupt_checkpoint(run: Path, monkeypatch) -> None:
     monkeypatch.setenv("QUASAR_CACHE_DIR", str(cache))
 
 
+def _unreachable_scheduler(run: Path, monkeypatch) -> list[str]:
+    from fault_campaigns.execution import dask_executor
+
+    # the campaign waits 30 s for a scheduler; 1 s shows the same thing
+    monkeypatch.setattr(dask_executor, "connect", functools.partial(dask_executor.connect, timeout=1))
+    return ["--executor", "dask", "--scheduler", "tcp://127.0.0.1:9"]
+
+
+def _alexnet_without_cifar10(run: Path, monkeypatch) -> list[str]:
+    monkeypatch.setattr("models.data.DATA_ROOT", run.parent / "no-data")  # a clone without CIFAR-10
+    return ["--net", "alexnet", "--k-max", "4096"]
+
+
 def _missing_data_dir(run: Path) -> list[str]:
     return ["--data-dir", str(run.parent / "nowhere")]
 
@@ -109,6 +124,9 @@ TABLE = [
     ("executor-unknown", ["--executor", "slurm"], "executor must be one of local, dask; got 'slurm'"),
     ("dask-no-scheduler", ["--executor", "dask"], "--executor dask needs --scheduler"),
     ("dask-bad-scheduler", ["--executor", "dask", "--scheduler", "localhost"], "must look like tcp://HOST:PORT"),
+    ("scheduler-without-dask", ["--scheduler", "tcp://127.0.0.1:8786"], "is only used with --executor dask"),
+    ("dask-unreachable", _unreachable_scheduler, "cannot reach the Dask scheduler at 'tcp://127.0.0.1:9'"),
+    ("alexnet-no-cifar10", _alexnet_without_cifar10, "does not exist"),
     ("stall-timeout-0", ["--stall-timeout", "0"], "stall timeout must be more than 0"),
     ("checkpoint-corrupt", _corrupt_checkpoint, "is corrupt or unreadable"),
     ("store-garbage", _garbage_store, "is not an SQLite database"),
@@ -130,25 +148,25 @@ def test_bad_input_is_one_clear_line_and_touches_nothing(setup, message, tmp_pat
     run = tmp_path / "run"
     extra: list[str] = []
     if callable(setup):
-        args = (run, monkeypatch) if setup is _corrupt_checkpoint else (run,)
-        extra = setup(*args) or []
+        takes_patch = setup in (_corrupt_checkpoint, _unreachable_scheduler, _alexnet_without_cifar10)
+        extra = setup(*((run, monkeypatch) if takes_patch else (run,))) or []
     else:
         extra = setup
     before = _snapshot(tmp_path)
+    existed = run.exists()
     capsys.readouterr()
     assert main([*BASE, *extra, "--out", str(run)]) == 2
     err = capsys.readouterr().err
     errors = [line for line in err.splitlines() if line.startswith("error: ")]
     assert len(errors) == 1 and message in errors[0], err
     assert "Traceback" not in err
+    if isinstance(setup, list):  # an option value: refused before the `campaign <id> -> <dir>` line
+        assert err.splitlines()[0].startswith("error: "), err
     after = _snapshot(tmp_path)
     assert {k: after.get(k) for k in before} == before  # nothing that existed was lost or altered
-    new = set(after) - set(before)
-    if f"run/{STORE_NAME}" in before:
-        assert not new, new  # a refused store gets no company either (no -wal, -shm, campaign.json)
-    else:  # what a fresh campaign writes before it meets the problem: its config and an empty store
-        fresh = {"run/campaign.json", *(f"run/{STORE_NAME}{s}" for s in ("", "-wal", "-shm"))}
-        assert {n for n in new if not n.startswith("cache/.locks/")} <= fresh, new
+    new = {n for n in set(after) - set(before) if not n.startswith("cache/.locks/")}
+    assert not new, new  # no campaign.json, no empty store, no -wal or -shm beside a refused one
+    assert run.exists() == existed  # and no half-created run directory
 
 
 def _readonly_prefix(path: Path) -> list[str]:

@@ -183,8 +183,10 @@ def test_state_of_another_sweep_is_refused(tmp_path):
     [
         (["--net", "alexnet"], "CIFAR-10"),
         (["--net", "alexnet", "--data-dir", "/nonexistent/cifar"], "does not exist"),
-        (["--bits", "2 x"], "'x'"),
-        (["--bits", "1"], "bit width"),
+        (["--bits", "2,x"], "'x'"),
+        (["--bits", "2", "4"], "unexpected extra argument (4); list options take comma-separated values"),
+        (["--bits", "4", "--bits", "4"], "--bits lists '4' twice"),
+        (["--bits", "1"], "--bits must be in 2..16, got 1"),
         (["--net", "vgg"], "vgg"),
         (["--margin", "0"], "margin"),
         (["--rows", "0"], "rows"),

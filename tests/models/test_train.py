@@ -158,8 +158,28 @@ def test_corrupt_checkpoint_is_retrained_with_a_warning(trained, tmp_path, caplo
 def test_corrupt_checkpoint_can_be_refused(trained, tmp_path):
     root = _copy(trained, tmp_path)
     (_entry(root, _cfg()) / "model.pt").write_bytes(b"\x80\x02garbage")
-    with pytest.raises(CheckpointError, match="is corrupt or unreadable.*on_bad_checkpoint='retrain'"):
+    with pytest.raises(CheckpointError) as err:
         get_or_train(_cfg(), cache_dir=root, progress=False, on_bad_checkpoint="error")
+    msg = str(err.value)
+    # what a CLI user can run: the train command that replaces the entry, or the entry to delete
+    assert "is corrupt or unreadable" in msg and "on_bad_checkpoint" not in msg, msg
+    assert "run `quasar train --net tiny --act-bits 4 --weight-bits 4 --mode qat` (which replaces it)" in msg, msg
+    assert f"or delete {_entry(root, _cfg())} and rerun" in msg, msg
+
+
+def test_a_long_torch_message_is_cut_at_a_word(trained, tmp_path, monkeypatch):
+    root = _copy(trained, tmp_path)
+    text = "PytorchStreamReader failed reading zip archive: " + "failed finding central directory " * 9
+
+    def damaged(*args, **kwargs):
+        raise RuntimeError(text)
+
+    monkeypatch.setattr("models.train.torch.load", damaged)
+    with pytest.raises(CheckpointError) as err:
+        get_or_train(_cfg(), cache_dir=root, progress=False, on_bad_checkpoint="error")
+    detail = str(err.value).split("(RuntimeError: ", 1)[1].split(")", 1)[0]
+    kept = detail.removesuffix(" ...")
+    assert kept != detail and len(detail) <= 160 and text.startswith(kept + " "), detail  # whole words only
 
 
 def test_a_checkpoint_of_another_config_is_not_used(trained, tmp_path):
@@ -226,9 +246,32 @@ def test_cli_train_writes_metrics_and_export(trained, tmp_path, capsys, monkeypa
     assert "integer accuracy" in printed and "metrics.json" in printed
 
 
+def test_interrupted_training_exits_130_and_caches_nothing(tmp_path):
+    """Ctrl-C while `quasar train` trains: one `interrupted:` line, exit status 130, no cache entry."""
+    import signal
+    import time
+
+    cache = tmp_path / "cache"
+    proc = subprocess.Popen([sys.executable, "-m", "quasar", "train", "--net", "tiny", "--bits", "3", "--cache-dir",
+                             str(cache), "--out", str(tmp_path / "out"), "--no-progress"],
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    for line in proc.stderr:
+        if "training" in line:  # "no cached model for ...; training"
+            break
+    time.sleep(0.5)
+    os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C sends to the foreground process group
+    err = proc.stderr.read()
+    assert proc.wait(timeout=120) == 130, err
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert lines[-1].startswith("interrupted: training tiny-digits-qat-a3w3-s0 stopped before it finished"), err
+    assert "Traceback" not in err
+    assert not [p for p in cache.iterdir() if p.is_dir() and p.name.startswith("tiny-digits-qat-a3w3")]
+    assert not (tmp_path / "out").exists()
+
+
 def test_cli_accuracy_table(tmp_path, capsys):
     out = tmp_path / "table"
-    code = main(["accuracy-table", "--net", "tiny", "--bits", "2", "3", "--modes", "ptq", "--out", str(out),
+    code = main(["accuracy-table", "--net", "tiny", "--bits", "2,3", "--modes", "ptq", "--out", str(out),
                  "--no-progress"])  # fmt: skip
     assert code == 0
     md = (out / "accuracy.md").read_text()
@@ -248,7 +291,7 @@ def test_cli_accuracy_table(tmp_path, capsys):
         (["train", "--net", "tiny", "--dataset", "svhn"], "error: dataset must be one of mnist, idx, digits, cifar10"),
         (["train", "--net", "lenet", "--dataset", "idx", "--data-dir", "/nonexistent/dir"],
          "error: data directory '/nonexistent/dir' for dataset 'idx' does not exist"),
-        (["accuracy-table", "--net", "tiny", "--bits", "2", "17"], "error: --bits must be in 2..16, got 17"),
+        (["accuracy-table", "--net", "tiny", "--bits", "2,17"], "error: --bits must be in 2..16, got 17"),
         (["accuracy-table", "--net", "tiny", "--modes", "qat,fp8"], "error: mode must be one of qat, ptq; got 'fp8'"),
     ],
 )  # fmt: skip

@@ -225,7 +225,7 @@ def cli():
         (("synth", "--device", "12k"), "device must be one of auto, 25k, 45k, 85k; got '12k'"),
         (("synth", "--fmax", "signoff"), "fmax must be one of routed, placed; got 'signoff'"),
         (("synth", "--protection", "tmr"), "protection must be one of none, range; got 'tmr'"),
-        (("synth-overhead", "--bits", "4", "99"), "bits must be in 2..16, got 99"),
+        (("synth-overhead", "--bits", "4,99"), "bits must be in 2..16, got 99"),
         (("synth-all", "--protections", "none,tmr"), "protection must be one of none, range; got 'tmr'"),
     ],
 )
