@@ -3,6 +3,7 @@ independently by the analytic dataflow model, and a killed-and-resumed run equal
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sqlite3
@@ -154,9 +155,88 @@ def test_killed_campaign_resumes_to_the_same_results(finished, tmp_path):
     alive = [p for p in alive if _running(p)]  # a dead simulator may wait a while for init to reap it
     assert not alive, f"simulators outlived the killed campaign: {alive}"
     assert 0 < stored < 2 * 3 * 120
+    held = len(_frame(run_dir))  # what the killed session stored, up to the kill
     done = subprocess.run(args, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "already stored" in done.stderr
     resumed, uninterrupted = _frame(run_dir), _frame(reference)
     assert len(resumed) == len(uninterrupted) == 2 * 3 * 120
     assert resumed.reset_index(drop=True).equals(uninterrupted.reset_index(drop=True))
+    # the killed session could not log itself: the report says the store holds more than the logged sessions
+    report = (run_dir / "report.md").read_text()
+    assert f"store: {2 * 3 * 120} of {2 * 3 * 120} planned fault runs (complete)" in report
+    assert f"- {held} stored fault runs come from sessions that could not log themselves" in report, report
+
+
+ARGS = ["campaign", "--net", "tiny", "--bits", "4", "--rows", "4", "--cols", "4", "--k-max", "128", "--images", "3",
+        "--golden-images", "2", "--faults", "120", "--seed", "11", "--per-channel-bounds", "--workers", "2",
+        "--no-progress"]
+
+
+def _strict_json(path: Path) -> dict:
+    def refuse(name: str):
+        raise ValueError(f"{path} holds {name}, which is not JSON")
+
+    return json.loads(path.read_text(), parse_constant=refuse)
+
+
+def _rows(frame) -> list[dict]:
+    """Rows as plain values (a column that holds only NULLs so far reads as object, not float)."""
+    return [{k: None if v is None or v != v else v for k, v in row.items()} for row in frame.to_dict("records")]
+
+
+def test_interrupted_campaign_says_what_is_stored_exits_130_and_resumes(finished, tmp_path):
+    """Ctrl-C mid-campaign (SIGINT to the foreground process group, as a terminal sends it): one line saying
+    what the store holds and how to resume, exit status 130, the stored rows those of an uninterrupted run,
+    no simulator left, no work directory left; the rerun completes to the same rows and says what it ran."""
+    _, _, reference = finished
+    run_dir = tmp_path / "run"
+    cmd = [sys.executable, "-m", "quasar", *ARGS, "--out", str(run_dir)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    store, deadline, stored = run_dir / STORE_NAME, time.monotonic() + 300, 0
+    while time.monotonic() < deadline and proc.poll() is None and not stored:
+        if store.is_file():
+            try:
+                with sqlite3.connect(store) as db:
+                    stored = db.execute("SELECT COUNT(*) FROM results").fetchone()[0]
+            except sqlite3.Error:
+                stored = 0
+        time.sleep(0.05)
+    assert proc.poll() is None, "the campaign ended before it could be interrupted"
+    sims = [p for p in psutil.Process(proc.pid).children(recursive=True) if _simulates_in(p, run_dir)]
+    os.killpg(proc.pid, signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err[-2000:]
+    held = len(_frame(run_dir))
+    assert 0 < held < 2 * 3 * 120
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert lines[-1] == (f"interrupted: {store} holds {held} fault runs (none {min(held, 360)} of 360, range "
+                         f"{held - min(held, 360)} of 360; {held} stored by this session); rerun the same command "
+                         "to resume"), err[-2000:]
+    assert sum(ln.startswith("interrupted") for ln in lines) == 1 and "Traceback" not in err
+    assert not [p for p in psutil.wait_procs(sims, timeout=5)[1] if _running(p)]
+    assert not (run_dir / "work").exists()  # the interrupted session's shard files are gone too
+    expected = _frame(reference)
+    got = _frame(run_dir).reset_index(drop=True)
+    keys = expected.set_index(["protection", "fault_id"]).index.isin(got.set_index(["protection", "fault_id"]).index)
+    assert _rows(got) == _rows(expected[keys])  # whole rows, each the uninterrupted run's
+    session = json.loads((run_dir / "sessions.jsonl").read_text().splitlines()[-1])
+    assert session["interrupted"] and sum(d["ran"] for d in session["designs"].values()) == held
+
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert _frame(run_dir).reset_index(drop=True).equals(expected.reset_index(drop=True))
+    last = done.stdout.strip().splitlines()[-1]
+    assert last.startswith(f"this session: {720 - held} fault runs in "), last
+    assert "/s, fault runs only); store: 720 of 720 planned fault runs (complete); report: " in last, last
+    summary = _strict_json(run_dir / "summary.json")  # strict JSON: no bare NaN
+    assert summary["this_session"]["fault_runs"] == 720 - held and summary["store"] == {"rows": 720, "planned": 720}
+    eff = summary["protection_effect"]["sdc"]
+    assert (eff["relative"] is None) == (eff["unprotected"] == 0)  # null means: no SDC to reduce
+    assert "logged sessions: 2 (1 interrupted), 720 fault runs" in (run_dir / "report.md").read_text()
+    assert not (run_dir / "work").exists()
+
+    again = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert again.stdout.strip().splitlines()[-1].startswith(
+        "this session: nothing to run; store: 720 of 720 planned fault runs (complete); report: ")
