@@ -240,3 +240,33 @@ def test_interrupted_campaign_says_what_is_stored_exits_130_and_resumes(finished
     assert again.returncode == 0, again.stderr[-2000:]
     assert again.stdout.strip().splitlines()[-1].startswith(
         "this session: nothing to run; store: 720 of 720 planned fault runs (complete); report: ")
+
+
+def test_replay_takes_relative_run_paths_and_a_failure_keeps_the_old_files(finished, monkeypatch, capsys):
+    """`quasar replay --run <relative>` (and `--run .` inside the run) replays the stored outcome; a failed
+    replay says the simulator's status, exits 2 and leaves the earlier replay files exactly as they were."""
+    from fault_campaigns.execution import replay as replay_module
+    from quasar.cli import main
+
+    _, _, run_dir = finished
+    monkeypatch.chdir(run_dir.parent)
+    capsys.readouterr()
+    assert main(["replay", "--run", run_dir.name, "--fault", "5", "--protection", "range"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["matches_stored"] is True and result["waveform"] == str(run_dir / "replay" / "fault5-range.vcd")
+    files = {p.name: p.read_bytes() for p in (run_dir / "replay").iterdir()}
+    assert set(files) == {"fault5-range.jsonl", "fault5-range.log", "fault5-range.vcd"}
+    assert files["fault5-range.vcd"] and files["fault5-range.jsonl"]
+
+    real_run = subprocess.run
+
+    def simulator_dies(cmd, **kwargs):
+        return real_run([sys.executable, "-c", "import sys; sys.exit(3)"], **kwargs)
+
+    monkeypatch.setattr(replay_module.subprocess, "run", simulator_dies)
+    monkeypatch.chdir(run_dir)
+    assert main(["replay", "--run", ".", "--fault", "5", "--protection", "range"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: the replay simulator failed (its exit status 3); earlier replay files"), err
+    left = {p.name: p.read_bytes() for p in (run_dir / "replay").iterdir() if p.is_file()}
+    assert left == files  # nothing truncated, no stale waveform beside a new result
