@@ -68,6 +68,11 @@ def _pct(x: float | None) -> float | None:
     return None if x is None else 100.0 * float(x)
 
 
+def _rel(x: float | None) -> float:
+    """A relative reduction in percent; NaN when summary.json holds null (no event unprotected: none exists)."""
+    return math.nan if x is None else 100.0 * float(x)
+
+
 def _over(base: float | None, new: float | None) -> float | None:
     if base is None or new is None or not base:
         return None
@@ -133,9 +138,9 @@ def build_rows(cfg, inputs: dict[str, Any]) -> list[dict[str, Any]]:
                 base = next(x for x in rows if x["bits"] == b and x["protection"] == "none")
                 row.update(
                     protection_fired_pct=_pct(r["protection_fired"]["rate"]),
-                    sdc_reduction_pct=_pct(s.get("relative")), sdc_reduction_lo_pct=_pct(s.get("relative_low")),
-                    sdc_reduction_hi_pct=_pct(s.get("relative_high")), sdc_reduction_pp=_pct(s.get("absolute")),
-                    corrupted_reduction_pct=_pct(c.get("relative")),
+                    sdc_reduction_pct=_rel(s.get("relative")), sdc_reduction_lo_pct=_rel(s.get("relative_low")),
+                    sdc_reduction_hi_pct=_rel(s.get("relative_high")), sdc_reduction_pp=_pct(s.get("absolute")),
+                    corrupted_reduction_pct=_rel(c.get("relative")),
                     lut_overhead_pct=_over(base["luts"], row["luts"]),
                     lut_nodsp_overhead_pct=_over(base["luts_nodsp"], row["luts_nodsp"]),
                 )

@@ -34,6 +34,11 @@ def _close(cell: str, value: float | None) -> bool:
     return math.isclose(got, value, rel_tol=1e-9, abs_tol=1e-9)
 
 
+def _relative(effect: dict) -> float:
+    """summary.json's relative reduction in percent: null (no event unprotected) reads as NaN in the table."""
+    return math.nan if effect["relative"] is None else 100 * effect["relative"]
+
+
 def _on_the_tiny_sweep(test):
     """The tests that read the one tiny sweep: RTL, synthesis and training, kept on one xdist worker."""
     for mark in (pytest.mark.sim, pytest.mark.synth, pytest.mark.train, pytest.mark.slow,
@@ -112,9 +117,9 @@ def test_every_cell_is_filled_from_the_runs_own_results(swept):
             eff = summary["protection_effect"]
             base = next(x for x in rows if int(x["bits"]) == b and x["protection"] == "none")
             assert _close(r["protection_fired_pct"], 100 * d["protection_fired"]["rate"])
-            assert _close(r["sdc_reduction_pct"], 100 * eff["sdc"]["relative"])
+            assert _close(r["sdc_reduction_pct"], _relative(eff["sdc"]))
             assert _close(r["sdc_reduction_pp"], 100 * eff["sdc"]["absolute"])
-            assert _close(r["corrupted_reduction_pct"], 100 * eff["corrupted"]["relative"])
+            assert _close(r["corrupted_reduction_pct"], _relative(eff["corrupted"]))
             assert _close(r["lut_overhead_pct"], 100 * (int(r["luts"]) - int(base["luts"])) / int(base["luts"]))
             # a relative reduction is undefined exactly when the unprotected design had no SDC
             assert math.isnan(float(r["sdc_reduction_pct"])) == (float(base["sdc_pct"]) == 0.0)
@@ -159,6 +164,63 @@ def test_an_interrupted_sweep_resumes_from_what_is_cached(swept):
     assert not last["fresh"]
 
 
+@_on_the_tiny_sweep
+def test_a_sweep_without_synthesis_says_so(swept):
+    """--no-synth: the report's rerun command is this very sweep, no synthesis time and no LUT rule is claimed,
+    and sweep.json is strict JSON (the campaigns and models are the tiny sweep's, so this only reports)."""
+    _, _, _, first = swept
+    cfg = SweepConfig(**SETTINGS, synth=False)
+    out = cfg.default_dir(first["runs"])
+    Sweep(cfg, out, runs_dir=first["runs"], workers=2, progress=False).run()
+    report = (out / "report.md").read_text()
+    assert "--no-synth" in report.split("Rerun with `", 1)[1].split("`", 1)[0]
+    assert "the rest was synthesis" not in report and "(no synthesis in this sweep: `--no-synth`)" in report
+    assert "fewest LUTs" not in report and "the narrowest design (fewest bits: this sweep has no LUT figures)" in report
+
+    def refuse(name):
+        raise ValueError(name)
+
+    data = json.loads((out / "sweep.json").read_text(), parse_constant=refuse)
+    rows = {(r["bits"], r["protection"]): r for r in data["rows"]}
+    assert all(r["luts"] is None for r in rows.values())
+    for b in cfg.bits:  # null exactly where no relative reduction exists
+        assert (rows[(b, "range")]["sdc_reduction_pct"] is None) == (rows[(b, "none")]["sdc_pct"] == 0.0)
+
+
+@pytest.mark.parametrize("changes", [{}, {"synth": False, "per_channel_bounds": True, "faults": 25},
+                                     {"bits": (3, 8), "targets": ("accumulator",), "synth_targets": ("pnr",),
+                                      "fmax": "routed", "margin": 0.05}])
+@pytest.mark.parametrize("out_given", [False, True])
+def test_the_rerun_command_is_this_very_sweep(changes, out_given, tmp_path, monkeypatch):
+    """The command report.md gives, run through the CLI, makes the same sweep id in the same directory."""
+    import shlex
+    from types import SimpleNamespace
+
+    from fault_campaigns.sweep import runner
+    from fault_campaigns.sweep.report import rerun_command
+    from quasar.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    cfg = SweepConfig(**{**SETTINGS, **changes})
+    runs = tmp_path / "elsewhere"
+    out = tmp_path / "mine" if out_given else cfg.default_dir(runs)
+    cmd = rerun_command(SimpleNamespace(cfg=cfg, runs_dir=runs, out_dir=out))
+    got = {}
+
+    class Captured(Exception):
+        pass
+
+    def capture(cfg, out_dir, **kwargs):
+        got.update(cfg=cfg, out=out_dir, runs=kwargs["runs_dir"])
+        raise Captured
+
+    monkeypatch.setattr(runner, "Sweep", capture)
+    with pytest.raises(Captured):
+        main(shlex.split(cmd)[1:])
+    assert got["cfg"].sweep_id == cfg.sweep_id and got["cfg"].synth == cfg.synth, cmd
+    assert Path(got["out"]).resolve() == out.resolve() and Path(got["runs"]).resolve() == runs.resolve(), cmd
+
+
 def test_bits_lists():
     assert parse_bits(None) == (2, 3, 4, 5, 6, 7, 8, 16)
     assert parse_bits(["8 2,4", "4"]) == (2, 4, 8)
@@ -184,7 +246,7 @@ def test_state_of_another_sweep_is_refused(tmp_path):
         (["--net", "alexnet"], "CIFAR-10"),
         (["--net", "alexnet", "--data-dir", "/nonexistent/cifar"], "does not exist"),
         (["--bits", "2,x"], "'x'"),
-        (["--bits", "2", "4"], "unexpected extra argument (4); list options take comma-separated values"),
+        (["--bits", "2", "4"], "unexpected extra argument(s) (4); list options take comma-separated values"),
         (["--bits", "4", "--bits", "4"], "--bits lists '4' twice"),
         (["--bits", "1"], "--bits must be in 2..16, got 1"),
         (["--net", "vgg"], "vgg"),
