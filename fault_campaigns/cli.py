@@ -1,4 +1,4 @@
-"""`quasar campaign`, `quasar replay` and `quasar report`: the campaign's command line.
+"""`quasar campaign` and `quasar replay`: the campaign's command line.
 
 Every option is validated (by CampaignConfig) before any training, build or simulation starts; list
 options take comma-separated values or the option repeated (quasar/options.py).

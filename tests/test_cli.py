@@ -156,3 +156,18 @@ def test_interrupted_with_a_message_exits_130(monkeypatch, capsys, tmp_path):
     monkeypatch.setattr("hdl_gen.rtl.generate", stop)
     rc, err = _run(["gen-rtl", "--out", str(tmp_path / "rtl")], capsys)
     assert rc == 130 and err.strip() == "interrupted: 3 of 9 runs stored; rerun the same command to resume", err
+
+
+def test_help_texts_say_what_the_commands_do(capsys):
+    """replay writes VCD (not FST); the bench's clock choices are the ones that exist, each explained."""
+    import subprocess
+    import sys
+
+    assert main(["replay", "--help"]) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert "VCD" in text and "FST" not in text
+    done = subprocess.run([sys.executable, "-m", "testbenches.bench", "--help"], capture_output=True, text=True,
+                          timeout=60)
+    text = " ".join(done.stdout.split())
+    assert done.returncode == 0 and "{gpi,cpp}" in text and "hdl:" not in text
+    assert "cpp = the simulator's C++ main steps the clock" in text and "gpi = cocotb's GPI clock" in text
