@@ -43,7 +43,7 @@ def probe_out_dir(path: Path) -> Path:
     while not base.exists() and base != base.parent:
         base = base.parent
     if not base.is_dir():
-        raise QuasarError(f"output directory {str(path)!r} cannot be made: {str(base)!r} is not a directory")
+        raise QuasarError(f"output directory {str(path)!r} is not writable: {str(base)!r} is not a directory")
     try:
         os.rmdir(tempfile.mkdtemp(prefix=".quasar-probe-", dir=base))
     except OSError as exc:
