@@ -34,6 +34,14 @@ def _close(cell: str, value: float | None) -> bool:
     return math.isclose(got, value, rel_tol=1e-9, abs_tol=1e-9)
 
 
+def _strict(path: Path):
+    """JSON as a strict parser reads it (NaN and Infinity refused)."""
+    def refuse(name):
+        raise ValueError(f"{path} holds {name}")
+
+    return json.loads(path.read_text(), parse_constant=refuse)
+
+
 def _relative(effect: dict) -> float:
     """summary.json's relative reduction in percent: null (no event unprotected) reads as NaN in the table."""
     return math.nan if effect["relative"] is None else 100 * effect["relative"]
@@ -86,8 +94,8 @@ def test_every_cell_is_filled_from_the_runs_own_results(swept):
             assert value != "", f"empty cell {col} in row {b}/{p}"
             if col in PROTECTED_ONLY:
                 assert (value == NA) == (p == "none"), (col, b, p, value)
-        summary = json.loads(Path(sources[f"{b}/{p}"]["campaign"]).read_text())
-        synth = json.loads(Path(sources[f"{b}/{p}"]["synth"]).read_text())
+        summary = _strict(Path(sources[f"{b}/{p}"]["campaign"]))  # strict JSON: null, never NaN
+        synth = _strict(Path(sources[f"{b}/{p}"]["synth"]))
         d = summary["designs"][p]["rates"]
         metrics = {m: get_or_train(TrainConfig(net=cfg.net, act_bits=b, weight_bits=b, mode=m), progress=False)[1]
                    for m in ("qat", "ptq")}
