@@ -27,6 +27,7 @@ import numpy as np
 
 from fault_campaigns.execution.executor import LocalExecutor
 from fault_campaigns.files import atomic_write, check_out_dir
+from fault_campaigns.lock import RunDirLock
 from fault_campaigns.planning import mapping
 from fault_campaigns.planning.config import CampaignConfig
 from fault_campaigns.planning.faults import Fault, LayerSpace, load_sites, plan
@@ -56,8 +57,14 @@ class Design:
 
 class Campaign:
     def __init__(self, cfg: CampaignConfig, out_dir: Path, workers: int | None = None, progress: bool = True,
-                 stall_timeout: float = 180.0, executor: str = "local", scheduler: str | None = None):
+                 stall_timeout: float = 180.0, executor: str = "local", scheduler: str | None = None,
+                 raw_fit_per_mbit: float | None = None):
+        from fault_campaigns.analysis.fit import DEFAULT_RAW_FIT_PER_MBIT, check_raw_fit
         from fault_campaigns.execution.dask_executor import check_scheduler
+
+        # reporting only (not part of the campaign's identity): a FIT figure scales with it
+        self.raw_fit_per_mbit = check_raw_fit(DEFAULT_RAW_FIT_PER_MBIT if raw_fit_per_mbit is None
+                                              else raw_fit_per_mbit)
 
         self.cfg = cfg
         self.executor = check_choice("executor", executor, EXECUTORS)
@@ -255,7 +262,8 @@ class Campaign:
             groups.append(self.tile_group(d, image, layer, tile, runs))
         gviol = {g["key"]: g["violations"] for g in groups}
         by_id = {f.fault_id: f for f in todo}
-        clf = Classifier(self.maps, d.golden, d.model.forward_from)
+        clf = Classifier(self.maps, d.golden, d.model.forward_from, groups={g["key"]: g for g in groups},
+                         act_bits=self.cfg.a_bits, protected=d.protection != "none")
 
         def rows_for(records: list[dict], extra: list[dict]) -> list[dict]:
             fs = [by_id[r["id"]] for r in records]
@@ -288,7 +296,9 @@ class Campaign:
             f = by_id[rid]
             row = {"outcome": outcome, "label": int(self.labels[f.image]),
                    "golden_top1": int(d.golden.top1[f.image]), "faulty_top1": None, "changed_outputs": None,
-                   "protection_events": None, "sim_cycles": None, "sim_time_s": None}
+                   "protection_events": None, "sim_cycles": None, "sim_time_s": None, "stage": None,
+                   "golden_rank": None,
+                   "live": int(mapping.live_fault(self.maps[f.layer], f.tile, f.site, f.cycle, f.model))}
             store.add(rows_for([{"id": rid}], [row]))
             bar.update(1)
 
@@ -314,9 +324,14 @@ class Campaign:
             os.fsync(fh.fileno())
 
     def run(self) -> dict:
+        t_start = time.perf_counter()
+        # One campaign per run directory: a second one is refused before it touches anything.
+        with RunDirLock(self.out_dir, "campaign", self.cfg.campaign_id):
+            return self._run_locked(t_start)
+
+    def _run_locked(self, t_start: float) -> dict:
         from fault_campaigns.analysis.report import write_reports
 
-        t_start = time.perf_counter()
         # The store first: a foreign or corrupt one is refused before anything in the directory changes.
         store = ResultStore(self.out_dir / STORE_NAME, self.cfg.campaign_id, self.store_config())
         try:

