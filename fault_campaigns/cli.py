@@ -84,9 +84,8 @@ def campaign(
 
 
 def _print_headline(summary: dict, run_dir: Path) -> None:
-    from fault_campaigns.analysis.report import _fmt, relative_text
-
     from fault_campaigns.analysis.fit import fit_text
+    from fault_campaigns.analysis.report import _fmt, relative_text
 
     for p, d in summary["designs"].items():
         r = d["rates"]

@@ -1,26 +1,24 @@
 """One run directory, one campaign (or sweep): an exclusive lock on the run directory.
 
-The lock is an OS file lock (`filelock`, flock on POSIX) on `<dir>/.lock`: the kernel releases it when
-the holder exits, even on SIGKILL, so a killed campaign never leaves the directory locked. Beside it,
-`<dir>/.lock.json` names the holder (pid, host, start time, what runs); it is only read when the lock
-is busy, to tell the second campaign who holds the directory. A refused second campaign writes
-nothing in the directory.
+The lock is an exclusive flock(2) on the run directory itself (no lock file is left behind): the
+kernel releases it when the holder exits, even on SIGKILL, so a killed campaign never leaves the
+directory locked. While it holds the lock, the holder keeps `<dir>/.lock.json` naming itself (pid,
+host, start time, what runs), read only to tell a second campaign who holds the directory, and
+removed on release. A refused second campaign writes nothing in the directory.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import socket
 import time
 from pathlib import Path
 
-from filelock import FileLock, Timeout
-
 from fault_campaigns.files import atomic_write
 from quasar.errors import QuasarError
 
-LOCK_NAME = ".lock"
 HOLDER_NAME = ".lock.json"
 
 
@@ -44,23 +42,29 @@ class RunDirLock:
     def __init__(self, directory: Path, what: str, ident: str = ""):
         self.directory = Path(directory)
         self.what, self.ident = what, ident
-        self._lock = FileLock(str(self.directory / LOCK_NAME), timeout=0)
+        self._fd: int | None = None
 
     def acquire(self) -> None:
+        fd = os.open(self.directory, os.O_RDONLY | os.O_DIRECTORY)
         try:
-            self._lock.acquire()
-        except Timeout:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
             raise RunDirBusy(
                 f"run directory {str(self.directory)!r} is in use by {holder_text(self.directory)}; wait until it "
                 "ends or choose another run directory (--out); nothing was changed"
             ) from None
+        self._fd = fd
         info = {"what": self.what, "id": self.ident, "pid": os.getpid(), "host": socket.gethostname(),
                 "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
         atomic_write(self.directory / HOLDER_NAME, json.dumps(info, sort_keys=True))
 
     def release(self) -> None:
+        if self._fd is None:
+            return
         (self.directory / HOLDER_NAME).unlink(missing_ok=True)
-        self._lock.release()
+        os.close(self._fd)  # closing the descriptor releases the flock
+        self._fd = None
 
     def __enter__(self) -> RunDirLock:
         self.acquire()

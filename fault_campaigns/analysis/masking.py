@@ -25,7 +25,8 @@ from fault_campaigns.stats import rate
 
 COLUMNS = ("idle", *STAGES, "lost")
 LABELS = {"idle": "idle (un-ACE)", "none": "no accumulator changed", "rounding": "requantization rounding",
-          "clamp": "ReLU/saturation clamp", "protection": "range protection", "downstream": "downstream (pool, later layer)",
+          "clamp": "ReLU/saturation clamp", "protection": "range protection",
+          "downstream": "downstream (pool, later layer)",
           "output": "reached the logits", "lost": "hang/crash"}
 
 

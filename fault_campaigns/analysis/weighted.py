@@ -54,4 +54,6 @@ def wilson(p: float, n: float, z: float) -> tuple[float, float]:
     denom = 1 + z * z / n
     centre = (p + z * z / (2 * n)) / denom
     half = z / denom * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
-    return max(0.0, centre - half), min(1.0, centre + half)
+    low = 0.0 if p <= 0 else max(0.0, centre - half)  # exact ends where rounding would leave 1e-19
+    high = 1.0 if p >= 1 else min(1.0, centre + half)
+    return low, high
