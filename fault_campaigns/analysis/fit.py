@@ -162,3 +162,14 @@ def markdown_lines(summary: dict) -> list[str]:
         lines.append(f"| {p} | {fit_text(f)} | {f['bits']} | {cov.get('of_bits', '-')} | "
                      f"{100 * cov.get('share', float('nan')):.1f}% ({cov.get('reference', '')}) | {kinds} |")
     return lines
+
+
+def table_cells(design: dict, ffs: int | None) -> dict:
+    """The sweep table's SDC FIT cells of one design's campaign summary: FIT, its interval, and the share
+    of the design's flip-flops it covers (the synthesis FF count when known, else the fault-site map)."""
+    f = design.get("sdc_fit") or {}
+    if f.get("fit") is None:
+        return {"sdc_fit": None, "sdc_fit_lo": None, "sdc_fit_hi": None, "fit_coverage_pct": None}
+    share = f["bits"] / ffs if ffs else f.get("coverage", {}).get("share")
+    return {"sdc_fit": f["fit"], "sdc_fit_lo": f["fit_low"], "sdc_fit_hi": f["fit_high"],
+            "fit_coverage_pct": None if share is None else 100 * share}
