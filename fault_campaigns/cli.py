@@ -37,7 +37,7 @@ def campaign(
     dataset: Annotated[str | None, typer.Option(help="dataset (default: the net's own)")] = None,
     data_dir: Annotated[str | None, typer.Option(help="dataset directory")] = None,
     train_mode: Annotated[str, typer.Option(help="qat or ptq")] = "qat",
-    images: Annotated[int, typer.Option(help="test images in the fault space")] = 16,
+    images: Annotated[int, typer.Option(help="test images in the fault space")] = 256,
     golden_images: Annotated[int, typer.Option(help="images whose every tile is checked on RTL first")] = 1,
     fault_model: Annotated[str, typer.Option(help="flip, mbu2, mbu3, stuck0, stuck1")] = "flip",
     targets: Annotated[list[str] | None, typer.Option(help="register kinds (default pe_activation,output_activation)")]

@@ -26,7 +26,7 @@ def sweep(
     k_max: Annotated[int, typer.Option(help="operand buffer depth (longest reduction)")] = 1024,
     per_channel_bounds: Annotated[bool, typer.Option(help="one protection bound pair per output channel")] = False,
     data_dir: Annotated[str | None, typer.Option(help="dataset directory (AlexNet: the CIFAR-10 batches)")] = None,
-    images: Annotated[int, typer.Option(help="test images in each campaign's fault space")] = 16,
+    images: Annotated[int, typer.Option(help="test images in each campaign's fault space")] = 256,
     targets: Annotated[list[str] | None, typer.Option(help="register kinds (default pe_activation,output_activation)")]
     = None,
     margin: Annotated[float, typer.Option(help="error margin of each per-layer rate, in (0, 1)")] = 0.02,

@@ -72,7 +72,7 @@ class SweepConfig:
     k_max: int = 1024
     per_channel_bounds: bool = False
     data_dir: str | None = None
-    images: int = 16
+    images: int = 256  # as a campaign's (planning.config.DEFAULT_IMAGES)
     golden_images: int = 1
     targets: tuple[str, ...] = DEFAULT_TARGETS
     margin: float = 0.02
