@@ -91,9 +91,8 @@ def plot_stages(summary: dict, path: Path) -> None:
     ax.set_xlabel("share of injected faults (%)")
     ax.set_title("Where each fault was masked (protection / register kind)")
     ax.invert_yaxis()
-    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=4)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=3)
+    fig.savefig(path, dpi=120, bbox_inches="tight")
     plt.close(fig)
 
 
