@@ -8,6 +8,7 @@ by the hash of its whole config. Checkpoints are loaded with `torch.load(weights
 reported and retrained (or refused with `on_bad_checkpoint="error"`), never silently used.
 Library code: it logs, it never prints or configures logging.
 """
+# ruff: noqa: E402 - the kernel pins below must run before torch is imported
 
 from __future__ import annotations
 
@@ -31,8 +32,8 @@ import numpy as np
 for _name, _value in (("ATEN_CPU_CAPABILITY", "avx2"), ("MKL_CBWR", "AVX2"), ("DNNL_MAX_CPU_ISA", "AVX2")):
     os.environ.setdefault(_name, _value)
 
-import torch  # noqa: E402 - after the kernel pins above
-import torch.nn.functional as F  # noqa: E402
+import torch
+import torch.nn.functional as F
 from filelock import FileLock
 from tqdm import tqdm
 

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from fault_campaigns.analysis import fit as fit_mod
-from fault_campaigns.analysis import masking
+from fault_campaigns.analysis import images, masking
 from fault_campaigns.analysis.weighted import weighted_rate
 from fault_campaigns.results.classify import SDC_OUTCOMES
 from fault_campaigns.results.store import OUTCOMES
@@ -90,6 +90,7 @@ def summarize(frame: pd.DataFrame, config: dict, populations: dict[int, int], ex
             "by_kind": breakdown(g, "kind", confidence),
             "faults": masking.fault_metrics(g, confidence),
             "masking": masking.masking_summary(g, int(config.get("act_bits") or config["bits"])),
+            "image_variation": images.image_variation(g),
         }
     out = {"config": config, "designs": designs, "populations": {str(k): v for k, v in populations.items()},
            **extra}
@@ -272,7 +273,7 @@ def markdown(summary: dict) -> str:
                 row = d[key].get(k)
                 cells += [str(row["faults"]), _fmt(row["sdc"]), _fmt(row["critical"])] if row else ["-"] * 3
             lines.append(f"| {k} | " + " | ".join(cells) + " |")
-    lines += masking.markdown_lines(summary) + fit_mod.markdown_lines(summary)
+    lines += masking.markdown_lines(summary) + images.markdown_lines(summary) + fit_mod.markdown_lines(summary)
     lines += ["", "![SDC overall](sdc_overall.png)", "", "![SDC by layer](sdc_by_layer.png)", "",
               "![SDC by bit](sdc_by_bit.png)", "", "## Run", "",
               f"- injections: {summary['injections']} in {len(summary['sessions'])} session(s), "

@@ -59,7 +59,8 @@ def test_element_stage_follows_the_arithmetic():
     for vf in range(-300, 300, 7):
         for j in (0, 1):
             s = element_stage(int(V[1, j]), vf, j, OPS, 4, protected=True)
-            yg, yf = (ar.requantize(np.array([[v]]), OPS.mult[j:j + 1], OPS.shift[j:j + 1], 4)[0, 0] for v in (V[1, j], vf))
+            yg, yf = (ar.requantize(np.array([[v]]), OPS.mult[j:j + 1], OPS.shift[j:j + 1], 4)[0, 0]
+                      for v in (V[1, j], vf))
             zg, zf = (ar.protect(np.array([y]), OPS.lo[j], OPS.hi[j])[0][0] for y in (yg, yf))
             assert (s == 4) == (zg != zf), (vf, j, s)
             assert (s <= 2) == (yg == yf), (vf, j, s)
@@ -216,3 +217,22 @@ def test_a_second_campaign_on_a_busy_directory_is_refused_and_changes_nothing(tm
     with RunDirLock(run, "campaign"):
         assert (run / ".lock.json").is_file()
     assert not (run / ".lock.json").exists()
+
+
+# ------------------------------------------------------------------------------------ image variation
+
+
+def test_image_variation_separates_images_from_binomial_noise():
+    from fault_campaigns.analysis.images import image_variation
+
+    rng = np.random.default_rng(0)
+    rows = []
+    for image in range(40):  # half the images always wrong, half always right: between-image sd 0.5
+        for _ in range(50):
+            rows.append({"image": image, "label": 1, "faulty_top1": 1 if image % 2 else 0,
+                         "changed_outputs": int(rng.random() < 0.3)})  # the same 30% on every image
+    v = image_variation(pd.DataFrame(rows))
+    assert v["images"] == 40 and v["faults_per_image"] == 50
+    assert math.isclose(v["correct"]["between_image_sd"], 0.5, rel_tol=0.05)
+    assert math.isclose(v["correct"]["image_sampling_se"], 0.5 / math.sqrt(40), rel_tol=0.05)
+    assert v["corrupted"]["between_image_sd"] < 0.05  # binomial noise is not image-to-image variation
