@@ -43,7 +43,7 @@ def weighted_rate(strata: Iterable[tuple[int, int, int]], confidence: float) -> 
     elif kish > 0:
         n_eff = 1 / kish
     else:  # every stratum sampled whole: the rate is known exactly
-        return {"rate": est, "ci_low": est, "ci_high": est, "n_eff": math.inf, "confidence": confidence,
+        return {"rate": est, "ci_low": est, "ci_high": est, "n_eff": None, "confidence": confidence,
                 "method": METHOD}
     low, high = wilson(est, n_eff, z_value(confidence))
     return {"rate": est, "ci_low": low, "ci_high": high, "n_eff": n_eff, "confidence": confidence, "method": METHOD}
