@@ -110,6 +110,7 @@ TABLE = [
     ("dask-no-scheduler", ["--executor", "dask"], "--executor dask needs --scheduler"),
     ("dask-bad-scheduler", ["--executor", "dask", "--scheduler", "localhost"], "must look like tcp://HOST:PORT"),
     ("stall-timeout-0", ["--stall-timeout", "0"], "stall timeout must be more than 0"),
+    ("raw-fit-negative", ["--raw-fit-per-mbit", "-1"], "raw FIT per Mbit must be a finite number >= 0"),
     ("checkpoint-corrupt", _corrupt_checkpoint, "is corrupt or unreadable"),
     ("store-garbage", _garbage_store, "is not an SQLite database"),
     ("store-damaged", _damaged_store, "is corrupt or not a QuaSAR store"),
