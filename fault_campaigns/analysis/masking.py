@@ -135,3 +135,20 @@ def markdown_lines(summary: dict) -> list[str]:
             lines.append(f"| {p} | {kind} | {row['bits']} | {row['faults']} | " + " | ".join(cells) + " |")
     lines += ["", "![masking stages](masking_stages.png)"]
     return lines
+
+
+def sweep_lines(campaigns: dict) -> list[str]:
+    """The sweep report's masking-stage table: per bit width and design, all register kinds together,
+    from each width's campaign summary (`campaigns`: bits -> summary)."""
+    lines = ["", "## Where faults were masked, by bit width", "",
+             "Share of injected faults (all target register kinds; docs/campaign.md, \"Masking stages\").", "",
+             "| bits | protection | faults | " + " | ".join(LABELS[c] for c in COLUMNS) + " |",
+             "|---" * (3 + len(COLUMNS)) + "|"]
+    for b in sorted(campaigns):
+        for p, d in (campaigns[b] or {}).get("designs", {}).items():
+            row = d.get("masking", {}).get("all")
+            if not row:
+                continue
+            cells = [f"{100 * row['shares'][c]:.1f}%" for c in COLUMNS]
+            lines.append(f"| {b} | {p} | {row['faults']} | " + " | ".join(cells) + " |")
+    return lines if len(lines) > 6 else []

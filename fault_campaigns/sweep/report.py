@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from fault_campaigns.analysis.fit import table_cells as fit_cells
+from fault_campaigns.analysis.masking import sweep_lines as masking_by_width
 from fault_campaigns.planning.config import PROTECTIONS
 
 NA = "n/a"
@@ -542,6 +543,7 @@ def write_sweep_report(sweep, dataset: str) -> dict:
     timing = timing_summary(sweep.state.data)
     bounds = inputs["campaign"][bits[-1]].get("bounds", {})
     text = report_markdown(cfg, rows, timing, plots, dataset, bounds, inputs)
+    text = text.rstrip("\n") + "\n" + "\n".join(masking_by_width(inputs["campaign"])) + "\n"
     atomic_write(out / "table.csv", to_csv(rows))
     atomic_write(out / "table.md", markdown_table(rows) + "\n")
     atomic_write(out / "sources.json", json.dumps(inputs["sources"], indent=2))
