@@ -21,6 +21,7 @@ per batch), logs the session, and raises `Interrupted` saying what the store hol
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -33,6 +34,7 @@ import numpy as np
 
 from fault_campaigns.execution.executor import LocalExecutor
 from fault_campaigns.files import atomic_write, check_out_dir, probe_out_dir
+from fault_campaigns.lock import RunDirLock
 from fault_campaigns.planning import mapping
 from fault_campaigns.planning.config import CampaignConfig
 from fault_campaigns.planning.faults import Fault, LayerSpace, load_sites, plan
@@ -62,8 +64,14 @@ class Design:
 
 class Campaign:
     def __init__(self, cfg: CampaignConfig, out_dir: Path, workers: int | None = None, progress: bool = True,
-                 stall_timeout: float = 180.0, executor: str = "local", scheduler: str | None = None):
+                 stall_timeout: float = 180.0, executor: str = "local", scheduler: str | None = None,
+                 raw_fit_per_mbit: float | None = None):
+        from fault_campaigns.analysis.fit import DEFAULT_RAW_FIT_PER_MBIT, check_raw_fit
         from fault_campaigns.execution.dask_executor import check_scheduler
+
+        # reporting only (not part of the campaign's identity): a FIT figure scales with it
+        self.raw_fit_per_mbit = check_raw_fit(DEFAULT_RAW_FIT_PER_MBIT if raw_fit_per_mbit is None
+                                              else raw_fit_per_mbit)
 
         self.cfg = cfg
         self.executor = check_choice("executor", executor, EXECUTORS)
@@ -275,7 +283,8 @@ class Campaign:
             groups.append(self.tile_group(d, image, layer, tile, runs))
         gviol = {g["key"]: g["violations"] for g in groups}
         by_id = {f.fault_id: f for f in todo}
-        clf = Classifier(self.maps, d.golden, d.model.forward_from)
+        clf = Classifier(self.maps, d.golden, d.model.forward_from, groups={g["key"]: g for g in groups},
+                         act_bits=self.cfg.a_bits, protected=d.protection != "none")
 
         def rows_for(records: list[dict], extra: list[dict]) -> list[dict]:
             fs = [by_id[r["id"]] for r in records]
@@ -306,7 +315,9 @@ class Campaign:
             f = by_id[rid]
             row = {"outcome": outcome, "label": int(self.labels[f.image]),
                    "golden_top1": int(d.golden.top1[f.image]), "faulty_top1": None, "changed_outputs": None,
-                   "protection_events": None, "sim_cycles": None, "sim_time_s": None}
+                   "protection_events": None, "sim_cycles": None, "sim_time_s": None, "stage": None,
+                   "golden_rank": None,
+                   "live": int(mapping.live_fault(self.maps[f.layer], f.tile, f.site, f.cycle, f.model))}
             store.add(rows_for([{"id": rid}], [row]))
             tally["ran"] += 1
             bar.update(1)
@@ -353,9 +364,18 @@ class Campaign:
                 "rerun the same command to resume")
 
     def run(self) -> dict:
+        # One campaign per run directory: a second one is refused before it touches anything. A directory
+        # that does not exist yet is locked as soon as it is created (after the model and data checks, so
+        # that a failed check leaves nothing behind).
+        with contextlib.ExitStack() as stack:
+            lock = RunDirLock(self.out_dir, "campaign", self.cfg.campaign_id)
+            if self.out_dir.is_dir():
+                stack.enter_context(lock)
+            return self._run_locked(time.perf_counter(), stack, lock)
+
+    def _run_locked(self, t_start: float, stack: contextlib.ExitStack, lock: RunDirLock) -> dict:
         from fault_campaigns.analysis.report import write_reports
 
-        t_start = time.perf_counter()
         path = self.out_dir / STORE_NAME
         store, faults = None, None
         if path.exists():  # an existing store is checked (read-only) before anything else: a foreign one is refused
@@ -367,6 +387,8 @@ class Campaign:
                 self._client = connect(self.scheduler)
             self.prepare_model()  # a corrupt checkpoint or a missing dataset stops here, before any file is made
             check_out_dir(self.out_dir)
+            if not lock.held:
+                stack.enter_context(lock)
             if store is None:
                 store = ResultStore(path, self.cfg.campaign_id, self.store_config())
             atomic_write(self.out_dir / "campaign.json", json.dumps(self.store_config(), indent=2, sort_keys=True))

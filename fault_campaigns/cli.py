@@ -37,7 +37,7 @@ def campaign(
     dataset: Annotated[str | None, typer.Option(help="dataset (default: the net's own)")] = None,
     data_dir: Annotated[str | None, typer.Option(help="dataset directory")] = None,
     train_mode: Annotated[str, typer.Option(help="qat or ptq")] = "qat",
-    images: Annotated[int, typer.Option(help="test images in the fault space")] = 16,
+    images: Annotated[int, typer.Option(help="test images in the fault space")] = 256,
     golden_images: Annotated[int, typer.Option(help="images whose every tile is checked on RTL first")] = 1,
     fault_model: Annotated[str, typer.Option(help="flip, mbu2, mbu3, stuck0, stuck1")] = "flip",
     targets: Annotated[list[str] | None, TARGETS_OPTION] = None,
@@ -56,6 +56,9 @@ def campaign(
     stall_timeout: Annotated[float, typer.Option(help="seconds without progress before a simulator is killed")]
     = 180.0,
     progress: Annotated[bool, typer.Option(help="progress bar")] = True,
+    raw_fit_per_mbit: Annotated[float, typer.Option(
+        help="raw soft-error rate per Mbit of registers for the SDC FIT (default 1000: IEC 61508-2's 700-1,200 "
+             "FIT/Mbit for embedded memories, assumed for flip-flops)")] = 1000.0,
 ) -> None:
     """Run a fault-injection campaign on the RTL: golden check, then the same faults unprotected and protected."""
     from fault_campaigns.campaign import Campaign
@@ -74,13 +77,14 @@ def campaign(
     )
     run_dir = out or cfg.default_dir(runs_dir)
     campaign = Campaign(cfg, run_dir, workers=workers, progress=progress, stall_timeout=stall_timeout,
-                        executor=executor, scheduler=scheduler)
+                        executor=executor, scheduler=scheduler, raw_fit_per_mbit=raw_fit_per_mbit)
     log.info("campaign %s -> %s", cfg.campaign_id, run_dir)  # after every option check: an error is one line
     summary = campaign.run()
     _print_headline(summary, run_dir)
 
 
 def _print_headline(summary: dict, run_dir: Path) -> None:
+    from fault_campaigns.analysis.fit import fit_text
     from fault_campaigns.analysis.report import _fmt, relative_text, session_text
 
     for p, d in summary["designs"].items():
@@ -90,6 +94,14 @@ def _print_headline(summary: dict, run_dir: Path) -> None:
         stuck = "".join(f"  {o} {100 * counts[o] / n:.2f}% ({counts[o]})" for o in ("hang", "crash") if counts.get(o))
         typer.echo(f"{p:>5}: {n} faults  masked {_fmt(r['masked'])}  corrupted {_fmt(r['corrupted'])} "
                    f"(SDC {_fmt(r['sdc'])}, critical {_fmt(r['critical'])}){stuck}")
+        m, f = d.get("faults"), d.get("sdc_fit")
+        if m:
+            typer.echo(f"       SDC population-weighted {_fmt(d['stratified']['sdc'])}  over live faults "
+                       f"{_fmt(m['sdc_live'])}  idle {_fmt(m['idle'])}  SDC-5 {_fmt(m['sdc5'])}")
+            typer.echo(f"       accuracy under single faults {_fmt(m['accuracy_under_faults'])}  SDC FIT "
+                       f"{fit_text(f)} ({f['raw_fit_per_mbit']:g} FIT/Mbit, {f['bits']} bits, "
+                       f"{100 * f['coverage']['share']:.1f}% of the registers)" if f and f.get("fit") is not None
+                       else f"       accuracy under single faults {_fmt(m['accuracy_under_faults'])}")
     eff = summary.get("protection_effect")
     if eff:
         for name, label in (("sdc", "SDC"), ("corrupted", "corrupted layer output")):

@@ -8,6 +8,7 @@ by the hash of its whole config. Checkpoints are loaded with `torch.load(weights
 reported and retrained (or refused with `on_bad_checkpoint="error"`), never silently used.
 Library code: it logs, it never prints or configures logging.
 """
+# ruff: noqa: E402 - the kernel pins below must run before torch is imported
 
 from __future__ import annotations
 
@@ -25,6 +26,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
+# Reproducible training across machines: torch's CPU kernels, MKL and oneDNN pick their code paths by the
+# CPU's instruction set (AVX-512 and AVX2 runs of one seed gave different LeNet-5 models here), so pin
+# them to AVX2 before torch runs its first operation. A process that ran torch before this import keeps
+# what it had: the kernels in use are part of the cache key (KERNELS), so such models never mix.
+for _name, _value in (("ATEN_CPU_CAPABILITY", "avx2"), ("MKL_CBWR", "AVX2"), ("DNNL_MAX_CPU_ISA", "AVX2")):
+    os.environ.setdefault(_name, _value)
+
 import torch
 import torch.nn.functional as F
 from filelock import FileLock
@@ -41,7 +50,7 @@ log = logging.getLogger(__name__)
 
 MODES = ("qat", "ptq")
 BITS_RANGE = (2, 16)
-CACHE_FORMAT = 2  # bump whenever training or quantization changes what a config produces
+CACHE_FORMAT = 3  # bump whenever training or quantization changes what a config produces (3: pinned kernels)
 CACHE_ENV = "QUASAR_CACHE_DIR"
 TRAIN_THREADS = 1
 BAD_CHECKPOINT_ACTIONS = ("retrain", "error")
@@ -113,6 +122,7 @@ class TrainConfig:
         out["weight_decay"] = recipe.weight_decay
         out["shift_augment"] = recipe.shift_augment
         out["hflip"] = recipe.hflip
+        out["kernels"] = kernels()
         if out["mode"] == "ptq":
             out["qat_epochs"] = 0  # unused: the same PTQ model whatever the QAT recipe says
             out["qat_lr"] = 0.0
@@ -136,6 +146,7 @@ class TrainConfig:
             "weight_decay",
             "shift_augment",
             "hflip",
+            "kernels",
             "train_limit",
         )
         return {k: r[k] for k in keep}
@@ -500,15 +511,23 @@ def _load_entry(entry: Path, config: TrainConfig, qcfg: dict) -> tuple[ModelExpo
     return export, metrics
 
 
+def kernels() -> str:
+    """The CPU code path torch trains with (e.g. 'AVX2'): models trained on different paths differ."""
+    return str(torch.backends.cpu.get_cpu_capability())
+
+
 @contextlib.contextmanager
 def torch_threads(n: int):
-    """Run torch with n intra-op threads, restoring the previous count afterwards."""
+    """Run torch with n intra-op threads and deterministic algorithms only, restoring both afterwards."""
     before = torch.get_num_threads()
+    det = torch.are_deterministic_algorithms_enabled()
     torch.set_num_threads(n)
+    torch.use_deterministic_algorithms(True)
     try:
         yield
     finally:
         torch.set_num_threads(before)
+        torch.use_deterministic_algorithms(det)
 
 
 def get_or_train(

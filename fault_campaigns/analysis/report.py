@@ -9,16 +9,18 @@ effect is a paired comparison on the same fault list with a seeded bootstrap int
 from __future__ import annotations
 
 import json
-import math
 from importlib import metadata
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from fault_campaigns.analysis import fit as fit_mod
+from fault_campaigns.analysis import images, masking
+from fault_campaigns.analysis.weighted import weighted_rate
 from fault_campaigns.results.classify import SDC_OUTCOMES
 from fault_campaigns.results.store import OUTCOMES
-from fault_campaigns.stats import paired_reduction, rate, z_value
+from fault_campaigns.stats import paired_reduction, rate
 from quasar import jsonio
 
 CORRUPTED_OUTCOMES = ("tolerable", "sdc", "critical")  # the faulty layer's output changed and the run finished
@@ -53,28 +55,11 @@ def _rates(df: pd.DataFrame, confidence: float, method: str = "wilson") -> dict:
 
 
 def stratified(df: pd.DataFrame, populations: dict[int, int], confidence: float, column: str) -> dict:
-    """Population-weighted rate over layers (each layer is its own stratum). Its interval is Wilson's at the
-    effective sample size p(1-p)/var (Korn and Graubard 1998), at most the faults sampled: a plain normal
-    interval collapses to [0, 0] when no layer saw an event, beside a Wilson interval that does not."""
-    total = sum(populations.get(int(lay), 0) for lay in df["layer"].unique())
-    if not total:
-        return {}
-    est, var = 0.0, 0.0
-    for lay, g in df.groupby("layer"):
-        n, big_n = len(g), populations[int(lay)]
-        p = float(g[column].mean())
-        w = big_n / total
-        fpc = (big_n - n) / (big_n - 1) if big_n > 1 else 0.0
-        est += w * p
-        var += w * w * p * (1 - p) / max(n - 1, 1) * fpc
-    z, n_all = z_value(confidence), len(df)
-    n_eff = min(n_all, est * (1 - est) / var) if var > 0 else n_all
-    denom = 1 + z * z / n_eff
-    center = (est + z * z / (2 * n_eff)) / denom
-    half = z * math.sqrt(est * (1 - est) / n_eff + z * z / (4 * n_eff * n_eff)) / denom
-    return {"rate": est, "ci_low": max(0.0, center - half), "ci_high": min(1.0, center + half),
-            "confidence": confidence, "effective_n": n_eff,
-            "method": "stratified by layer, Wilson interval at the effective sample size"}
+    """Population-weighted rate over layers (each layer is its own stratum); its interval is a Wilson
+    interval at the effective sample size (fault_campaigns.analysis.weighted), never [0, 0] beside a
+    non-zero Wilson bound."""
+    strata = [(populations.get(int(lay), 0), len(g), int(g[column].sum())) for lay, g in df.groupby("layer")]
+    return weighted_rate(strata, confidence)
 
 
 def breakdown(df: pd.DataFrame, by: str, confidence: float) -> dict:
@@ -104,6 +89,9 @@ def summarize(frame: pd.DataFrame, config: dict, populations: dict[int, int], ex
             "by_layer": breakdown(g, "layer_name", confidence),
             "by_bit": breakdown(g, "bit", confidence),
             "by_kind": breakdown(g, "kind", confidence),
+            "faults": masking.fault_metrics(g, confidence),
+            "masking": masking.masking_summary(g, int(config.get("act_bits") or config["bits"])),
+            "image_variation": images.image_variation(g),
         }
     out = {"config": config, "designs": designs, "populations": {str(k): v for k, v in populations.items()},
            **extra}
@@ -288,6 +276,7 @@ def markdown(summary: dict) -> str:
                 row = d[key].get(k)
                 cells += [str(row["faults"]), _fmt(row["sdc"]), _fmt(row["critical"])] if row else ["-"] * 3
             lines.append(f"| {k} | " + " | ".join(cells) + " |")
+    lines += masking.markdown_lines(summary) + images.markdown_lines(summary) + fit_mod.markdown_lines(summary)
     lines += ["", "![SDC overall](sdc_overall.png)", "", "![SDC by layer](sdc_by_layer.png)", "",
               "![SDC by bit](sdc_by_bit.png)", "", "## Run", "",
               *run_lines(summary),
@@ -372,12 +361,16 @@ def write_reports(campaign, store, faults, runs: dict) -> dict:
         # what this session ran (fault runs only: no build, no golden check) and what the store holds
         "this_session": {"fault_runs": ran, "fault_run_s": wall, "runs_per_s": ran / wall if wall > 0 else None},
         "store": {"rows": len(frame), "planned": len(faults) * len(c.protections)},
+        "golden_coverage": {"tile_runs_per_image": sum(lm.tiles for lm in campaign.maps),
+                            "images_checked": c.golden_images, "campaign_images": c.images},
         "sessions": sessions, "bounds": bounds_summary(campaign),
         "workers": campaign.workers, "timings": campaign.timings, "total_wall_s": campaign.timings.get("campaign_s"),
         "tools": tool_versions(),
     }
     summary = summarize(frame, campaign.store_config(), populations, extra)
+    fit_mod.add_to_summary(summary, campaign, frame)
     out = campaign.out_dir
+    masking.plot_stages(summary, out / "masking_stages.png")
     _plot_overall(summary, out / "sdc_overall.png")
     _plot_breakdown(summary, "by_layer", "SDC rate by layer", out / "sdc_by_layer.png", "layer")
     _plot_breakdown(summary, "by_bit", "SDC rate by bit position", out / "sdc_by_bit.png", "bit")

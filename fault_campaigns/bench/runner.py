@@ -158,7 +158,8 @@ def raw_records(campaign, d, faults, work: Path, fast: bool) -> dict[int, dict]:
 
 
 def compare_records(campaign, d, faults, fast: dict[int, dict], plain: dict[int, dict]) -> dict:  # type: ignore[no-untyped-def]
-    """Identical records (fin, cyc, viol, diff) and identical classified outcomes, fault by fault."""
+    """Identical records (fin, cyc, viol, diff, and the changed accumulators `vd` that the masking stage
+    rests on) and identical classified outcomes, fault by fault."""
     from fault_campaigns.results.classify import Classifier
 
     clf = Classifier(campaign.maps, d.golden, d.model.forward_from)
@@ -168,10 +169,11 @@ def compare_records(campaign, d, faults, fast: dict[int, dict], plain: dict[int,
     out_plain = clf.classify(faults, recs_plain)
     mismatches = []
     for f, a, b, oa, ob in zip(faults, recs_fast, recs_plain, out_fast, out_plain, strict=True):
-        if ([a["fin"], a["cyc"], a["viol"], a["diff"]] != [b["fin"], b["cyc"], b["viol"], b["diff"]]
+        if ([a["fin"], a["cyc"], a["viol"], a["diff"], a.get("vd")] != [b["fin"], b["cyc"], b["viol"], b["diff"],
+                                                                       b.get("vd")]
                 or oa["outcome"] != ob["outcome"]):
-            mismatches.append({"fault": asdict(f), "fast": {k: a[k] for k in ("fin", "cyc", "viol", "diff")},
-                               "plain": {k: b[k] for k in ("fin", "cyc", "viol", "diff")},
+            mismatches.append({"fault": asdict(f), "fast": {k: a.get(k) for k in ("fin", "cyc", "viol", "diff", "vd")},
+                               "plain": {k: b.get(k) for k in ("fin", "cyc", "viol", "diff", "vd")},
                                "outcomes": [oa["outcome"], ob["outcome"]]})
     return {"faults": len(faults), "identical": len(faults) - len(mismatches), "mismatches": mismatches[:5]}
 

@@ -74,8 +74,8 @@ class EarlyStop:
     def probe(self, i: int, j: int) -> list[str]:
         return [f"pe_{i}_{jj}.acc" for jj in range(j, self.cols)]
 
-    def finish(self, i: int, j: int, stop_after: int, raw: list[int]) -> tuple[int, list[list[int]]]:
-        """(violations, diff) of the finished tile, as a full run's result line holds them."""
+    def finish(self, i: int, j: int, stop_after: int, raw: list[int]) -> tuple[int, list[list[int]], list[list[int]]]:
+        """(violations, diff, logit diff) of the finished tile, as a full run's result line holds them."""
         from quasar import arithmetic as ar
 
         v = self.v[i].copy()
@@ -88,14 +88,15 @@ class EarlyStop:
                 moved = True
         violations = self.violations
         if not moved:  # the golden row: `want` and the golden count are exactly what it produces
-            return violations, []
+            return violations, [], []
         act = ar.requantize(v[None, :], self.ops.mult, self.ops.shift, self.cfg.act_bits)
         if self.bounds is not None:
             act, row = ar.protect(act, *self.bounds)
             violations += row - self.row_violations[i]
         got = v if self.is_last else act[0]
         changed = np.nonzero(got != self.want[i])[0]
-        return violations, [[i, int(jj), int(got[jj])] for jj in changed]
+        vd = [[i, int(jj), int(v[jj])] for jj in np.nonzero(v != self.v[i])[0]]
+        return violations, [[i, int(jj), int(got[jj])] for jj in changed], vd
 
 
 def _signed(value: int, width: int) -> int:
@@ -103,19 +104,26 @@ def _signed(value: int, width: int) -> int:
     return value - (1 << width) if value >> (width - 1) else value
 
 
-def result_line(run_id: int, res, expect_out: np.ndarray, is_last: bool, elapsed: float) -> str:
+def result_line(run_id: int, res, expect_out: np.ndarray, is_last: bool, elapsed: float,
+                expect_logit: np.ndarray | None = None) -> str:
     got = res.logits if is_last else res.out_act
     diff = diff_entries(np.asarray(got), expect_out) if res.finished else []
-    return _line(run_id, bool(res.finished), int(res.cycles), int(res.violations), diff, elapsed)
+    vd = None
+    if expect_logit is not None and not is_last and res.finished:  # the last layer's diff is the logits'
+        vd = diff_entries(np.asarray(res.logits), expect_logit)
+    return _line(run_id, bool(res.finished), int(res.cycles), int(res.violations), diff, elapsed, vd=vd)
 
 
 def _line(run_id: int, fin: bool, cycles: int, violations: int, diff: list, elapsed: float,
-          stopped: int = 0) -> str:
+          stopped: int = 0, vd: list | None = None) -> str:
     """One run's JSON line; `es` (additive): when the run stopped early and was finished from golden
-    state, the number of faults that shared its simulator pass."""
+    state, the number of faults that shared its simulator pass; `vd` (additive, hidden layers): where
+    the biased accumulators v differ from the golden ones, for the masking-stage attribution."""
     rec = {"id": run_id, "fin": fin, "cyc": cycles, "viol": violations, "diff": diff, "t": round(elapsed, 6)}
     if stopped:
         rec["es"] = stopped
+    if vd is not None:
+        rec["vd"] = vd
     return json.dumps(rec, separators=(",", ":"))
 
 
@@ -176,7 +184,8 @@ async def run_shard(dut):
                                                                                                strict=True)]
                     t1, c1 = time.perf_counter(), time.process_time()
                     lines = [_line(run["id"], True, cfg.tile_cycles(ops.k), viol, diff, (t1 - t0) / len(batch),
-                                   stopped=len(batch)) for run, (viol, diff) in zip(batch, done, strict=True)]
+                                   stopped=len(batch), vd=None if group["is_last"] else vd)
+                             for run, (viol, diff, vd) in zip(batch, done, strict=True)]
                     prof["stopped"] = prof.get("stopped", 0) + len(batch)
                     prof["passes"] = prof.get("passes", 0) + 1
                 else:
@@ -186,7 +195,7 @@ async def run_shard(dut):
                         injections = [Injection(run["site"], run["mask"], run["cycle"], run["model"])]
                     res = await tb.run(ops.k, injections, max_cycles=group["max_cycles"])
                     t1, c1 = time.perf_counter(), time.process_time()
-                    lines = [result_line(run["id"], res, want, group["is_last"], t1 - t0)]
+                    lines = [result_line(run["id"], res, want, group["is_last"], t1 - t0, group["logit"])]
                 prof["run_s"] += t1 - t0
                 prof["run_cpu_s"] += c1 - c0
                 prof["runs"] += len(lines)

@@ -76,7 +76,10 @@ def software_records(campaign, design, faults: Sequence) -> list[dict]:
         exp = inject(cfg, tile, run["site"], run["mask"], run["cycle"], run["model"])
         got = exp.logits if g["is_last"] else exp.out_act
         want = g["logit"] if g["is_last"] else g["act"]
-        out.append({"id": f.fault_id, "fin": True, "cyc": campaign.tile_cycles[f.layer],
-                    "viol": int(exp.violations), "diff": diff_entries(np.asarray(got), want),
-                    "t": time.perf_counter() - t0})
+        rec = {"id": f.fault_id, "fin": True, "cyc": campaign.tile_cycles[f.layer],
+               "viol": int(exp.violations), "diff": diff_entries(np.asarray(got), want),
+               "t": time.perf_counter() - t0}
+        if not g["is_last"]:  # the changed biased accumulators, as the RTL worker reports them
+            rec["vd"] = diff_entries(np.asarray(exp.logits), g["logit"])
+        out.append(rec)
     return out

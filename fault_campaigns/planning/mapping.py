@@ -11,6 +11,7 @@ from the plain numpy oracle `quasar.arithmetic`, never from the RTL.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -142,3 +143,49 @@ def diff_entries(got: np.ndarray, want: np.ndarray) -> list[list[int]]:
     """[[row, col, got_value], ...] for every element of a tile output that differs from `want`."""
     rows, cols = np.nonzero(got != want)
     return [[int(i), int(j), int(got[i, j])] for i, j in zip(rows, cols, strict=True)]
+
+
+# -- live and idle faults -------------------------------------------------------------------------------
+# Register timing of a tile run (docs/rtl.md, "Timing of a tile run"; testbenches.model.operand_index is
+# the analytic fault model's, checked against the RTL by the regression). tests/campaign/test_live.py
+# checks live_fault against faults injected into the RTL, so a timing change that is not followed here fails.
+_SITE = re.compile(r"pe_(\d+)_(\d+)\.(a_reg|w_reg|acc)|(oact|v)_(\d+)")
+
+
+def drain_edge(k: int, cols: int) -> int:
+    """D: the edge at which the drain samples row 0's accumulators (row r at D + r)."""
+    return k + cols + 2
+
+
+def live_fault(lm: LayerMap, tile: int, site: str, cycle: int, model: str = "flip") -> bool:
+    """Whether a fault can reach a real output of `tile` at all (False: idle, un-ACE).
+
+    Idle: the register holds padding or nothing that is read again when the fault lands: a PE row or
+    column of padding (the R-1 unused rows of a fully connected tile at batch 1), an operand slot
+    outside 0 <= k < K, an accumulator after the drain read it, a drain/output register while it holds
+    a padding row, or the last layer's output-activation registers (its logits leave from v). Whether
+    a live fault then changes anything depends on the data (a zero weight, the rounding): that is
+    masking, not idleness. Control registers are always counted live."""
+    m = _SITE.fullmatch(site)
+    if m is None:
+        return True
+    vp, vn = lm.valid(tile)
+    k, stuck = lm.reduction, model.startswith("stuck")
+    if m.group(3):
+        from testbenches.model import operand_index
+
+        i, j, reg = int(m.group(1)), int(m.group(2)), m.group(3)
+        if i >= vp or j >= vn:  # activations move right from column j, weights down from row i
+            return False
+        if stuck:
+            return True
+        if reg == "acc":
+            return cycle <= drain_edge(k, lm.cols) - 1 + i
+        return 0 <= operand_index(cycle, i, j) < k
+    reg, j = m.group(4), int(m.group(5))
+    if j >= vn or (reg == "oact" and lm.is_last):
+        return False
+    if stuck:
+        return True
+    r = cycle - drain_edge(k, lm.cols) - (1 if reg == "oact" else 0)
+    return 0 <= r < vp

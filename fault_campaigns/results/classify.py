@@ -14,18 +14,22 @@ faulty top-1 is compared with the golden one and with the label:
   crash      the simulator died on this fault
 
 Downstream evaluation is batched per layer: a few hundred faulty layer outputs go through the rest
-of the network in one numpy call.
+of the network in one numpy call. Each row also gets (fault_campaigns.results.stages, docs/campaign.md):
+`live` (the mapping says the fault can reach a real output at all; 0 = idle, un-ACE), `stage` (where
+its error disappeared, or `output`) and `golden_rank` (the golden top-1 class's rank among the faulty
+logits, 0 = still first; SDC-5 = rank >= 5).
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-from fault_campaigns.planning.mapping import LayerMap
+from fault_campaigns.planning.mapping import LayerMap, live_fault
+from fault_campaigns.results.stages import STAGES, tile_stage
 
 SDC_OUTCOMES = ("sdc", "critical")
 
@@ -60,13 +64,27 @@ class Classifier:
     """Turns raw run records into store rows for one design (protection)."""
 
     def __init__(self, maps: Sequence[LayerMap], golden: Golden,
-                 forward_from: Callable[[int, np.ndarray], np.ndarray], batch: int = 256):
+                 forward_from: Callable[[int, np.ndarray], np.ndarray], batch: int = 256,
+                 groups: Mapping[tuple[int, int, int], dict] | None = None, act_bits: int | None = None,
+                 protected: bool = False):
+        """`groups` (tile groups by (image, layer, tile)) and `act_bits`: needed for the masking stage;
+        without them the stage is left empty."""
         self.maps, self.golden, self.forward_from, self.batch = list(maps), golden, forward_from, batch
+        self.groups, self.act_bits, self.protected = groups, act_bits, protected
+        last = golden.outputs[-1]
+        self.golden_logits = np.asarray(last).reshape(len(last), -1)
 
     def faulty_top1(self, layer: int, items: Sequence[tuple[int, list[tuple[int, int, int]]]]) -> np.ndarray:
         """Top-1 for each (image, changes) of one layer, evaluated in batches."""
+        return self.evaluate(layer, items)[0]
+
+    def evaluate(self, layer: int, items: Sequence[tuple[int, list[tuple[int, int, int]]]]
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(top-1, golden top-1's rank, logits changed) for each (image, changes) of one layer."""
         gold = self.golden.outputs[layer]
         out = np.empty(len(items), dtype=np.int64)
+        rank = np.empty(len(items), dtype=np.int64)
+        changed = np.empty(len(items), dtype=bool)
         for start in range(0, len(items), self.batch):
             chunk = items[start:start + self.batch]
             ys = np.stack([gold[img] for img, _ in chunk]).copy()
@@ -78,7 +96,10 @@ class Classifier:
             else:
                 logits = self.forward_from(layer, ys)
             out[start:start + len(chunk)] = np.argmax(logits, axis=1)  # lowest index on a tie
-        return out
+            imgs = np.array([img for img, _ in chunk])
+            rank[start:start + len(chunk)] = golden_rank(logits, self.golden.top1[imgs])
+            changed[start:start + len(chunk)] = np.any(logits != self.golden_logits[imgs], axis=1)
+        return out, rank, changed
 
     def classify(self, faults: Sequence, records: Sequence[dict]) -> list[dict]:
         """One partial store row per record (fault fields are added by the caller)."""
@@ -89,19 +110,39 @@ class Classifier:
             label = int(self.golden.labels[fault.image])
             row = {"golden_top1": gold_top1, "label": label, "sim_cycles": rec["cyc"], "sim_time_s": rec["t"],
                    "protection_events": rec["viol"]}
+            lm = self.maps[fault.layer]
+            row["live"] = int(live_fault(lm, fault.tile, fault.site, fault.cycle, fault.model))
+            row["stage"] = None
             rows[rec["id"]] = row
             if not rec["fin"]:
-                row.update(outcome="hang", faulty_top1=None, changed_outputs=None)
+                row.update(outcome="hang", faulty_top1=None, changed_outputs=None, golden_rank=None)
                 continue
-            changes = valid_diff(self.maps[fault.layer], fault.tile, rec["diff"])
+            changes = valid_diff(lm, fault.tile, rec["diff"])
             row["changed_outputs"] = len(changes)
+            if self.groups is not None and self.act_bits is not None:
+                g = self.groups[(fault.image, fault.layer, fault.tile)]
+                row["stage"] = STAGES[tile_stage(g, rec, lm.valid(fault.tile), self.act_bits, self.protected,
+                                                 bool(changes))]
             if not changes:
-                row.update(outcome="masked", faulty_top1=gold_top1)
+                row.update(outcome="masked", faulty_top1=gold_top1, golden_rank=0)
             else:
                 pending[fault.layer].append((rec["id"], fault.image, changes))
         for layer, items in pending.items():
-            tops = self.faulty_top1(layer, [(img, ch) for _, img, ch in items])
-            for (rid, _, _), top in zip(items, tops, strict=True):
+            tops, ranks, moved = self.evaluate(layer, [(img, ch) for _, img, ch in items])
+            for (rid, _, _), top, rank, mv in zip(items, tops, ranks, moved, strict=True):
                 row = rows[rid]
-                row.update(faulty_top1=int(top), outcome=outcome(row["golden_top1"], int(top), row["label"], True))
+                row.update(faulty_top1=int(top), outcome=outcome(row["golden_top1"], int(top), row["label"], True),
+                           golden_rank=int(rank))
+                if row["stage"] is not None:
+                    row["stage"] = "output" if mv else "downstream"
         return [rows[rec["id"]] for rec in records]
+
+
+def golden_rank(logits: np.ndarray, golden_top1: np.ndarray) -> np.ndarray:
+    """Per row: how many classes argmax would put before the golden top-1 (a higher logit, or an equal
+    logit at a lower index, as np.argmax breaks ties); 0 = the golden class is still the top-1."""
+    logits = np.asarray(logits)
+    g = np.asarray(golden_top1, dtype=np.int64)
+    mine = logits[np.arange(len(g)), g][:, None]
+    idx = np.arange(logits.shape[1])[None, :]
+    return np.sum((logits > mine) | ((logits == mine) & (idx < g[:, None])), axis=1)

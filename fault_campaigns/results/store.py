@@ -18,7 +18,7 @@ import pandas as pd
 
 from quasar.errors import QuasarError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: live, stage, golden_rank (issue 19)
 OUTCOMES = ("masked", "tolerable", "sdc", "critical", "hang", "crash")
 
 COLUMNS: dict[str, str] = {
@@ -46,6 +46,9 @@ COLUMNS: dict[str, str] = {
     "outcome": "TEXT NOT NULL",
     "sim_cycles": "INTEGER",
     "sim_time_s": "REAL",
+    "live": "INTEGER",  # 1: the mapping says the fault can reach a real output; 0: idle (un-ACE)
+    "stage": "TEXT",  # where the fault's error disappeared (results.stages.STAGES); NULL for hang/crash
+    "golden_rank": "INTEGER",  # rank of the golden top-1 among the faulty logits (0: still top-1)
 }
 
 
@@ -95,7 +98,8 @@ class ResultStore:
         if meta.get("schema_version") != str(SCHEMA_VERSION):
             raise QuasarError(
                 f"results store {self.path} has schema version {meta.get('schema_version')!r}, "
-                f"this QuaSAR writes {SCHEMA_VERSION}"
+                f"this QuaSAR writes {SCHEMA_VERSION} (version 2 added the idle, masking-stage and SDC-5 "
+                "columns, which older rows lack): run the campaign into a new directory (--out) or delete this one"
             )
         if meta.get("campaign_id") != self.campaign_id:
             raise QuasarError(

@@ -27,7 +27,7 @@ def sweep(
     k_max: Annotated[int, typer.Option(help="operand buffer depth (longest reduction)")] = 1024,
     per_channel_bounds: Annotated[bool, typer.Option(help="one protection bound pair per output channel")] = False,
     data_dir: Annotated[str | None, typer.Option(help="dataset directory (AlexNet: the CIFAR-10 batches)")] = None,
-    images: Annotated[int, typer.Option(help="test images in each campaign's fault space")] = 16,
+    images: Annotated[int, typer.Option(help="test images in each campaign's fault space")] = 256,
     targets: Annotated[list[str] | None, TARGETS_OPTION] = None,
     margin: Annotated[float, typer.Option(help="error margin of each per-layer rate, in (0, 1)")] = 0.02,
     confidence: Annotated[float, typer.Option(help="confidence level, in (0, 1)")] = 0.95,

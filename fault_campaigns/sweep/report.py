@@ -22,6 +22,8 @@ from typing import Any
 
 import numpy as np
 
+from fault_campaigns.analysis.fit import table_cells as fit_cells
+from fault_campaigns.analysis.masking import sweep_lines as masking_by_width
 from fault_campaigns.planning.config import PROTECTIONS
 from quasar import jsonio
 
@@ -50,6 +52,10 @@ COLUMNS: list[tuple[str, str]] = [
     ("dsps", "DSP"),
     ("fmax_mhz", "Fmax MHz"),
     ("latency_us", "latency us"),
+    ("sdc_fit", "SDC FIT"),
+    ("sdc_fit_lo", "FIT lo"),
+    ("sdc_fit_hi", "FIT hi"),
+    ("fit_coverage_pct", "FIT coverage % of FFs"),
     ("sdc_reduction_pct", "SDC reduction %"),
     ("sdc_reduction_lo_pct", "red lo"),
     ("sdc_reduction_hi_pct", "red hi"),
@@ -131,6 +137,7 @@ def build_rows(cfg, inputs: dict[str, Any]) -> list[dict[str, Any]]:
                            fmax_mhz=fmax, latency_us=lat["time_us"])
             else:
                 row.update({k: None for k in HW_COLUMNS})
+            row.update(fit_cells(d, row["ffs"]))  # raw FIT per Mbit: the campaign's (docs/campaign.md)
             if p == "none":
                 row.update({k: NA for k in PROTECTED_ONLY})
             else:
@@ -210,10 +217,17 @@ def _red(r: dict) -> str:
     return f"{r['sdc_reduction_pct']:.1f} [{r['sdc_reduction_lo_pct']:.1f}, {r['sdc_reduction_hi_pct']:.1f}]"
 
 
+def _fit(r: dict) -> str:
+    if r.get("sdc_fit") is None:
+        return "-"
+    cov = "" if r.get("fit_coverage_pct") is None else f" ({r['fit_coverage_pct']:.0f}% of FFs)"
+    return f"{r['sdc_fit']:.3g} [{r['sdc_fit_lo']:.3g}, {r['sdc_fit_hi']:.3g}]{cov}"
+
+
 def markdown_table(rows: list[dict[str, Any]]) -> str:
     head = ["bits", "prot.", "float %", "QAT int %", "PTQ int %", "faults", "SDC % [95% CI]", "critical % [95% CI]",
             "masked %", "corrupted %", "prot. fired %", "LUT (DSP)", "LUT (no DSP)", "FF", "DSP", "Fmax MHz",
-            "latency us", "SDC reduction % [CI]", "LUT overhead %", "LUT no-DSP overhead %", "Pareto"]
+            "latency us", "SDC FIT [CI]", "SDC reduction % [CI]", "LUT overhead %", "LUT no-DSP overhead %", "Pareto"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         cells = [cell(r["bits"], "bits"), r["protection"], cell(r["float_acc_pct"], "x"),
@@ -221,7 +235,7 @@ def markdown_table(rows: list[dict[str, Any]]) -> str:
                  _ci(r, "sdc"), _ci(r, "critical"), cell(r["masked_pct"], "x"), cell(r["corrupted_pct"], "x"),
                  cell(r["protection_fired_pct"], "x"), cell(r["luts"], "luts"), cell(r["luts_nodsp"], "luts"),
                  cell(r["ffs"], "ffs"), cell(r["dsps"], "dsps"), cell(r["fmax_mhz"], "fmax_mhz"),
-                 cell(r["latency_us"], "latency_us"), _red(r), cell(r["lut_overhead_pct"], "x"),
+                 cell(r["latency_us"], "latency_us"), _fit(r), _red(r), cell(r["lut_overhead_pct"], "x"),
                  cell(r["lut_nodsp_overhead_pct"], "x"), r["pareto"]]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -538,6 +552,7 @@ def write_sweep_report(sweep, dataset: str) -> dict:
     timing = timing_summary(sweep.state.data)
     bounds = inputs["campaign"][bits[-1]].get("bounds", {})
     text = report_markdown(cfg, rows, timing, plots, dataset, bounds, inputs, rerun_command(sweep))
+    text = text.rstrip("\n") + "\n" + "\n".join(masking_by_width(inputs["campaign"])) + "\n"
     atomic_write(out / "table.csv", to_csv(rows))
     atomic_write(out / "table.md", markdown_table(rows) + "\n")
     atomic_write(out / "sources.json", json.dumps(inputs["sources"], indent=2))

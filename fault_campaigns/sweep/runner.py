@@ -72,7 +72,7 @@ class SweepConfig:
     k_max: int = 1024
     per_channel_bounds: bool = False
     data_dir: str | None = None
-    images: int = 16
+    images: int = 256  # as a campaign's (planning.config.DEFAULT_IMAGES)
     golden_images: int = 1
     targets: tuple[str, ...] = DEFAULT_TARGETS
     margin: float = 0.02
@@ -283,6 +283,13 @@ class Sweep:
 
     # -- the whole sweep ----------------------------------------------------------------------------
     def run(self) -> dict:
+        from fault_campaigns.lock import RunDirLock
+
+        # One sweep per directory (each campaign it runs also locks its own run directory).
+        with RunDirLock(self.out_dir, "sweep", self.cfg.sweep_id):
+            return self._run()
+
+    def _run(self) -> dict:
         from fault_campaigns.sweep.report import session_is_fresh, write_sweep_report
 
         cfg = self.cfg

@@ -128,6 +128,7 @@ TABLE = [
     ("dask-unreachable", _unreachable_scheduler, "cannot reach the Dask scheduler at 'tcp://127.0.0.1:9'"),
     ("alexnet-no-cifar10", _alexnet_without_cifar10, "does not exist"),
     ("stall-timeout-0", ["--stall-timeout", "0"], "stall timeout must be more than 0"),
+    ("raw-fit-negative", ["--raw-fit-per-mbit", "-1"], "raw FIT per Mbit must be a finite number >= 0"),
     ("checkpoint-corrupt", _corrupt_checkpoint, "is corrupt or unreadable"),
     ("store-garbage", _garbage_store, "is not an SQLite database"),
     ("store-damaged", _damaged_store, "is corrupt or not a QuaSAR store"),

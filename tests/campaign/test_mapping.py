@@ -85,8 +85,9 @@ def test_classifier_carries_faults_downstream():
 
     golden = Golden([y0, logits], np.array([1, 0]), np.array([1, 2]))
     clf = Classifier([lm0, lm1], golden, forward_from)
-    faults = [SimpleNamespace(image=0, layer=0, tile=0), SimpleNamespace(image=0, layer=0, tile=0),
-              SimpleNamespace(image=1, layer=1, tile=1), SimpleNamespace(image=0, layer=0, tile=0)]
+    ctl = dict(site="busy_r", cycle=0, model="flip")  # a control register: always live
+    faults = [SimpleNamespace(image=0, layer=0, tile=0, **ctl), SimpleNamespace(image=0, layer=0, tile=0, **ctl),
+              SimpleNamespace(image=1, layer=1, tile=1, **ctl), SimpleNamespace(image=0, layer=0, tile=0, **ctl)]
     records = [
         {"id": 0, "fin": True, "cyc": 10, "viol": 0, "diff": [], "t": 0.1},
         {"id": 1, "fin": True, "cyc": 10, "viol": 0, "diff": [[0, 0, 2]], "t": 0.1},  # sum 10 -> 11: class 2

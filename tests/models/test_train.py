@@ -138,6 +138,40 @@ def test_training_is_deterministic(trained, tmp_path):
             np.testing.assert_array_equal(getattr(a, key), getattr(b, key))
 
 
+_TRAIN_IN_FRESH_PROCESS = """
+import sys
+from models.train import TrainConfig, get_or_train
+get_or_train(TrainConfig(net="tiny", act_bits=4, weight_bits=4, float_epochs=10, qat_epochs=2),
+             cache_dir=sys.argv[1], progress=False)
+"""
+
+
+def _checkpoints(root):
+    import torch
+
+    out = {}
+    for path in sorted(root.rglob("*.pt")):
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+        out[path.relative_to(root).as_posix()] = (blob["config"], blob["state_dict"])
+    return out
+
+
+def test_two_fresh_trainings_with_one_seed_give_identical_checkpoints(tmp_path):
+    """Two processes, as two `quasar train` runs on empty caches: the same float and quantized tensors,
+    trained on the pinned kernels (docs/models.md, "Reproducibility")."""
+    env = {k: v for k, v in os.environ.items() if k not in ("ATEN_CPU_CAPABILITY", "MKL_CBWR", "DNNL_MAX_CPU_ISA")}
+    for name in ("a", "b"):
+        subprocess.run([sys.executable, "-c", _TRAIN_IN_FRESH_PROCESS, str(tmp_path / name)], env=env, check=True,
+                       capture_output=True)
+    a, b = _checkpoints(tmp_path / "a"), _checkpoints(tmp_path / "b")
+    assert len(a) == 2 and a.keys() == b.keys()  # the float model and the QAT model
+    for name in a:
+        assert a[name][0] == b[name][0]
+        assert a[name][0]["kernels"] == "AVX2"  # the pin took effect in a fresh process
+        for t in a[name][1]:
+            assert a[name][1][t].equal(b[name][1][t]), f"{name}: tensor {t} differs"
+
+
 def _copy(trained, tmp_path):
     root = tmp_path / "cache"
     shutil.copytree(trained[0], root)
