@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import pandas as pd
 
 from fault_campaigns.analysis.report import markdown, stratified, summarize
