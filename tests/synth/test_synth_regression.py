@@ -18,7 +18,7 @@ import pytest
 import typer
 
 from hdl_gen import ArrayConfig, synth
-from hdl_gen.synth_cli import register
+from hdl_gen.synth.cli import register
 
 pytestmark = [pytest.mark.synth, pytest.mark.xdist_group("synth")]
 
