@@ -22,7 +22,7 @@ This package never edits the generated RTL and never configures logging (the CLI
 progress through the `hdl_gen.synth` loggers.
 """
 
-from hdl_gen.synth.assemble import summary_rows, synthesize
+from hdl_gen.synth.assemble import parse_seeds, summary_rows, synthesize
 from hdl_gen.synth.cache import StepContext, step_key
 from hdl_gen.synth.devices import (
     AUTO_LUT_FILL,
@@ -32,7 +32,7 @@ from hdl_gen.synth.devices import (
     candidate_devices,
     ecp5_demand,
 )
-from hdl_gen.synth.latency import lenet_latency
+from hdl_gen.synth.latency import inference_latency
 from hdl_gen.synth.netlist import cell_counts, ecp5_metrics, memory_mapping, xilinx_metrics, yosys_banner
 from hdl_gen.synth.pnr_flow import Port, parse_ports, ports_script, wrapper_verilog
 from hdl_gen.synth.settings import (
@@ -55,16 +55,17 @@ from hdl_gen.synth.tables import (
     protection_overhead,
     synth_grid,
 )
-from hdl_gen.synth.timing import overused, placed_timing, pnr_timing, pnr_utilization
+from hdl_gen.synth.timing import critical_path, overused, placed_timing, pnr_timing, pnr_utilization, rtl_name
 from hdl_gen.synth.tools import ToolError, tool_versions
 from hdl_gen.synth.yosys_flow import ecp5_script, xc7_script
 
 __all__ = [
-    "AUTO_LUT_FILL", "DEFAULT_FREQ_MHZ", "DEFAULT_SEED", "DEVICE_CHOICES", "ECP5_DEVICES", "GRID_BITS",
-    "OVERHEAD_BITS", "PNR_MODES", "SCHEMA_VERSION", "TARGETS", "Ecp5Device", "Port", "StepContext", "ToolError",
-    "candidate_devices", "cell_counts", "ecp5_demand", "ecp5_metrics", "ecp5_script", "fmax_modes",
-    "fmax_modes_markdown", "grid_configs", "grid_markdown", "lenet_latency", "memory_mapping", "overhead_markdown",
-    "overused", "parse_bits_list", "parse_ports", "parse_targets", "placed_timing", "pnr_timing", "pnr_utilization",
-    "ports_script", "protection_overhead", "step_key", "summary_rows", "synth_grid", "synthesize", "tool_versions",
-    "wrapper_verilog", "xc7_script", "xilinx_metrics", "yosys_banner",
+    "AUTO_LUT_FILL", "DEFAULT_FREQ_MHZ", "DEFAULT_SEED", "DEVICE_CHOICES", "ECP5_DEVICES", "Ecp5Device",
+    "GRID_BITS", "OVERHEAD_BITS", "PNR_MODES", "Port", "SCHEMA_VERSION", "StepContext", "TARGETS", "ToolError",
+    "candidate_devices", "cell_counts", "critical_path", "ecp5_demand", "ecp5_metrics", "ecp5_script", "fmax_modes",
+    "fmax_modes_markdown", "grid_configs", "grid_markdown", "inference_latency", "memory_mapping",
+    "overhead_markdown", "overused", "parse_bits_list", "parse_ports", "parse_seeds", "parse_targets",
+    "placed_timing", "pnr_timing", "pnr_utilization", "ports_script", "protection_overhead", "rtl_name", "step_key",
+    "summary_rows", "synth_grid", "synthesize", "tool_versions", "wrapper_verilog", "xc7_script", "xilinx_metrics",
+    "yosys_banner",
 ]

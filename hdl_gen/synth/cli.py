@@ -1,4 +1,4 @@
-"""`quasar synth`, `quasar synth-overhead`, `quasar synth-all`: area and timing of generated arrays.
+"""`quasar synth`, `synth-overhead`, `synth-all`, `synth-fmax`: area and timing of generated arrays.
 
 Only argument parsing and printing live here; every check of a value happens in `hdl_gen.synth` or
 `ArrayConfig`, which raise `QuasarError`s that quasar/cli.py prints as one-line errors.
@@ -20,7 +20,12 @@ JOBS_HELP = "targets run in parallel (each target is one single-threaded tool pr
 
 Out = Annotated[Path, typer.Option("--out", help="output root; each design gets <out>/<config key>/")]
 Targets = Annotated[str, typer.Option("--targets", help=TARGETS_HELP)]
-Seed = Annotated[int, typer.Option("--seed", help="nextpnr placement seed")]
+Seed = Annotated[int, typer.Option("--seed", help="nextpnr placement seed (the one whose Fmax is reported)")]
+Seeds = Annotated[str | None, typer.Option(
+    "--seeds", help="comma-separated placement seeds for the Fmax spread (min/median/max), e.g. 1,2,3: nextpnr "
+    "runs once more per seed besides --seed; default: --seed only")]
+Net = Annotated[str, typer.Option("--net", help="network whose inference latency synth.json states (lenet, tiny, "
+                                                "alexnet, ...)")]
 Device = Annotated[str, typer.Option("--device", help=DEVICE_HELP)]
 Force = Annotated[bool, typer.Option("--force", help="ignore cached results and run every tool again")]
 Jobs = Annotated[int, typer.Option("--jobs", help=JOBS_HELP)]
@@ -54,6 +59,8 @@ def synth_command(
     force: Force = False,
     jobs: Jobs = 1,
     fmax: Fmax = "routed",
+    seeds: Seeds = None,
+    net: Net = "lenet",
 ) -> None:
     """Synthesize one array (Yosys xc7, xc7 without DSPs, ECP5) and place and route it (nextpnr-ecp5)."""
     from hdl_gen import ArrayConfig, synth
@@ -72,7 +79,7 @@ def synth_command(
         **({} if k_max is None else {"k_max": k_max}),
     )
     result = synth.synthesize(cfg, out, targets=targets, seed=seed, freq_mhz=freq, device=device, force=force,
-                              jobs=jobs, pnr_mode=fmax)
+                              jobs=jobs, pnr_mode=fmax, seeds=seeds, net=net)
     for name, value in synth.summary_rows(result):
         typer.echo(f"{name:<10} {value}")
     typer.echo(f"wrote {Path(result['run_dir']) / 'synth.json'}")

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from hdl_gen.synth.cache import StepContext, cached_meta, finish_step, fresh_dir, step_key
-from hdl_gen.synth.devices import ECP5_DEVICES, candidate_devices, ecp5_demand
+from hdl_gen.synth.devices import ECP5_DEVICES, Ecp5Device, candidate_devices, ecp5_demand
 from hdl_gen.synth.netlist import cell_counts, ecp5_metrics, last_error
 from hdl_gen.synth.settings import DIN_BITS, DOUT_BITS, ECP5_SPEED, NEXTPNR_ROUTER, WRAPPER_TOP
 from hdl_gen.synth.timing import overused
@@ -106,15 +106,34 @@ def wrapper_verilog(ports: Sequence[Port], top: str, din_bits: int = DIN_BITS, d
     return "\n".join(lines)
 
 
-def pnr_step(ctx: StepContext) -> dict[str, Any]:
-    step = ctx.pnr_dir
-    step_dir = ctx.run_dir / step
+def pnr_key(ctx: StepContext) -> str:
+    """Key of the place-and-route step of `ctx` (its primary seed)."""
     # The wrapper is derived from the RTL's ports, so the RTL digests plus the flow version cover it;
     # seed, frequency and device choice change the result and are part of the key too.
     extra = {"seed": ctx.seed, "freq_mhz": ctx.freq_mhz, "device": ctx.device, "speed": ECP5_SPEED,
              "router": NEXTPNR_ROUTER, "mode": ctx.pnr_mode,
              "din": DIN_BITS, "dout": DOUT_BITS, "devices": [d.__dict__ for d in ECP5_DEVICES]}
-    key = step_key(step, ports_script(ctx.sources, ctx.top, step), ctx.digests, ctx.tools, extra)
+    return step_key(ctx.pnr_dir, ports_script(ctx.sources, ctx.top, ctx.pnr_dir), ctx.digests, ctx.tools, extra)
+
+
+def pnr_cached(ctx: StepContext) -> dict[str, Any] | None:
+    """The finished place-and-route step of `ctx` if its directory still holds one for these inputs."""
+    meta = cached_meta(ctx.run_dir / ctx.pnr_dir, pnr_key(ctx), force=False)
+    return None if meta is None else {**meta, "cached": True}
+
+
+def nextpnr_args(dev: Ecp5Device, netlist: str, step: str, freq_mhz: float, seed: int, mode: str) -> list[str]:
+    """nextpnr-ecp5's command line; every path relative to the run directory."""
+    return [f"--{dev.name}", "--package", dev.package, "--speed", str(ECP5_SPEED), "--json", netlist,
+            "--lpf-allow-unconstrained", "--freq", f"{freq_mhz:g}", "--timing-allow-fail", "--seed", str(seed),
+            "--router", NEXTPNR_ROUTER, "--report", f"{step}/report.json",
+            *(["--no-route"] if mode == "placed" else [])]
+
+
+def pnr_step(ctx: StepContext) -> dict[str, Any]:
+    step = ctx.pnr_dir
+    step_dir = ctx.run_dir / step
+    key = pnr_key(ctx)
     meta = cached_meta(step_dir, key, ctx.force)
     if meta is not None:
         log.info("%s: cached (%s)", step, step_dir)
@@ -136,10 +155,7 @@ def pnr_step(ctx: StepContext) -> dict[str, Any]:
 
     tried = []
     for dev in candidate_devices(demand, ctx.device):
-        args = [f"--{dev.name}", "--package", dev.package, "--speed", str(ECP5_SPEED), "--json",
-                f"{step}/wrap.json", "--lpf-allow-unconstrained", "--freq", f"{ctx.freq_mhz:g}",
-                "--timing-allow-fail", "--seed", str(ctx.seed), "--router", NEXTPNR_ROUTER,
-                "--report", f"{step}/report.json", *(["--no-route"] if ctx.pnr_mode == "placed" else [])]
+        args = nextpnr_args(dev, f"{step}/wrap.json", step, ctx.freq_mhz, ctx.seed, ctx.pnr_mode)
         logfile = step_dir / f"nextpnr-{dev.name}.log"
         log.info("%s: nextpnr-ecp5 on %s %s (seed %d, %s) ...", step, dev.part, dev.package, ctx.seed,
                  NEXTPNR_ROUTER if ctx.pnr_mode == "routed" else "placement only")
@@ -166,3 +182,48 @@ def pnr_step(ctx: StepContext) -> dict[str, Any]:
     which = "the chosen device" if ctx.device != "auto" else "the largest ECP5 part"
     raise ConfigError(f"the design does not fit {which}, {last['part']}: it needs {needs}; allowed: a smaller "
                       "array, fewer bits or a smaller --k-max, or --targets without pnr")
+
+
+def seed_dir(ctx: StepContext, seed: int) -> str:
+    """Step directory of an extra placement seed: `pnr-seed<N>` (or `pnr-placed-seed<N>`)."""
+    return f"{ctx.pnr_dir}-seed{seed}"
+
+
+def _seed_key(ctx: StepContext, primary: dict[str, Any], seed: int) -> str:
+    # The primary step's key covers the netlist and every setting but the seed.
+    return step_key(seed_dir(ctx, seed), primary["key"], {}, ctx.tools, {"seed": seed})
+
+
+def seed_step(ctx: StepContext, primary: dict[str, Any], seed: int) -> dict[str, Any]:
+    """nextpnr again on the primary step's netlist and part with another placement seed (the seed spread)."""
+    step = seed_dir(ctx, seed)
+    step_dir = ctx.run_dir / step
+    key = _seed_key(ctx, primary, seed)
+    meta = cached_meta(step_dir, key, ctx.force)
+    if meta is not None:
+        log.info("%s: cached (%s)", step, step_dir)
+        return {**meta, "cached": True}
+    fresh_dir(step_dir)
+    dev = next(d for d in ECP5_DEVICES if d.name == primary["device"])
+    logfile = step_dir / f"nextpnr-{dev.name}.log"
+    log.info("%s: nextpnr-ecp5 on %s %s (seed %d) ...", step, dev.part, dev.package, seed)
+    rc, secs = run_nextpnr(nextpnr_args(dev, f"{ctx.pnr_dir}/wrap.json", step, ctx.freq_mhz, seed, ctx.pnr_mode),
+                           logfile, ctx.run_dir)
+    if rc != 0:
+        raise ToolError(f"{step}: nextpnr-ecp5 failed on {dev.part} (exit {rc}); see {logfile}: "
+                        f"{last_error(logfile.read_text(errors='replace'))}")
+    meta = {"wall_s": {f"nextpnr_{dev.name}": round(secs, 2)}, "key": key, "device": dev.name, "part": dev.part,
+            "seed": seed, "mode": ctx.pnr_mode, "netlist": f"{ctx.pnr_dir}/wrap.json"}
+    return {**finish_step(step_dir, key, meta), "cached": False}
+
+
+def cached_seeds(ctx: StepContext, primary: dict[str, Any]) -> dict[int, dict[str, Any]]:
+    """Every extra-seed step whose directory still holds a result for the primary step's netlist and settings."""
+    found = {}
+    for d in sorted(ctx.run_dir.glob(f"{ctx.pnr_dir}-seed*")):
+        tail = d.name.removeprefix(f"{ctx.pnr_dir}-seed")
+        if tail.isdigit():
+            meta = cached_meta(d, _seed_key(ctx, primary, int(tail)), force=False)
+            if meta is not None:
+                found[int(tail)] = {**meta, "cached": True}
+    return found

@@ -11,6 +11,8 @@ from hdl_gen.synth.tools import run_yosys
 
 log = logging.getLogger(__name__)
 
+YOSYS_TARGETS = ("xc7", "xc7-nodsp", "ecp5")
+
 def read_sources(sources: Sequence[str]) -> list[str]:
     return [f"read_verilog -sv {s}" for s in sources]
 
@@ -37,8 +39,23 @@ def ecp5_script(sources: Sequence[str], top: str, step: str, json_out: str | Non
     ])
 
 
-def yosys_step(ctx: StepContext, step: str, script: str) -> dict[str, Any]:
+def yosys_scripts(ctx: StepContext) -> dict[str, str]:
+    """The script of every Yosys-only target of `ctx`'s design."""
+    return {"xc7": xc7_script(ctx.sources, ctx.top, "xc7", nodsp=False),
+            "xc7-nodsp": xc7_script(ctx.sources, ctx.top, "xc7-nodsp", nodsp=True),
+            "ecp5": ecp5_script(ctx.sources, ctx.top, "ecp5")}
+
+
+def yosys_cached(ctx: StepContext, step: str) -> dict[str, Any] | None:
+    """The finished step `step` if its directory still holds one for these sources, script and tools."""
+    meta = cached_meta(ctx.run_dir / step, step_key(step, yosys_scripts(ctx)[step], ctx.digests, ctx.tools),
+                       force=False)
+    return None if meta is None else {**meta, "cached": True}
+
+
+def yosys_step(ctx: StepContext, step: str) -> dict[str, Any]:
     step_dir = ctx.run_dir / step
+    script = yosys_scripts(ctx)[step]
     key = step_key(step, script, ctx.digests, ctx.tools)
     meta = cached_meta(step_dir, key, ctx.force)
     if meta is not None:
