@@ -121,6 +121,7 @@ def synth_all_command(
     out: Out = Path("runs/synth"),
     force: Force = False,
     jobs: Jobs = 1,
+    seeds: Seeds = None,
 ) -> None:
     """The whole grid (bits 2..8 and 16 x protection none/range by default); writes grid.json and grid.md."""
     from hdl_gen import synth
@@ -128,7 +129,7 @@ def synth_all_command(
     widths = synth.parse_bits_list([*(bits or []), *ctx.args]) or list(synth.GRID_BITS)
     prots = [p.strip() for p in protections.split(",") if p.strip()]
     data = synth.synth_grid(out, bits=widths, protections=prots, rows=rows, cols=cols, k_max=k_max,
-                            targets=targets, seed=seed, device=device, force=force, jobs=jobs)
+                            targets=targets, seed=seed, device=device, force=force, jobs=jobs, seeds=seeds)
     typer.echo(synth.grid_markdown(data))
     typer.echo(f"wrote {Path(out) / 'grid.json'} and {Path(out) / 'grid.md'}")
 

@@ -9,7 +9,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from hdl_gen.synth.assemble import synthesize
+from hdl_gen.synth.assemble import parse_seeds, synthesize
 from hdl_gen.synth.settings import DEFAULT_SEED, PNR_MODES, TARGETS, parse_targets
 from hdl_gen.synth.tools import tool_versions
 from quasar.errors import check_choice, check_range
@@ -153,20 +153,27 @@ def synth_grid(
     device: str = "auto",
     force: bool = False,
     jobs: int = 1,
+    seeds: str | Iterable[int | str] | None = None,
 ) -> dict[str, Any]:
-    """Every (bits, protection) of the grid; writes out/grid.json and out/grid.md."""
+    """Every (bits, protection) of the grid; writes out/grid.json and out/grid.md. With `seeds`, each design's
+    Fmax spread over those placement seeds and `seed` (min/median/max) is a column too."""
     chosen = parse_targets(targets)
     rows_out = []
     for (b, p), cfg in grid_configs(bits, protections, rows, cols, k_max).items():
-        res = synthesize(cfg, out, targets=chosen, seed=seed, device=device, force=force, jobs=jobs)
+        res = synthesize(cfg, out, targets=chosen, seed=seed, device=device, force=force, jobs=jobs, seeds=seeds)
         row = {"bits": b, "protection": p, "config_key": res["config_key"],
                "latency_cycles": res["latency"]["total_cycles"], "latency_us": res["latency"]["time_us"],
                "wall_s": res["wall_s"]["total"]}
         for label, target, field in GRID_METRICS:
             row[label] = res["targets"][target][field] if target in chosen else None
+        pnr = res["targets"].get("pnr") if "pnr" in chosen else None
+        spread = (pnr or {}).get("seed_spread")
+        row["Fmax seeds min/med/max"] = (f"{spread['min_mhz']:.1f}/{spread['median_mhz']:.1f}/{spread['max_mhz']:.1f}"
+                                         if spread else None)
+        row["critical path"] = ((pnr or {}).get("critical_path") or {}).get("summary")
         rows_out.append(row)
     data = {"rows": rows, "cols": cols, "k_max": k_max, "targets": list(chosen), "seed": seed,
-            "tools": tool_versions(), "grid": rows_out}
+            "seeds": list(parse_seeds(seeds)), "tools": tool_versions(), "grid": rows_out}
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "grid.json").write_text(json.dumps(data, indent=2) + "\n")
@@ -176,6 +183,7 @@ def synth_grid(
 
 def grid_markdown(data: dict[str, Any]) -> str:
     cols = ["bits", "protection", *(m[0] for m in GRID_METRICS), "latency_cycles", "latency_us", "wall_s"]
+    cols += [c for c in ("Fmax seeds min/med/max", "critical path") if any(r.get(c) for r in data["grid"])]
     lines = [f"Synthesis grid, {data['rows']}x{data['cols']} array (seed {data['seed']})", "",
              "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for r in data["grid"]:

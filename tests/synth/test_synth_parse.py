@@ -330,3 +330,15 @@ def test_seed_spread_is_min_median_max_over_every_seed():
     assert (spread["min_mhz"], spread["median_mhz"], spread["max_mhz"]) == (38.5, 40.0, 44.0)
     assert spread["critical_paths"]["2"] is None and spread["dirs"] == {"2": "d/pnr-seed2", "7": "d/pnr-seed7"}
     assert _seed_spread(primary, {}) is None  # default: one seed, no spread claimed
+
+
+def test_grid_markdown_shows_spread_and_critical_path_only_when_measured():
+    row = {"bits": 8, "protection": "none", "latency_cycles": 100, "latency_us": 2.5, "wall_s": 1.0,
+           **{m[0]: None for m in tables.GRID_METRICS}, "Fmax MHz": 40.0,
+           "Fmax seeds min/med/max": None, "critical path": None}
+    data = {"rows": 8, "cols": 8, "seed": 1, "grid": [row]}
+    assert "critical path" not in synth.grid_markdown(data)
+    row.update({"Fmax seeds min/med/max": "38.0/40.0/41.5", "critical path": "a -> core.b: 3 logic levels, 9.00 ns"})
+    md = synth.grid_markdown(data)
+    assert md.splitlines()[2].endswith("| Fmax seeds min/med/max | critical path |")
+    assert md.splitlines()[4].endswith("| 38.0/40.0/41.5 | a -> core.b: 3 logic levels, 9.00 ns |")
