@@ -39,6 +39,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+
 def _read_json(path: Path) -> dict[str, Any]:
     return json.loads(path.read_text())
 

@@ -10,6 +10,7 @@ from hdl_gen.synth.settings import LENET
 if TYPE_CHECKING:
     from hdl_gen import ArrayConfig
 
+
 def inference_latency(cfg: ArrayConfig, fmax_mhz: float | None, net: str = LENET) -> dict[str, Any]:
     """Compute cycles of one inference: every layer tiled onto the array, `cfg.tile_cycles(K)` per tile.
 

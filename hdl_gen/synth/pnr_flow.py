@@ -20,6 +20,7 @@ from quasar.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
+
 def ports_script(sources: Sequence[str], top: str, step: str) -> str:
     return "\n".join([*read_sources(sources), f"hierarchy -top {top}", "proc", f"select -module {top}",
                       f"write_json -selected {step}/ports.json", ""])

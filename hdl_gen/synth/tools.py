@@ -18,6 +18,7 @@ from quasar.errors import QuasarError
 
 log = logging.getLogger(__name__)
 
+
 class ToolError(QuasarError):
     """Yosys or nextpnr failed; the message names the step, the log and the tool's last error line."""
 

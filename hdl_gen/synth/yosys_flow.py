@@ -13,6 +13,7 @@ log = logging.getLogger(__name__)
 
 YOSYS_TARGETS = ("xc7", "xc7-nodsp", "ecp5")
 
+
 def read_sources(sources: Sequence[str]) -> list[str]:
     return [f"read_verilog -sv {s}" for s in sources]
 
