@@ -50,12 +50,15 @@ COLUMNS: list[tuple[str, str]] = [
     ("luts_nodsp", "LUT (no DSP)"),
     ("ffs", "FF"),
     ("dsps", "DSP"),
+    ("area_lut_sites", "area (LUT sites, no DSP)"),
     ("fmax_mhz", "Fmax MHz"),
+    ("latency_cycles", "latency cycles"),
     ("latency_us", "latency us"),
     ("sdc_fit", "SDC FIT"),
     ("sdc_fit_lo", "FIT lo"),
     ("sdc_fit_hi", "FIT hi"),
     ("fit_coverage_pct", "FIT coverage % of FFs"),
+    ("critical_path", "critical path"),
     ("sdc_reduction_pct", "SDC reduction %"),
     ("sdc_reduction_lo_pct", "red lo"),
     ("sdc_reduction_hi_pct", "red hi"),
@@ -67,7 +70,14 @@ COLUMNS: list[tuple[str, str]] = [
 ]
 PROTECTED_ONLY = ("protection_fired_pct", "sdc_reduction_pct", "sdc_reduction_lo_pct", "sdc_reduction_hi_pct",
                   "sdc_reduction_pp", "corrupted_reduction_pct", "lut_overhead_pct", "lut_nodsp_overhead_pct")
-HW_COLUMNS = ("luts", "luts_nodsp", "ffs", "dsps", "fmax_mhz", "latency_us")
+HW_COLUMNS = ("luts", "luts_nodsp", "ffs", "dsps", "area_lut_sites", "fmax_mhz", "latency_cycles", "latency_us",
+              "critical_path")
+# The area the Pareto front and the best trade-off rank by: LUT sites of the xc7 mapping without DSPs
+# (`synth_xilinx -nodsp`), so every multiplier is counted as the logic it takes instead of being left out
+# as a DSP48E1 (docs/sweep.md, "How the findings are chosen").
+AREA = "area_lut_sites"
+AREA_TEXT = ("area = xc7 LUT sites with every multiplier in LUTs (`synth_xilinx -nodsp`: logic LUTs + LUTRAM + "
+             "shift registers), so DSPs count as the LUTs they replace; block RAM (the operand buffers) is not in it")
 
 
 def _pct(x: float | None) -> float | None:
@@ -105,7 +115,7 @@ def load_inputs(sweep) -> dict[str, Any]:
 
 
 def build_rows(cfg, inputs: dict[str, Any]) -> list[dict[str, Any]]:
-    from hdl_gen.synth import lenet_latency
+    from hdl_gen.synth import inference_latency
 
     rows = []
     for b in cfg.bits:
@@ -130,11 +140,16 @@ def build_rows(cfg, inputs: dict[str, Any]) -> list[dict[str, Any]]:
             syn = inputs["synth"][(b, p)]
             if syn is not None:
                 t = syn["targets"]
-                fmax = t.get("pnr", {}).get("fmax_mhz")
-                lat = lenet_latency(cfg.array_config(b, p), fmax, net=cfg.net)
+                pnr = t.get("pnr", {})
+                fmax = pnr.get("fmax_mhz")
+                # the sweep's own net (synth.json's latency is for the net of the call that assembled it)
+                lat = inference_latency(cfg.array_config(b, p), fmax, net=cfg.net)
+                cp = pnr.get("critical_path")
                 row.update(luts=t.get("xc7", {}).get("luts"), luts_nodsp=t.get("xc7-nodsp", {}).get("luts"),
                            ffs=t.get("xc7", {}).get("ffs"), dsps=t.get("xc7", {}).get("dsp48e1"),
-                           fmax_mhz=fmax, latency_us=lat["time_us"])
+                           area_lut_sites=t.get("xc7-nodsp", {}).get("luts_total"),
+                           fmax_mhz=fmax, latency_cycles=lat["total_cycles"], latency_us=lat["time_us"],
+                           critical_path=cp["summary"] if cp else (NA if pnr else None))
             else:
                 row.update({k: None for k in HW_COLUMNS})
             row.update(fit_cells(d, row["ffs"]))  # raw FIT per Mbit: the campaign's (docs/campaign.md)
@@ -163,13 +178,17 @@ def _num(v: Any) -> float | None:
     return None if math.isnan(v) else v
 
 
+def area_known(rows: list[dict[str, Any]]) -> bool:
+    return all(_num(r.get(AREA)) is not None for r in rows)
+
+
 def mark_pareto(rows: list[dict[str, Any]]) -> None:
-    """Pareto front of (integer accuracy: higher, SDC rate: lower, LUTs: lower); LUTs left out when unknown."""
-    use_luts = all(_num(r["luts"]) is not None for r in rows)
+    """Pareto front of (integer accuracy: higher, SDC rate: lower, area: lower); area left out when unknown."""
+    use_area = area_known(rows)
 
     def vec(r):
         v = [-r["qat_int_acc_pct"], r["sdc_pct"]]
-        return v + [r["luts"]] if use_luts else v
+        return v + [r[AREA]] if use_area else v
 
     for r in rows:
         a = vec(r)
@@ -186,7 +205,7 @@ def cell(v: Any, col: str) -> str:
         return str(v)
     if isinstance(v, float) and math.isnan(v):
         return "nan"
-    if col in ("bits", "faults", "luts", "luts_nodsp", "ffs", "dsps"):
+    if col in ("bits", "faults", "luts", "luts_nodsp", "ffs", "dsps", "area_lut_sites", "latency_cycles"):
         return str(int(v))
     if col in ("fmax_mhz", "latency_us"):
         return f"{v:.1f}"
@@ -226,15 +245,17 @@ def _fit(r: dict) -> str:
 
 def markdown_table(rows: list[dict[str, Any]]) -> str:
     head = ["bits", "prot.", "float %", "QAT int %", "PTQ int %", "faults", "SDC % [95% CI]", "critical % [95% CI]",
-            "masked %", "corrupted %", "prot. fired %", "LUT (DSP)", "LUT (no DSP)", "FF", "DSP", "Fmax MHz",
-            "latency us", "SDC FIT [CI]", "SDC reduction % [CI]", "LUT overhead %", "LUT no-DSP overhead %", "Pareto"]
+            "masked %", "corrupted %", "prot. fired %", "LUT (DSP)", "LUT (no DSP)", "FF", "DSP", "area",
+            "Fmax MHz", "latency cycles", "latency us", "SDC FIT [CI]", "SDC reduction % [CI]", "LUT overhead %",
+            "LUT no-DSP overhead %", "Pareto"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         cells = [cell(r["bits"], "bits"), r["protection"], cell(r["float_acc_pct"], "x"),
                  cell(r["qat_int_acc_pct"], "x"), cell(r["ptq_int_acc_pct"], "x"), cell(r["faults"], "faults"),
                  _ci(r, "sdc"), _ci(r, "critical"), cell(r["masked_pct"], "x"), cell(r["corrupted_pct"], "x"),
                  cell(r["protection_fired_pct"], "x"), cell(r["luts"], "luts"), cell(r["luts_nodsp"], "luts"),
-                 cell(r["ffs"], "ffs"), cell(r["dsps"], "dsps"), cell(r["fmax_mhz"], "fmax_mhz"),
+                 cell(r["ffs"], "ffs"), cell(r["dsps"], "dsps"), cell(r[AREA], AREA),
+                 cell(r["fmax_mhz"], "fmax_mhz"), cell(r["latency_cycles"], "latency_cycles"),
                  cell(r["latency_us"], "latency_us"), _fit(r), _red(r), cell(r["lut_overhead_pct"], "x"),
                  cell(r["lut_nodsp_overhead_pct"], "x"), r["pareto"]]
         lines.append("| " + " | ".join(cells) + " |")
@@ -323,24 +344,24 @@ def plot_hardware(rows, bits, path: Path, fmax_mode: str = "routed") -> None:
 def plot_pareto(rows, path: Path) -> None:
     plt = _plt()
     fig, ax = plt.subplots(figsize=(6.8, 4.2))
-    usable = [r for r in rows if _num(r["luts"]) is not None]
+    usable = [r for r in rows if _num(r[AREA]) is not None]
     for p, mark in (("none", "o"), ("range", "s")):
         rs = [r for r in usable if r["protection"] == p]
-        ax.scatter([r["luts"] for r in rs], [r["sdc_pct"] for r in rs], marker=mark, s=40,
+        ax.scatter([r[AREA] for r in rs], [r["sdc_pct"] for r in rs], marker=mark, s=40,
                    label="unprotected" if p == "none" else "range protection", zorder=3)
-    front = sorted([r for r in usable if r["pareto"] == "yes"], key=lambda r: r["luts"])
+    front = sorted([r for r in usable if r["pareto"] == "yes"], key=lambda r: r[AREA])
     if front:
-        ax.scatter([r["luts"] for r in front], [r["sdc_pct"] for r in front], s=160, facecolors="none",
-                   edgecolors="red", linewidths=1.5, label="Pareto front (accuracy, SDC, LUTs)", zorder=4)
+        ax.scatter([r[AREA] for r in front], [r["sdc_pct"] for r in front], s=160, facecolors="none",
+                   edgecolors="red", linewidths=1.5, label="Pareto front (accuracy, SDC, area)", zorder=4)
     # One label per width (at its unprotected point), alternately above and below so neighbours stay
     # readable; Pareto points also carry their accuracy.
-    labelled = sorted((r for r in usable if r["protection"] == "none"), key=lambda r: r["luts"])
+    labelled = sorted((r for r in usable if r["protection"] == "none"), key=lambda r: r[AREA])
     for k, r in enumerate(labelled):
         text = f"{r['bits']}b" + (f" ({r['qat_int_acc_pct']:.2f}%)" if r["pareto"] == "yes" else "")
-        ax.annotate(text, (r["luts"], r["sdc_pct"]), fontsize=8, xytext=(0, 9 if k % 2 == 0 else -14),
+        ax.annotate(text, (r[AREA], r["sdc_pct"]), fontsize=8, xytext=(0, 9 if k % 2 == 0 else -14),
                     textcoords="offset points", ha="center")
     ax.margins(y=0.15)
-    ax.set_xlabel("LUTs (xc7, with DSPs)")
+    ax.set_xlabel("area: xc7 LUT sites without DSPs (multipliers in LUTs)")
     ax.set_ylabel("SDC rate (%)")
     ax.set_title("SDC rate vs area (labels: bits; Pareto points: QAT integer accuracy)")
     ax.grid(alpha=0.3)
@@ -398,28 +419,32 @@ def _rate(r: dict, key: str = "sdc") -> str:
 
 
 def best_tradeoff(rows: list[dict]) -> tuple[dict, str]:
-    """The smallest Pareto design whose accuracy is within 0.5 points of the best and whose SDC rate is not
-    significantly above the lowest one (its interval reaches below the lowest rate's upper bound)."""
+    """The smallest Pareto design (by the area measure, AREA) whose accuracy is within 0.5 points of the best and
+    whose SDC rate is not significantly above the lowest one (its interval reaches below the lowest rate's upper
+    bound). Without area figures (no synthesis, or no xc7-nodsp flow) the one with the fewest bits."""
     best_acc = max(r["qat_int_acc_pct"] for r in rows)
     lowest = min(rows, key=lambda r: (r["sdc_pct"], r["sdc_hi_pct"]))
     ok = [r for r in rows if r["pareto"] == "yes" and r["qat_int_acc_pct"] >= best_acc - 0.5
           and r["sdc_lo_pct"] <= lowest["sdc_hi_pct"]]
     pool = ok or [r for r in rows if r["pareto"] == "yes"] or rows
-    size = "luts" if all(_num(r["luts"]) is not None for r in pool) else "bits"
-    pick = min(pool, key=lambda r: (r[size], r["sdc_pct"]))
-    smallest = ("the design with the fewest LUTs" if size == "luts" else
-                "the narrowest design (fewest bits: this sweep has no LUT figures)")
-    rule = (f"{smallest} on the Pareto front whose integer accuracy is within 0.5 points of "
+    by_area = all(_num(r[AREA]) is not None for r in pool)
+    pick = min(pool, key=lambda r: (r[AREA] if by_area else r["bits"], r["sdc_pct"]))
+    smallest = ("the smallest area (" + AREA_TEXT + ")" if by_area
+                else "the fewest bits (no area figures: this sweep has no xc7-nodsp synthesis)")
+    rule = (f"the design with {smallest} on the Pareto front whose integer accuracy is within 0.5 points of "
             f"the sweep's best ({best_acc:.2f}%) and whose SDC rate is statistically no worse than the lowest "
-            f"{_ref(lowest, 'SDC %')}" if ok else f"{smallest} on the Pareto front (no design met the "
-            "accuracy and SDC conditions together)")
+            f"{_ref(lowest, 'SDC %')}" if ok else f"the design with {smallest} on the Pareto front (no design met "
+            "the accuracy and SDC conditions together)")
     return pick, rule
 
 
 def findings(cfg, rows: list[dict], timing: dict) -> list[str]:
     out = []
     pick, rule = best_tradeoff(rows)
-    hw = f", {int(pick['luts'])} LUTs {_ref(pick, 'LUT (DSP)')}" if _num(pick["luts"]) is not None else ""
+    hw = ""
+    if _num(pick[AREA]) is not None:
+        hw = (f", area {int(pick[AREA])} LUT sites without DSPs {_ref(pick, 'area')} ({int(pick['luts'])} LUTs and "
+              f"{int(pick['dsps'])} DSPs with DSPs {_ref(pick, 'LUT (DSP)')})")
     out.append(
         f"**Best trade-off: {pick['bits']} bits, protection {pick['protection']}**: QAT integer accuracy "
         f"{pick['qat_int_acc_pct']:.2f}% {_ref(pick, 'QAT int acc %')}, SDC rate {_rate(pick)} {_ref(pick, 'SDC %')}"
@@ -600,6 +625,19 @@ def rerun_command(sweep) -> str:
     return shlex.join(args)
 
 
+def critical_paths(rows: list[dict]) -> list[str]:
+    """The report's list of each design's critical path (routed Fmax only; nextpnr gives none after placement)."""
+    known = [r for r in rows if isinstance(r.get("critical_path"), str) and r["critical_path"] != NA]
+    if not known:
+        if any(r.get("critical_path") == NA for r in rows):
+            return ["Critical paths: none, as nextpnr reports no critical path after placement only "
+                    "(`--fmax placed`); `SWEEP_ARGS=\"--fmax routed\"` gives them (column `critical_path`).", ""]
+        return []
+    return ["Critical paths (nextpnr, routed; start register -> end register, logic levels, delay; "
+            "`core.` = inside the array, others are registers of the place-and-route wrapper):", "",
+            *[f"- {r['bits']}b {r['protection']}: {r['critical_path']}" for r in known], ""]
+
+
 def report_markdown(cfg, rows, timing, plots, dataset, bounds, inputs, rerun: str) -> str:
     first = timing["first_fresh_wall_s"]
     last = timing["sessions"][-1] if timing["sessions"] else {}
@@ -632,10 +670,13 @@ def report_markdown(cfg, rows, timing, plots, dataset, bounds, inputs, rerun: st
         "SDC reduction = paired relative reduction on the same faults (bootstrap 95% interval), `nan` here and "
         "`null` in sweep.json when the unprotected design had no SDC (no relative reduction exists); "
         "LUT overhead = protected vs unprotected LUTs at the same width; "
-        "latency = tile-run cycles of one inference / Fmax. " + _FMAX_NOTE[cfg.fmax],
+        f"latency = tile-run cycles of one {cfg.net} inference (the sum over its layers' tiles of the design's "
+        "`tile_cycles(K)`) and those cycles / Fmax; " + AREA_TEXT + ": the Pareto front and the best trade-off rank "
+        "by it. " + _FMAX_NOTE[cfg.fmax],
         "",
         markdown_table(rows),
         "",
+        *critical_paths(rows),
         "## Plots",
         "",
     ]

@@ -271,7 +271,7 @@ class Sweep:
         t0 = time.perf_counter()
         chosen = self.cfg.synth_targets if targets is None else targets
         result = synthesize(self.cfg.array_config(bits, protection), self.synth_dir, targets=chosen,
-                            seed=self.cfg.synth_seed, pnr_mode=self.cfg.fmax)
+                            seed=self.cfg.synth_seed, pnr_mode=self.cfg.fmax, net=self.cfg.net)
         cached = [bool(result["targets"][t].get("cached")) for t in chosen]
         return {"dir": result["run_dir"], "cached": all(cached), "reused": any(cached),
                 "wall_s": round(time.perf_counter() - t0, 2)}

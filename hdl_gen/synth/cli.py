@@ -1,4 +1,4 @@
-"""`quasar synth`, `quasar synth-overhead`, `quasar synth-all`: area and timing of generated arrays.
+"""`quasar synth`, `synth-overhead`, `synth-all`, `synth-fmax`: area and timing of generated arrays.
 
 Only argument parsing and printing live here; every check of a value happens in `hdl_gen.synth` or
 `ArrayConfig`, which raise `QuasarError`s that quasar/cli.py prints as one-line errors.
@@ -21,7 +21,12 @@ JOBS_HELP = "targets run in parallel (each target is one single-threaded tool pr
 Out = Annotated[Path, typer.Option("--out", help="output root; each design gets <out>/<config key>/")]
 Targets = Annotated[list[str] | None, list_option("--targets", "flows (xc7, xc7-nodsp, ecp5, pnr)", "xc7,pnr",
                                                   "all four")]
-Seed = Annotated[int, typer.Option("--seed", help="nextpnr placement seed")]
+Seed = Annotated[int, typer.Option("--seed", help="nextpnr placement seed (the one whose Fmax is reported)")]
+Seeds = Annotated[list[str] | None, list_option(
+    "--seeds", "more placement seeds for the Fmax spread (min/median/max; nextpnr runs once more per seed besides "
+    "--seed)", "1,2,3", "--seed only")]
+Net = Annotated[str, typer.Option("--net", help="network whose inference latency synth.json states (lenet, tiny, "
+                                                "alexnet, ...)")]
 Device = Annotated[str, typer.Option("--device", help=DEVICE_HELP)]
 Force = Annotated[bool, typer.Option("--force", help="ignore cached results and run every tool again")]
 Jobs = Annotated[int, typer.Option("--jobs", help=JOBS_HELP)]
@@ -53,6 +58,8 @@ def synth_command(
     force: Force = False,
     jobs: Jobs = 1,
     fmax: Fmax = "routed",
+    seeds: Seeds = None,
+    net: Net = "lenet",
 ) -> None:
     """Synthesize one array (Yosys xc7, xc7 without DSPs, ECP5) and place and route it (nextpnr-ecp5)."""
     from hdl_gen import ArrayConfig, synth
@@ -71,8 +78,8 @@ def synth_command(
         **({} if k_max is None else {"k_max": k_max}),
     )
     result = synth.synthesize(cfg, out, targets=parse_list("--targets", targets) or synth.TARGETS, seed=seed,
-                              freq_mhz=freq, device=device, force=force,
-                              jobs=jobs, pnr_mode=fmax)
+                              freq_mhz=freq, device=device, force=force, jobs=jobs, pnr_mode=fmax,
+                              seeds=parse_int_list("--seeds", seeds, 0, 2147483647), net=net)
     for name, value in synth.summary_rows(result):
         typer.echo(f"{name:<10} {value}")
     typer.echo(f"wrote {Path(result['run_dir']) / 'synth.json'}")
@@ -113,6 +120,7 @@ def synth_all_command(
     out: Out = Path("runs/synth"),
     force: Force = False,
     jobs: Jobs = 1,
+    seeds: Seeds = None,
 ) -> None:
     """The whole grid (bits 2..8 and 16 x protection none/range by default); writes grid.json and grid.md."""
     from hdl_gen import synth
@@ -121,7 +129,7 @@ def synth_all_command(
     prots = list(parse_list("--protections", protections) or ("none", "range"))
     data = synth.synth_grid(out, bits=widths, protections=prots, rows=rows, cols=cols, k_max=k_max,
                             targets=parse_list("--targets", targets) or synth.TARGETS, seed=seed, device=device,
-                            force=force, jobs=jobs)
+                            force=force, jobs=jobs, seeds=parse_int_list("--seeds", seeds, 0, 2147483647))
     typer.echo(synth.grid_markdown(data))
     typer.echo(f"wrote {Path(out) / 'grid.json'} and {Path(out) / 'grid.md'}")
 
