@@ -131,7 +131,7 @@ def test_fault_site_map(tmp_path) -> None:
         ("pp_1.p_reg", p_bits, None, 1), ("pp_1.t_reg", p_bits + 1, None, 1),
     ]
     assert {s["name"] for s in by_kind["control"]} == {
-        "busy_r", "done_r", "cyc", "k_reg", *(f"{p}_{r}" for p in "vpto" for r in ("valid", "row"))
+        "busy_r", "done_r", "cyc", "k_reg", "drain_r", "d_row", *(f"{p}_{r}" for p in "vpto" for r in ("valid", "row"))
     }
 
 
