@@ -87,7 +87,7 @@ def _operand_buffers(t: TopParts) -> None:
 def _sequencer(t: TopParts) -> None:
     """busy/done, the cycle counter, the feed and drain windows, and the drain's valid/row pipeline."""
     cfg, m = t.cfg, t.m
-    R, C, KB, CB, RB = cfg.rows, cfg.cols, cfg.k_bits, cfg.cyc_bits, cfg.row_bits
+    R, KB, CB, RB = cfg.rows, cfg.k_bits, cfg.cyc_bits, cfg.row_bits
     clk, rst = t["clk"], t["rst"]
     # internal registers behind the busy/done ports: a testbench deposit into a top-level port
     # variable would be overwritten by the simulator, into these it sticks like a real upset
@@ -105,12 +105,14 @@ def _sequencer(t: TopParts) -> None:
     k_ext.assign(zext(k_reg, KB, CB))
     feed = t["feed"] = m.Wire("feed")
     feed.assign(vg.Land(busy, cyc < k_ext))
-    t_drain = m.Wire("t_drain", CB)  # the cycle-counter value at the edge that samples row 0's accumulators
-    t_drain.assign(k_ext + Int(C + 1, CB))
-    d_rel = t["d_rel"] = m.Wire("d_rel", CB)
-    d_rel.assign(cyc - t_drain)
-    drain = t["drain"] = m.Wire("drain")
-    drain.assign(vg.AndList(busy, cyc >= t_drain, d_rel < Int(R, CB)))
+    # The drain window as registers: drain_r/d_row hold "the next edge samples row d_row" after edges
+    # D - 1 .. D + R - 2 (D = cfg.stage_edge(K, "v", 0)). Registered, so that the row select of the
+    # R x C accumulator multiplexer (fanout C * V) comes straight from flip-flops, not from a
+    # cycle-counter subtraction.
+    drain = t["drain"] = m.Reg("drain_r")
+    d_row = t["d_row"] = m.Reg("d_row", RB)
+    drain_start = m.Wire("drain_start")  # cyc = D - 2: the next edge opens the window
+    drain_start.assign(vg.Land(busy, cyc == k_ext + Int(cfg.stage_edge(1, "v", 0) - 3, CB)))
     # <s>_valid/<s>_row: drain stage s holds a row, and which (VALID_STAGES: v_j, pp_j.p_reg, pp_j.t_reg, oact_j)
     valid, row = [], []
     for s in VALID_STAGES:
@@ -127,8 +129,15 @@ def _sequencer(t: TopParts) -> None:
             vg.If(last)(busy(Int(0, 1)), done(Int(1, 1))),
         )
     )
+    m.Always(vg.Posedge(clk))(
+        vg.If(clr)(drain(Int(0, 1)), d_row(Int(0, RB)))
+        .Elif(drain_start)(drain(Int(1, 1)), d_row(Int(0, RB)))
+        .Elif(drain)(
+            vg.If(d_row == Int(R - 1, RB))(drain(Int(0, 1)), d_row(Int(0, RB))).Else(d_row(d_row + Int(1, RB)))
+        )
+    )
     zero = [x for vr in zip(valid, row, strict=True) for x in (vr[0](Int(0, 1)), vr[1](Int(0, RB)))]
-    shift_in = [valid[0](drain), row[0](d_rel[0:RB])]
+    shift_in = [valid[0](drain), row[0](d_row)]
     for n in range(1, len(VALID_STAGES)):
         shift_in += [valid[n](valid[n - 1]), row[n](row[n - 1])]
     m.Always(vg.Posedge(clk))(vg.If(clr)(*zero).Else(*shift_in))
@@ -219,7 +228,7 @@ def _drain(t: TopParts) -> None:
         lambda i: [v_regs[j](sext(acc[i][j], ACC, V) + sext(bias_j[j], ACC, V)) for j in range(C)],
         lambda: [v_regs[j](v_regs[j]) for j in range(C)],
     )
-    m.Always(vg.Posedge(t["clk"]))(vg.If(t["drain"])(vg.Case(t["d_rel"][0:RB])(*cases)))
+    m.Always(vg.Posedge(t["clk"]))(vg.If(t["drain"])(vg.Case(t["d_row"])(*cases)))
 
 
 def _postproc_row(t: TopParts, postproc: Module) -> None:
