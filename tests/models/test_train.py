@@ -17,7 +17,8 @@ import pytest
 from models.data import load_dataset
 from models.export import ModelExport
 from models.integer import IntegerModel
-from models.train import CheckpointError, TrainConfig, get_or_train, parse_bits_list
+from models.accuracy import parse_bits_list
+from models.train import CheckpointError, TrainConfig, get_or_train
 from quasar.cli import main
 from quasar.errors import ConfigError
 from tests.models import oracle
