@@ -9,8 +9,9 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
+from models.formats import check_format
 from models.nets import get_net
-from models.train import BITS_RANGE, MODES, TrainConfig, check_format, get_or_train
+from models.train import BITS_RANGE, MODES, TrainConfig, get_or_train
 from quasar.arithmetic import ACT_FORMATS
 from quasar.errors import ConfigError, check_choice, check_range
 

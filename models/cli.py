@@ -58,7 +58,8 @@ def train_command(
     progress: Annotated[bool, typer.Option(help="show progress bars")] = True,
 ) -> None:
     """Train (or reuse from the cache) one quantized network; write metrics.json and export.json."""
-    from models.train import BITS_RANGE, TrainConfig, check_format, get_or_train
+    from models.formats import check_format
+    from models.train import BITS_RANGE, TrainConfig, get_or_train
 
     check_range("--bits", bits, *BITS_RANGE)
     for flag, value in (("--act-bits", act_bits), ("--weight-bits", weight_bits)):

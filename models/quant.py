@@ -135,7 +135,7 @@ def mse_clip(values: torch.Tensor, levels: int, signed: bool, grid: int = 64) ->
     return float(mse_clip_rows(values.reshape(1, -1), levels, signed, grid)[0])
 
 
-POW2_CANDIDATES = 7  # fractional-bit counts tried per weight row: no clipping, then 1..6 bits finer (as calibrated: down to 1/64)
+POW2_CANDIDATES = 7  # fractional bits tried per weight row: no clipping, then 1..6 bits finer (down to 1/64)
 
 
 def pow2_frac_rows(rows: torch.Tensor, levels: int) -> torch.Tensor:

@@ -30,10 +30,10 @@ from tqdm import tqdm
 
 from models.data import DATASETS, REPO_ROOT, Dataset, load_dataset
 from models.export import ModelExport
+from models.formats import check_format, format_tag, format_text
 from models.integer import IntegerModel
 from models.nets import get_net
 from models.quant import FloatNet, QuantNet
-from quasar.arithmetic import ACT_FORMATS
 from quasar.errors import ConfigError, QuasarError, check_choice, check_range
 
 log = logging.getLogger(__name__)
@@ -156,24 +156,6 @@ class TrainConfig:
         )
 
 
-def check_format(act_format: object, int_bits: object, act_bits: int) -> int | None:
-    """Validate an activation format and its integer bits (None or 'auto' = auto); return int_bits as an
-    int or None. Raises a ConfigError naming the bad value and what is allowed."""
-    check_choice("act format", act_format, ACT_FORMATS)
-    if int_bits is None or int_bits == "auto":
-        return None
-    if act_format != "pow2":
-        raise ConfigError(f"int bits ({int_bits!r}) only apply to act format 'pow2', not {act_format!r}")
-    return check_range(f"int bits (ap_ufixed<{act_bits}, I> integer bits)", int_bits, 0, act_bits)
-
-
-def format_tag(act_format: str, int_bits: int | None) -> str:
-    """'' for calibrated, '-pow2' (auto integer bits) or '-pow2i<N>': names runs and cache entries."""
-    if act_format == "calibrated":
-        return ""
-    return f"-{act_format}" + ("" if int_bits is None else f"i{int_bits}")
-
-
 def _digest(obj: dict) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -231,7 +213,7 @@ class Metrics:
                 "config",
                 f"{c['net']} {c['mode']} A={c['act_bits']} W={c['weight_bits']} seed={c['seed']} key={c['key']}",
             ),
-            ("act format", _format_text(c.get("act_format", "calibrated"), c.get("int_bits"))),
+            ("act format", format_text(c.get("act_format", "calibrated"), c.get("int_bits"))),
             ("data", self.data_source),
             ("train / test images", f"{self.n_train} / {self.n_test}"),
             ("float accuracy", f"{100 * self.float_accuracy:.2f} %"),
@@ -243,12 +225,6 @@ class Metrics:
             (f"{c['mode']} time", f"{self.quant_train_s:.1f} s" + (" (cached)" if self.cached else "")),
             ("range extraction", f"{self.range_s:.1f} s"),
         ]
-
-
-def _format_text(act_format: str, int_bits: int | None) -> str:
-    if act_format == "calibrated":
-        return "calibrated (real scales, M and S)"
-    return f"{act_format} (integer bits {'auto' if int_bits is None else int_bits}; M = 1, shift only)"
 
 
 # --------------------------------------------------------------------------------------- cache

@@ -229,7 +229,8 @@ def test_cli_train_writes_metrics_and_export(trained, tmp_path, capsys, monkeypa
 
 def test_cli_accuracy_table(tmp_path, capsys):
     out = tmp_path / "table"
-    code = main(["accuracy-table", "--net", "tiny", "--bits", "2", "3", "--modes", "ptq", "--out", str(out),
+    code = main(["accuracy-table", "--net", "tiny", "--bits", "2", "3", "--modes", "ptq", "--formats", "calibrated",
+                 "--out", str(out),
                  "--no-progress"])  # fmt: skip
     assert code == 0
     md = (out / "accuracy.md").read_text()
