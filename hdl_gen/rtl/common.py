@@ -1,0 +1,59 @@
+"""Names and small Veriloggen expression helpers shared by the RTL builders.
+
+Signed arithmetic is written with explicit sign extension to the result width, so every operator
+sees operands of one width (Verilator -Wall clean) and the low bits of a two's-complement product
+or sum are exact whatever the operands' declared signedness. Never builds a module.
+"""
+
+from __future__ import annotations
+
+from veriloggen import Cat, Int, Module, Repeat
+
+from hdl_gen.config import ArrayConfig
+
+TOP = "quasar_array"
+VIOL_BITS = 32
+
+
+def sext(x, width_in: int, width_out: int):
+    """Sign-extend the `width_in`-bit vector `x` to `width_out` bits (an unsigned concatenation)."""
+    if width_out == width_in:
+        return x
+    return Cat(Repeat(x[width_in - 1], width_out - width_in), x)
+
+
+def zext(x, width_in: int, width_out: int):
+    if width_out == width_in:
+        return x
+    return Cat(Int(0, width_out - width_in), x)
+
+
+def lane(vec, index: int, width: int):
+    """Field `index` of a packed vector of `width`-bit fields: vec[index*width +: width]."""
+    return vec[index * width : (index + 1) * width]
+
+
+def waive(m: Module, rule: str, why: str) -> None:
+    """Open a narrow Verilator lint waiver in the generated text (closed by `unwaive`)."""
+    m.EmbeddedCode(f"// {why}\n  // verilator lint_off {rule}")
+
+
+def unwaive(m: Module, rule: str) -> None:
+    m.EmbeddedCode(f"// verilator lint_on {rule}")
+
+
+# ---- module names: derived from the widths each module depends on -------------------------------
+def pe_name(cfg: ArrayConfig) -> str:
+    return f"quasar_pe_{cfg.suffix()}"
+
+
+def postproc_name(cfg: ArrayConfig) -> str:
+    return f"quasar_postproc_v{cfg.v_bits}a{cfg.act_bits}"
+
+
+def requant_mul_name(cfg: ArrayConfig) -> str:
+    return f"quasar_requant_mul_v{cfg.v_bits}"
+
+
+def protect_name(cfg: ArrayConfig) -> str:
+    return f"quasar_protect_c{cfg.cols}a{cfg.act_bits}{'pc' if cfg.per_channel_bounds else ''}"

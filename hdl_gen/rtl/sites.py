@@ -1,0 +1,71 @@
+"""The fault-site map and the VPI-visible signals of a generated design (docs/rtl.md, "Fault-site map").
+
+Pure data derived from the config: the same names the builders in hdl_gen.rtl.top and
+hdl_gen.rtl.units declare. Never builds a module.
+"""
+
+from __future__ import annotations
+
+from hdl_gen.config import ArrayConfig
+from hdl_gen.rtl.common import TOP, pe_name
+
+
+def fault_sites(cfg: ArrayConfig) -> list[dict[str, object]]:
+    """Every fault-injectable register: dotted name relative to the top (the cocotb `dut`), width, kind,
+    position. Kinds: pe_activation, weight, accumulator (PE accumulators and the drain's v_j),
+    output_activation (oact_j, ahead of the protection) and control (sequencer state)."""
+    R, C = cfg.rows, cfg.cols
+    sites: list[dict[str, object]] = []
+
+    def add(name: str, width: int, kind: str, row: int | None, col: int | None) -> None:
+        sites.append({"name": name, "width": width, "kind": kind, "row": row, "col": col})
+
+    for i in range(R):
+        for j in range(C):
+            add(f"pe_{i}_{j}.a_reg", cfg.act_bits, "pe_activation", i, j)
+    for j in range(C):
+        add(f"oact_{j}", cfg.act_bits, "output_activation", None, j)
+    for i in range(R):
+        for j in range(C):
+            add(f"pe_{i}_{j}.w_reg", cfg.weight_bits, "weight", i, j)
+    for i in range(R):
+        for j in range(C):
+            add(f"pe_{i}_{j}.acc", cfg.acc_bits, "accumulator", i, j)
+    for j in range(C):
+        add(f"v_{j}", cfg.v_bits, "accumulator", None, j)
+    for name, width in (
+        ("busy_r", 1),
+        ("done_r", 1),
+        ("cyc", cfg.cyc_bits),
+        ("k_reg", cfg.k_bits),
+        ("v_valid", 1),
+        ("v_row", cfg.row_bits),
+        ("o_valid", 1),
+        ("o_row", cfg.row_bits),
+    ):
+        add(name, width, "control", None, None)
+    return sites
+
+
+def vpi_signals(cfg: ArrayConfig, ports: list[str]) -> dict[str, list[str]]:
+    """{module name: variables} a testbench reaches over VPI: the top's ports, the operand buffers and
+    every fault site. A simulator build makes exactly these public (testbenches/sim.py)."""
+    signals: dict[str, list[str]] = {TOP: [*ports, "abuf", "wbuf"]}
+    for site in fault_sites(cfg):
+        name = str(site["name"])
+        module, var = (pe_name(cfg), name.split(".", 1)[1]) if "." in name else (TOP, name)
+        if var not in signals.setdefault(module, []):
+            signals[module].append(var)
+    return signals
+
+
+def design_info(cfg: ArrayConfig) -> dict[str, object]:
+    return {
+        **cfg.to_dict(),
+        "key": cfg.key(),
+        "top": TOP,
+        "acc_bits": cfg.acc_bits,
+        "v_bits": cfg.v_bits,
+        "k_bits": cfg.k_bits,
+        "tile_cycles": f"k + {cfg.tile_cycles(1) - 1}",
+    }

@@ -1,0 +1,309 @@
+"""The top `quasar_array`: one builder per block (docs/rtl.md, "Modules and files", "Timing").
+
+`make_top` declares the ports and calls, in order, the operand buffers, the sequencer, the operand
+feed and skew registers, the PE grid, the drain, the post-processing row, the protection and the
+output rows. Each block builder reads the signals of the blocks before it from the `TopParts` it is
+handed and adds its own, so a change to one block touches one function. Never writes files.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import veriloggen as vg
+from veriloggen import Cat, Int, Module, When
+
+from hdl_gen.config import ArrayConfig
+from hdl_gen.rtl.common import TOP, VIOL_BITS, lane, sext, unwaive, waive, zext
+
+
+@dataclass
+class TopParts:
+    """The top under construction: its module, config and the signals blocks hand to each other."""
+
+    m: Module
+    cfg: ArrayConfig
+    sig: dict[str, object] = field(default_factory=dict)  # ports and inter-block signals by name
+
+    def __getitem__(self, name: str):
+        return self.sig[name]
+
+    def __setitem__(self, name: str, value) -> None:
+        self.sig[name] = value
+
+
+def _row_cases(index_bits: int, n: int, action, hold):
+    """`case` items 0..n-1 doing `action(i)`, plus a default doing `hold()` when n is not a power of 2."""
+    cases = [When(Int(i, index_bits))(*action(i)) for i in range(n)]
+    if (1 << index_bits) != n:
+        cases.append(When()(*hold()))
+    return cases
+
+
+def _ports(t: TopParts) -> None:
+    cfg, m = t.cfg, t.m
+    R, C, A = cfg.rows, cfg.cols, cfg.act_bits
+    waive(m, "UNUSEDPARAM", "the config's constants, for readers and tools; the widths below are already resolved")
+    for name, value in cfg.verilog_params().items():
+        m.Localparam(name, value)
+    unwaive(m, "UNUSEDPARAM")
+    t["clk"] = m.Input("clk")
+    t["rst"] = m.Input("rst")
+    t["start"] = m.Input("start")
+    t["k"] = m.Input("k", cfg.k_bits)
+    t["busy_out"] = m.Output("busy")
+    t["done_out"] = m.Output("done")
+    t["bias"] = m.Input("bias", C * cfg.acc_bits)
+    t["mult"] = m.Input("mult", C * cfg.M_BITS)
+    t["shift"] = m.Input("shift", C * cfg.S_BITS)
+    if cfg.protected:
+        t["lo"] = m.Input("lo", cfg.bound_lanes * A)
+        t["hi"] = m.Input("hi", cfg.bound_lanes * A)
+    t["out_act"] = m.Output("out_act", R * C * A)
+    t["out_logit"] = m.Output("out_logit", R * C * cfg.v_bits)
+    t["viol_count"] = m.Output("viol_count", VIOL_BITS)
+    t["ld_en"] = m.Input("ld_en")
+    t["ld_sel"] = m.Input("ld_sel")  # 0: abuf, 1: wbuf
+    t["ld_addr"] = m.Input("ld_addr", cfg.addr_bits)
+    t["ld_data"] = m.Input("ld_data", cfg.ld_bits)
+
+
+def _operand_buffers(t: TopParts) -> None:
+    """Word kk of abuf holds X[i, kk] at [i*A +: A]; word kk of wbuf holds Wt[kk, j] at [j*W +: W]."""
+    cfg, m = t.cfg, t.m
+    R, C = cfg.rows, cfg.cols
+    abuf = t["abuf"] = m.Reg("abuf", R * cfg.act_bits, dims=cfg.k_max)
+    wbuf = t["wbuf"] = m.Reg("wbuf", C * cfg.weight_bits, dims=cfg.k_max)
+    ld_addr, ld_data = t["ld_addr"], t["ld_data"]
+    m.Always(vg.Posedge(t["clk"]))(
+        vg.If(t["ld_en"])(
+            vg.If(t["ld_sel"])(wbuf[ld_addr](ld_data[0 : C * cfg.weight_bits])).Else(
+                abuf[ld_addr](ld_data[0 : R * cfg.act_bits])
+            )
+        )
+    )
+
+
+def _sequencer(t: TopParts) -> None:
+    """busy/done, the cycle counter, the feed and drain windows, and the drain's valid/row pipeline."""
+    cfg, m = t.cfg, t.m
+    R, C, KB, CB, RB = cfg.rows, cfg.cols, cfg.k_bits, cfg.cyc_bits, cfg.row_bits
+    clk, rst = t["clk"], t["rst"]
+    # internal registers behind the busy/done ports: a testbench deposit into a top-level port
+    # variable would be overwritten by the simulator, into these it sticks like a real upset
+    busy = m.Reg("busy_r")
+    done = m.Reg("done_r")
+    t["busy_out"].assign(busy)
+    t["done_out"].assign(done)
+    go = t["go"] = m.Wire("go")
+    go.assign(vg.Land(t["start"], vg.Not(busy)))
+    clr = t["clr"] = m.Wire("clr")
+    clr.assign(vg.Lor(rst, go))
+    k_reg = m.Reg("k_reg", KB)
+    cyc = t["cyc"] = m.Reg("cyc", CB)
+    k_ext = m.Wire("k_ext", CB)
+    k_ext.assign(zext(k_reg, KB, CB))
+    feed = t["feed"] = m.Wire("feed")
+    feed.assign(vg.Land(busy, cyc < k_ext))
+    t_drain = m.Wire("t_drain", CB)  # the cycle-counter value at the edge that samples row 0's accumulators
+    t_drain.assign(k_ext + Int(C + 1, CB))
+    d_rel = t["d_rel"] = m.Wire("d_rel", CB)
+    d_rel.assign(cyc - t_drain)
+    drain = t["drain"] = m.Wire("drain")
+    drain.assign(vg.AndList(busy, cyc >= t_drain, d_rel < Int(R, CB)))
+    v_valid = t["v_valid"] = m.Reg("v_valid")
+    v_row = t["v_row"] = m.Reg("v_row", RB)
+    o_valid = t["o_valid"] = m.Reg("o_valid")
+    o_row = t["o_row"] = m.Reg("o_row", RB)
+    last = m.Wire("last")
+    last.assign(vg.Land(o_valid, o_row == Int(R - 1, RB)))
+    m.Always(vg.Posedge(clk))(
+        vg.If(rst)(busy(Int(0, 1)), done(Int(0, 1)), cyc(Int(0, CB)), k_reg(Int(0, KB)))
+        .Elif(go)(busy(Int(1, 1)), done(Int(0, 1)), cyc(Int(0, CB)), k_reg(t["k"]))
+        .Elif(busy)(
+            cyc(cyc + Int(1, CB)),
+            vg.If(last)(busy(Int(0, 1)), done(Int(1, 1))),
+        )
+    )
+    m.Always(vg.Posedge(clk))(
+        vg.If(clr)(v_valid(Int(0, 1)), v_row(Int(0, RB)), o_valid(Int(0, 1)), o_row(Int(0, RB))).Else(
+            v_valid(drain), v_row(d_rel[0:RB]), o_valid(v_valid), o_row(v_row)
+        )
+    )
+
+
+def _skew_registers(t: TopParts) -> None:
+    """Operand feed and skew: row i's activations arrive i cycles late, column j's weights j."""
+    cfg, m = t.cfg, t.m
+    R, C, A, W, AB = cfg.rows, cfg.cols, cfg.act_bits, cfg.weight_bits, cfg.addr_bits
+    clk, clr, cyc = t["clk"], t["clr"], t["cyc"]
+    a_word = m.Reg("a_word", R * A)
+    w_word = m.Reg("w_word", C * W)
+    m.Always(vg.Posedge(clk))(
+        vg.If(vg.Lor(clr, vg.Not(t["feed"])))(a_word(Int(0, R * A)), w_word(Int(0, C * W))).Else(
+            a_word(t["abuf"][cyc[0:AB]]), w_word(t["wbuf"][cyc[0:AB]])
+        )
+    )
+    a_west, w_north, skew_regs, skew_next = [], [], [], []
+    for i in range(R):
+        src = lane(a_word, i, A)
+        for s in range(i):
+            r = m.Reg(f"askew_{i}_{s}", A)
+            skew_regs.append((r, A))
+            skew_next.append(src)
+            src = r
+        a_west.append(src)
+    for j in range(C):
+        src = lane(w_word, j, W)
+        for s in range(j):
+            r = m.Reg(f"wskew_{j}_{s}", W)
+            skew_regs.append((r, W))
+            skew_next.append(src)
+            src = r
+        w_north.append(src)
+    if skew_regs:
+        m.Always(vg.Posedge(clk))(
+            vg.If(clr)(*[r(Int(0, n)) for r, n in skew_regs]).Else(
+                *[r(s) for (r, _), s in zip(skew_regs, skew_next, strict=True)]
+            )
+        )
+    t["a_west"], t["w_north"] = a_west, w_north
+
+
+def _pe_grid(t: TopParts, pe: Module) -> None:
+    """R x C instances `pe_<i>_<j>`: activations flow right, weights down; `pacc_<i>_<j>` out."""
+    cfg, m = t.cfg, t.m
+    R, C, A, W = cfg.rows, cfg.cols, cfg.act_bits, cfg.weight_bits
+    a_wire = [[m.Wire(f"pa_{i}_{j}", A) for j in range(C)] for i in range(R)]
+    w_wire = [[m.Wire(f"pw_{i}_{j}", W) for j in range(C)] for i in range(R)]
+    acc_wire = t["acc"] = [[m.Wire(f"pacc_{i}_{j}", cfg.acc_bits) for j in range(C)] for i in range(R)]
+    waive(m, "UNUSEDSIGNAL", "the east edge's activations and the south edge's weights leave the array unused")
+    a_east = [m.Wire(f"a_east_{i}", A) for i in range(R)]
+    w_south = [m.Wire(f"w_south_{j}", W) for j in range(C)]
+    unwaive(m, "UNUSEDSIGNAL")
+    for i in range(R):
+        for j in range(C):
+            m.Instance(
+                pe,
+                f"pe_{i}_{j}",
+                ports=[
+                    ("clk", t["clk"]),
+                    ("clr", t["clr"]),
+                    ("a_in", t["a_west"][i] if j == 0 else a_wire[i][j - 1]),
+                    ("w_in", t["w_north"][j] if i == 0 else w_wire[i - 1][j]),
+                    ("a_out", a_wire[i][j]),
+                    ("w_out", w_wire[i][j]),
+                    ("acc_out", acc_wire[i][j]),
+                ],
+            )
+    for i in range(R):
+        a_east[i].assign(a_wire[i][C - 1])
+    for j in range(C):
+        w_south[j].assign(w_wire[R - 1][j])
+
+
+def _drain(t: TopParts) -> None:
+    """Drain stage 1: v_j = acc(row, j) + bias_j, one row per cycle while `drain`."""
+    cfg, m = t.cfg, t.m
+    R, C, ACC, V, RB = cfg.rows, cfg.cols, cfg.acc_bits, cfg.v_bits, cfg.row_bits
+    v_regs = t["v"] = [m.Reg(f"v_{j}", V) for j in range(C)]
+    bias_j = [m.Wire(f"bias_{j}", ACC) for j in range(C)]
+    for j in range(C):
+        bias_j[j].assign(lane(t["bias"], j, ACC))
+    acc = t["acc"]
+    cases = _row_cases(
+        RB,
+        R,
+        lambda i: [v_regs[j](sext(acc[i][j], ACC, V) + sext(bias_j[j], ACC, V)) for j in range(C)],
+        lambda: [v_regs[j](v_regs[j]) for j in range(C)],
+    )
+    m.Always(vg.Posedge(t["clk"]))(vg.If(t["drain"])(vg.Case(t["d_rel"][0:RB])(*cases)))
+
+
+def _postproc_row(t: TopParts, postproc: Module) -> None:
+    """Stage 2: requantize v_j into the output-activation registers oact_j; capture the logit row."""
+    cfg, m = t.cfg, t.m
+    R, C, A, V, RB = cfg.rows, cfg.cols, cfg.act_bits, cfg.v_bits, cfg.row_bits
+    v_regs = t["v"]
+    y_wire = []
+    for j in range(C):
+        yj = m.Wire(f"y_{j}", A)
+        m.Instance(
+            postproc,
+            f"pp_{j}",
+            ports=[
+                ("v", v_regs[j]),
+                ("mult", lane(t["mult"], j, cfg.M_BITS)),
+                ("shift", lane(t["shift"], j, cfg.S_BITS)),
+                ("y", yj),
+            ],
+        )
+        y_wire.append(yj)
+    oact = t["oact"] = [m.Reg(f"oact_{j}", A) for j in range(C)]
+    lrow = t["lrow"] = [m.Reg(f"lrow_{i}", C * V) for i in range(R)]
+    v_cat = Cat(*reversed(v_regs))
+    logit_cases = _row_cases(RB, R, lambda i: [lrow[i](v_cat)], lambda: [lrow[i](lrow[i]) for i in range(R)])
+    m.Always(vg.Posedge(t["clk"]))(
+        vg.If(t["rst"])(*[o(Int(0, A)) for o in oact], *[lr(Int(0, C * V)) for lr in lrow]).Elif(t["v_valid"])(
+            *[oact[j](y_wire[j]) for j in range(C)], vg.Case(t["v_row"])(*logit_cases)
+        )
+    )
+
+
+def _protection(t: TopParts, protect: Module | None) -> None:
+    """Stage 3 (the last): the `prot` instance clamps the oact row and counts violations; with
+    protection `none` the row passes unchanged and the counter port is a constant 0."""
+    cfg, m = t.cfg, t.m
+    C, A = cfg.cols, cfg.act_bits
+    oact_cat = Cat(*reversed(t["oact"]))
+    if protect is None:
+        t["viol_count"].assign(Int(0, VIOL_BITS))  # no protection, no counter: documented as always zero
+        t["row_value"] = oact_cat
+        return
+    z = m.Wire("z", C * A)
+    vc = m.Wire("prot_viol_count", VIOL_BITS)
+    m.Instance(
+        protect,
+        "prot",
+        ports=[
+            ("clk", t["clk"]),
+            ("rst", t["rst"]),
+            ("clear", t["go"]),
+            ("valid", t["o_valid"]),
+            ("y", oact_cat),
+            ("lo", t["lo"]),
+            ("hi", t["hi"]),
+            ("z", z),
+            ("viol_count", vc),
+        ],
+    )
+    t["viol_count"].assign(vc)
+    t["row_value"] = z
+
+
+def _output_rows(t: TopParts) -> None:
+    """orow_<i> holds output row i once written; out_act and out_logit are the rows concatenated."""
+    cfg, m = t.cfg, t.m
+    R, C, A, RB = cfg.rows, cfg.cols, cfg.act_bits, cfg.row_bits
+    orow = [m.Reg(f"orow_{i}", C * A) for i in range(R)]
+    out_cases = _row_cases(RB, R, lambda i: [orow[i](t["row_value"])], lambda: [orow[i](orow[i]) for i in range(R)])
+    m.Always(vg.Posedge(t["clk"]))(
+        vg.If(t["rst"])(*[o(Int(0, C * A)) for o in orow]).Elif(t["o_valid"])(vg.Case(t["o_row"])(*out_cases))
+    )
+    t["out_act"].assign(Cat(*reversed(orow)))
+    t["out_logit"].assign(Cat(*reversed(t["lrow"])))
+
+
+def make_top(cfg: ArrayConfig, pe: Module, postproc: Module, protect: Module | None) -> Module:
+    """The array with its operand buffers, sequencer, drain and (optionally) protection; docs/rtl.md."""
+    t = TopParts(Module(TOP), cfg)
+    _ports(t)
+    _operand_buffers(t)
+    _sequencer(t)
+    _skew_registers(t)
+    _pe_grid(t, pe)
+    _drain(t)
+    _postproc_row(t, postproc)
+    _protection(t, protect)
+    _output_rows(t)
+    return t.m

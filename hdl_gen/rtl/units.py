@@ -1,0 +1,134 @@
+"""The per-element and per-column units of the array: PE, requantization product, post-processing
+and range protection (docs/rtl.md, "Modules and files"). One `make_<unit>(cfg)` per Verilog module;
+the top (hdl_gen.rtl.top) instantiates them. Never writes files."""
+
+from __future__ import annotations
+
+import veriloggen as vg
+from veriloggen import Cat, Int, Module, Mux, Signed, Sra
+
+from hdl_gen.config import ArrayConfig
+from hdl_gen.rtl.common import VIOL_BITS, lane, pe_name, postproc_name, protect_name, requant_mul_name, sext, zext
+
+
+def make_pe(cfg: ArrayConfig) -> Module:
+    """One processing element: registered activation (forwarded right), weight (forwarded down) and a
+    signed accumulator of a_reg * w_reg. `clr` zeroes all three (reset, or the start of a tile run)."""
+    a_bits, w_bits, acc_bits = cfg.act_bits, cfg.weight_bits, cfg.acc_bits
+    prod_bits = a_bits + w_bits
+    m = Module(pe_name(cfg))
+    clk = m.Input("clk")
+    clr = m.Input("clr")
+    a_in = m.Input("a_in", a_bits)
+    w_in = m.Input("w_in", w_bits)
+    a_out = m.Output("a_out", a_bits)
+    w_out = m.Output("w_out", w_bits)
+    acc_out = m.Output("acc_out", acc_bits)
+    a_reg = m.Reg("a_reg", a_bits)
+    w_reg = m.Reg("w_reg", w_bits)
+    acc = m.Reg("acc", acc_bits)
+    prod = m.Wire("prod", prod_bits, signed=True)
+    # unsigned activation x signed weight: both extended to the exact product width A+W
+    prod.assign(Signed(zext(a_reg, a_bits, prod_bits)) * Signed(sext(w_reg, w_bits, prod_bits)))
+    m.Always(vg.Posedge(clk))(
+        vg.If(clr)(a_reg(Int(0, a_bits)), w_reg(Int(0, w_bits)), acc(Int(0, acc_bits))).Else(
+            a_reg(a_in), w_reg(w_in), acc(acc + sext(prod, prod_bits, acc_bits))
+        )
+    )
+    a_out.assign(a_reg)
+    w_out.assign(w_reg)
+    acc_out.assign(acc)
+    return m
+
+
+def make_requant_mul(cfg: ArrayConfig) -> Module:
+    """The requantization product p = v * M of one biased accumulator (signed V bits times unsigned 16-bit
+    M, exact in V + 16 bits), combinational.
+
+    Its own module so that hierarchical synthesis maps it on its own: ABC9 on the product and the
+    shift/round/saturate cone behind it as one piece took 5-7x longer for the same LUT count
+    (docs/synth.md, "Why the multiplier is a module")."""
+    v_bits = cfg.v_bits
+    p_bits = v_bits + cfg.M_BITS  # |v * M| < 2^(V-1) * 2^16
+    m = Module(requant_mul_name(cfg))
+    v = m.Input("v", v_bits)
+    mult = m.Input("mult", cfg.M_BITS)
+    p = m.Output("p", p_bits)
+    p.assign(Signed(sext(v, v_bits, p_bits)) * Signed(zext(mult, cfg.M_BITS, p_bits)))
+    return m
+
+
+def make_postproc(cfg: ArrayConfig, mul: Module) -> Module:
+    """Requantization, ReLU and saturation of one biased accumulator (docs/arithmetic.md), combinational:
+    y = clamp(round_half_up(v * M / 2^S), 0, 2^A - 1), the rounding as floor((floor(p / 2^(S-1)) + 1) / 2)
+    for S > 0, which equals floor((p + 2^(S-1)) / 2^S) without a 64-bit rounding constant. The product
+    p = v * M comes from the `mul` instance (`make_requant_mul`)."""
+    v_bits, a_bits = cfg.v_bits, cfg.act_bits
+    p_bits = v_bits + cfg.M_BITS
+    m = Module(postproc_name(cfg))
+    v = m.Input("v", v_bits)
+    mult = m.Input("mult", cfg.M_BITS)
+    shift = m.Input("shift", cfg.S_BITS)
+    y = m.Output("y", a_bits)
+    p = m.Wire("p", p_bits, signed=True)
+    m.Instance(mul, "mul", ports=[("v", v), ("mult", mult), ("p", p)])
+    shift_m1 = m.Wire("shift_m1", cfg.S_BITS)
+    shift_m1.assign(shift - Int(1, cfg.S_BITS))
+    t = m.Wire("t", p_bits, signed=True)
+    t.assign(Sra(p, shift_m1))
+    t_inc = m.Wire("t_inc", p_bits + 1, signed=True)
+    t_inc.assign(sext(t, p_bits, p_bits + 1) + Int(1, p_bits + 1))
+    # its own wire: inside ?: with an unsigned operand, `>>>` would turn into a logical shift
+    r_round = m.Wire("r_round", p_bits + 1, signed=True)
+    r_round.assign(Sra(t_inc, Int(1, 1)))
+    r = m.Wire("r", p_bits + 1)
+    r.assign(Mux(shift == Int(0, cfg.S_BITS), sext(p, p_bits, p_bits + 1), r_round))
+    negative = r[p_bits]
+    too_big = vg.Uor(r[a_bits:p_bits])
+    y.assign(Mux(negative, Int(0, a_bits), Mux(too_big, Int((1 << a_bits) - 1, a_bits), r[0:a_bits])))
+    return m
+
+
+def make_protect(cfg: ArrayConfig) -> Module:
+    """Range restriction of one row of C output activations plus the tile run's violation counter.
+
+    z_j = lo_j if y_j < lo_j, hi_j if y_j > hi_j, else y_j; `viol_count` adds the number of lanes
+    clamped whenever `valid`, is zeroed by `clear` (start of a run) and `rst`, and wraps at 2^32
+    (a run clamps at most rows * cols values)."""
+    a_bits, cols, lanes = cfg.act_bits, cfg.cols, cfg.bound_lanes
+    n_bits = max(1, (cols).bit_length())
+    m = Module(protect_name(cfg))
+    clk = m.Input("clk")
+    rst = m.Input("rst")
+    clear = m.Input("clear")
+    valid = m.Input("valid")
+    y = m.Input("y", cols * a_bits)
+    lo = m.Input("lo", lanes * a_bits)
+    hi = m.Input("hi", lanes * a_bits)
+    z = m.Output("z", cols * a_bits)
+    viol_count = m.OutputReg("viol_count", VIOL_BITS)
+    zs, flags = [], []
+    for j in range(cols):
+        yj = lane(y, j, a_bits)
+        lj = lane(lo, j if lanes > 1 else 0, a_bits)
+        hj = lane(hi, j if lanes > 1 else 0, a_bits)
+        below = m.Wire(f"below_{j}")
+        above = m.Wire(f"above_{j}")
+        zj = m.Wire(f"z_{j}", a_bits)
+        below.assign(yj < lj)
+        above.assign(yj > hj)
+        zj.assign(Mux(below, lj, Mux(above, hj, yj)))
+        zs.append(zj)
+        flags.append(zext(below | above, 1, n_bits))
+    z.assign(Cat(*reversed(zs)))
+    n_viol = m.Wire("n_viol", n_bits)
+    total = flags[0]
+    for f in flags[1:]:
+        total = total + f
+    n_viol.assign(total)
+    m.Always(vg.Posedge(clk))(
+        vg.If(vg.Lor(rst, clear))(viol_count(Int(0, VIOL_BITS))).Elif(valid)(
+            viol_count(viol_count + zext(n_viol, n_bits, VIOL_BITS))
+        )
+    )
+    return m
