@@ -51,6 +51,10 @@ def postproc_name(cfg: ArrayConfig) -> str:
     return f"quasar_postproc_v{cfg.v_bits}a{cfg.act_bits}"
 
 
+def postproc_shift_name(cfg: ArrayConfig) -> str:
+    return f"quasar_postproc_shift_v{cfg.v_bits}a{cfg.act_bits}"
+
+
 def requant_mul_name(cfg: ArrayConfig) -> str:
     return f"quasar_requant_mul_v{cfg.v_bits}"
 

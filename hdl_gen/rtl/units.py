@@ -8,7 +8,17 @@ import veriloggen as vg
 from veriloggen import Cat, Int, Module, Mux, Signed, Sra
 
 from hdl_gen.config import ArrayConfig
-from hdl_gen.rtl.common import VIOL_BITS, lane, pe_name, postproc_name, protect_name, requant_mul_name, sext, zext
+from hdl_gen.rtl.common import (
+    VIOL_BITS,
+    lane,
+    pe_name,
+    postproc_name,
+    postproc_shift_name,
+    protect_name,
+    requant_mul_name,
+    sext,
+    zext,
+)
 
 
 def make_pe(cfg: ArrayConfig) -> Module:
@@ -85,6 +95,34 @@ def make_postproc(cfg: ArrayConfig, mul: Module) -> Module:
     r.assign(Mux(shift == Int(0, cfg.S_BITS), sext(p, p_bits, p_bits + 1), r_round))
     negative = r[p_bits]
     too_big = vg.Uor(r[a_bits:p_bits])
+    y.assign(Mux(negative, Int(0, a_bits), Mux(too_big, Int((1 << a_bits) - 1, a_bits), r[0:a_bits])))
+    return m
+
+
+def make_postproc_shift(cfg: ArrayConfig) -> Module:
+    """The shift-only requantization (requant="shift", the pow2 format of docs/arithmetic.md), combinational:
+    y = clamp(round_half_up(v / 2^S), 0, 2^A - 1), i.e. the contract with M = 1 and no multiplier.
+
+    t = floor(2v / 2^S) is one arithmetic shift of {v, 0}; floor((t + 1) / 2) equals
+    floor((v + 2^(S-1)) / 2^S) for S > 0 and v for S = 0, so there is no rounding constant and no S = 0
+    case. t + 1 cannot overflow V + 1 bits (t <= 2v <= 2^V - 2)."""
+    v_bits, a_bits = cfg.v_bits, cfg.act_bits
+    t_bits = v_bits + 1
+    m = Module(postproc_shift_name(cfg))
+    v = m.Input("v", v_bits)
+    shift = m.Input("shift", cfg.S_BITS)
+    y = m.Output("y", a_bits)
+    v2 = m.Wire("v2", t_bits, signed=True)
+    v2.assign(Cat(v, Int(0, 1)))
+    # its own wire: `>>>` of a signed operand, kept arithmetic whatever surrounds it
+    t = m.Wire("t", t_bits, signed=True)
+    t.assign(Sra(v2, shift))
+    t_inc = m.Wire("t_inc", t_bits, signed=True)
+    t_inc.assign(t + Int(1, t_bits))
+    r = m.Wire("r", t_bits, signed=True)
+    r.assign(Sra(t_inc, Int(1, 1)))
+    negative = r[t_bits - 1]
+    too_big = vg.Uor(r[a_bits : t_bits - 1])
     y.assign(Mux(negative, Int(0, a_bits), Mux(too_big, Int((1 << a_bits) - 1, a_bits), r[0:a_bits])))
     return m
 

@@ -14,10 +14,10 @@ import sys
 import numpy as np
 import pytest
 
+from models.accuracy import parse_bits_list
 from models.data import load_dataset
 from models.export import ModelExport
 from models.integer import IntegerModel
-from models.accuracy import parse_bits_list
 from models.train import CheckpointError, TrainConfig, get_or_train
 from quasar.cli import main
 from quasar.errors import ConfigError
