@@ -165,6 +165,7 @@ def test_gen_rtl_command(tmp_path) -> None:
         (["--weight-bits", "1"], "weight_bits must be in 2..16, got 1"),
         (["--k-max", "0"], "k_max must be in 1..16384, got 0"),
         (["--protection", "tmr"], "protection must be one of none, range; got 'tmr'"),
+        (["--requant", "lut"], "requant must be one of mul, shift; got 'lut'"),
     ],
 )
 def test_gen_rtl_rejects_bad_values(args, message, tmp_path) -> None:
