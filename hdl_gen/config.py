@@ -159,6 +159,7 @@ class ArrayConfig:
             "S_BITS": self.S_BITS,
             "PROTECT": int(self.protected),
             "PER_CHANNEL_BOUNDS": int(self.per_channel_bounds),
-            "SHIFT_ONLY": int(self.shift_only),
             "TILE_OVERHEAD": TILE_OVERHEAD,
+            # only in shift-only designs: a multiplier design's text (and its synthesis caches) stays as it was
+            **({"SHIFT_ONLY": 1} if self.shift_only else {}),
         }

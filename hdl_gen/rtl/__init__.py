@@ -11,7 +11,6 @@ from hdl_gen.rtl.common import (
     VIOL_BITS,
     pe_name,
     postproc_name,
-    postproc_shift_name,
     protect_name,
     requant_mul_name,
 )
@@ -37,7 +36,6 @@ __all__ = [
     "module_verilog",
     "pe_name",
     "postproc_name",
-    "postproc_shift_name",
     "protect_name",
     "requant_mul_name",
     "vpi_signals",

@@ -13,7 +13,6 @@ from hdl_gen.rtl.common import (
     lane,
     pe_name,
     postproc_name,
-    postproc_shift_name,
     protect_name,
     requant_mul_name,
     sext,
@@ -108,7 +107,7 @@ def make_postproc_shift(cfg: ArrayConfig) -> Module:
     case. t + 1 cannot overflow V + 1 bits (t <= 2v <= 2^V - 2)."""
     v_bits, a_bits = cfg.v_bits, cfg.act_bits
     t_bits = v_bits + 1
-    m = Module(postproc_shift_name(cfg))
+    m = Module(postproc_name(cfg))
     v = m.Input("v", v_bits)
     shift = m.Input("shift", cfg.S_BITS)
     y = m.Output("y", a_bits)
