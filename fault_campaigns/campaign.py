@@ -99,7 +99,8 @@ class Campaign:
         cfg = self.cfg
         t0 = time.perf_counter()
         tc = TrainConfig(net=cfg.net, act_bits=cfg.a_bits, weight_bits=cfg.w_bits, mode=cfg.train_mode,
-                         dataset=cfg.dataset, data_dir=cfg.data_dir)
+                         dataset=cfg.dataset, data_dir=cfg.data_dir, act_format=cfg.act_format,
+                         int_bits=cfg.int_bits)
         # A bad cached checkpoint stops the campaign (named) instead of being overwritten by a retrain.
         self.export, self.metrics = get_or_train(tc, progress=self.progress, on_bad_checkpoint="error")
         data = load_dataset(self.export.dataset, cfg.data_dir)
@@ -127,7 +128,8 @@ class Campaign:
             golden = Golden([np.asarray(lt.Y, np.int64) for lt in trace.layers],
                             np.argmax(np.asarray(trace.logits), axis=1), self.labels)
             array = ArrayConfig(rows=cfg.rows, cols=cfg.cols, act_bits=cfg.a_bits, weight_bits=cfg.w_bits,
-                                k_max=cfg.k_max, protection=p, per_channel_bounds=cfg.per_channel_bounds)
+                                k_max=cfg.k_max, protection=p, per_channel_bounds=cfg.per_channel_bounds,
+                                requant=cfg.requant)
             self.designs[p] = Design(p, array, None, model, trace, golden)
         first = self.designs[cfg.protections[0]]
         self.maps = mapping.layer_maps(self.export, cfg.rows, cfg.cols,

@@ -37,6 +37,10 @@ def campaign(
     dataset: Annotated[str | None, typer.Option(help="dataset (default: the net's own)")] = None,
     data_dir: Annotated[str | None, typer.Option(help="dataset directory")] = None,
     train_mode: Annotated[str, typer.Option(help="qat or ptq")] = "qat",
+    act_format: Annotated[str, typer.Option(help="activation number format: calibrated (multiplier requantization) "
+                                            "or pow2 (power-of-two scales, shift-only RTL); docs/arithmetic.md")]
+    = "calibrated",
+    int_bits: Annotated[str, typer.Option(help="pow2: integer bits of every hidden layer (0..A) or auto")] = "auto",
     images: Annotated[int, typer.Option(help="test images in the fault space")] = 256,
     golden_images: Annotated[int, typer.Option(help="images whose every tile is checked on RTL first")] = 1,
     fault_model: Annotated[str, typer.Option(help="flip, mbu2, mbu3, stuck0, stuck1")] = "flip",
@@ -74,6 +78,7 @@ def campaign(
         dataset=dataset, data_dir=data_dir, train_mode=train_mode, images=images, golden_images=golden_images,
         fault_model=fault_model, targets=parse_list("--targets", targets) or DEFAULT_TARGETS, margin=margin,
         confidence=confidence, faults=faults, layers=parse_list("--layers", layers), seed=seed,
+        act_format=act_format, int_bits=None if int_bits == "auto" else int_bits,
     )
     run_dir = out or cfg.default_dir(runs_dir)
     campaign = Campaign(cfg, run_dir, workers=workers, progress=progress, stall_timeout=stall_timeout,

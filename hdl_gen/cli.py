@@ -16,6 +16,8 @@ ActBits = Annotated[int | None, typer.Option("--act-bits", help="activation bits
 WeightBits = Annotated[int | None, typer.Option("--weight-bits", help="weight bits, overrides --bits")]
 Protection = Annotated[str, typer.Option("--protection", help="none | range")]
 PerChannelBounds = Annotated[bool, typer.Option("--per-channel-bounds", help="one (lo, hi) pair per output column")]
+Requant = Annotated[str, typer.Option("--requant", help="mul (multiplier M and shift S) | shift (M = 1, no "
+                                                        "multiplier: the pow2 format, docs/arithmetic.md)")]
 
 
 def gen_rtl(
@@ -28,6 +30,7 @@ def gen_rtl(
     protection: Protection = "none",
     per_channel_bounds: PerChannelBounds = False,
     k_max: Annotated[int, typer.Option("--k-max", help="longest reduction K the array supports (1..16384)")] = 1024,
+    requant: Requant = "mul",
 ) -> None:
     """Generate the systolic-array RTL, its fault-site map and config.json."""
     from hdl_gen.config import MAX_BITS, MIN_BITS, ArrayConfig
@@ -44,6 +47,7 @@ def gen_rtl(
         k_max=k_max,
         protection=protection,
         per_channel_bounds=per_channel_bounds,
+        requant=requant,
     )
     design = generate(cfg, out)
     typer.echo(f"wrote {len(design.sources)} Verilog file(s), {design.sites_path.name} and "
@@ -51,4 +55,7 @@ def gen_rtl(
 
 
 def register(app: typer.Typer) -> None:
+    from hdl_gen.synth import formats as synth_formats
+
     app.command("gen-rtl")(gen_rtl)
+    synth_formats.register(app)  # `quasar synth-formats`: shift-only vs multiplier datapath

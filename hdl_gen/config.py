@@ -15,6 +15,7 @@ from quasar import arithmetic
 from quasar.errors import ConfigError, check_choice, check_range
 
 PROTECTIONS = ("none", "range")
+REQUANTS = ("mul", "shift")  # requantization datapath: multiplier M then shift S, or shift S alone (M = 1)
 MAX_DIM = 64
 MIN_BITS, MAX_BITS = 2, 16
 MAX_K = 16384
@@ -44,6 +45,9 @@ class ArrayConfig:
     k_max: int = 1024
     protection: str = "none"
     per_channel_bounds: bool = False
+    # "shift": the post-processing has no multiplier and computes the contract with M = 1 (the pow2
+    # format, docs/arithmetic.md); the `mult` port is then absent and a tile with M != 1 cannot run on it.
+    requant: str = "mul"
 
     M_BITS = arithmetic.M_BITS
     S_BITS = arithmetic.S_BITS
@@ -59,6 +63,7 @@ class ArrayConfig:
         ):
             object.__setattr__(self, name, check_range(name, getattr(self, name), lo, hi))
         object.__setattr__(self, "protection", check_choice("protection", self.protection, PROTECTIONS))
+        object.__setattr__(self, "requant", check_choice("requant", self.requant, REQUANTS))
         if not isinstance(self.per_channel_bounds, bool):
             raise ConfigError(f"per_channel_bounds must be true or false, got {self.per_channel_bounds!r}")
 
@@ -72,6 +77,12 @@ class ArrayConfig:
     def v_bits(self) -> int:
         """Signed width of the biased accumulator v = acc + bias (also the logit width)."""
         return self.acc_bits + 1
+
+    @property
+    def p_bits(self) -> int:
+        """Signed width of the requantization product register pp_j.p_reg: v * M (V + 16 bits), or v itself
+        in a shift-only design (V bits); pp_j.t_reg is one bit wider."""
+        return self.v_bits + (0 if self.shift_only else self.M_BITS)
 
     @property
     def k_bits(self) -> int:
@@ -130,8 +141,15 @@ class ArrayConfig:
         return k + self.cols + OPERAND_LAG + MAC_LAG - 1 + DRAIN_STAGES.index(stage) + row
 
     # ---- identity and serialisation -------------------------------------------------------------
+    @property
+    def shift_only(self) -> bool:
+        return self.requant == "shift"
+
     def to_dict(self) -> dict[str, object]:
-        return asdict(self)
+        out = asdict(self)
+        if self.requant == "mul":  # left out: keys (build and synthesis caches) from before stay valid
+            del out["requant"]
+        return out
 
     @classmethod
     def from_dict(cls, data: dict[str, object]) -> ArrayConfig:
@@ -145,9 +163,10 @@ class ArrayConfig:
         """Short, stable, filesystem-safe identity: readable prefix plus a hash of every field."""
         digest = hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:8]
         pc = "pc" if self.per_channel_bounds else ""
+        rq = "_shift" if self.shift_only else ""
         return (
             f"{self.rows}x{self.cols}_a{self.act_bits}w{self.weight_bits}_k{self.k_max}_"
-            f"{self.protection}{pc}_{digest}"
+            f"{self.protection}{pc}{rq}_{digest}"
         )
 
     def suffix(self) -> str:
@@ -170,4 +189,6 @@ class ArrayConfig:
             "PROTECT": int(self.protected),
             "PER_CHANNEL_BOUNDS": int(self.per_channel_bounds),
             "TILE_OVERHEAD": TILE_OVERHEAD,
+            # only in shift-only designs: a multiplier design's text (and its synthesis caches) stays as it was
+            **({"SHIFT_ONLY": 1} if self.shift_only else {}),
         }

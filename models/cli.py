@@ -21,6 +21,14 @@ from quasar.options import list_option, parse_int_list, parse_list
 log = logging.getLogger(__name__)
 
 DEFAULT_TABLE_BITS = (2, 3, 4, 5, 6, 7, 8, 16)
+ACT_FORMAT_HELP = (
+    "activation number format: calibrated (real scales, multiplier M and shift S) or pow2 (power-of-two "
+    "scales, ap_ufixed<A, I>; requantization is a shift); docs/arithmetic.md"
+)
+INT_BITS_HELP = (
+    "pow2 only: integer bits I of every hidden layer's ap_ufixed<A, I> (0..A), or auto (per layer, the "
+    "fewest that hold the data maximum)"
+)
 
 
 def register(app: typer.Typer) -> None:
@@ -34,6 +42,8 @@ def train_command(
     act_bits: Annotated[int | None, typer.Option(help="activation bits (2..16); default --bits")] = None,
     weight_bits: Annotated[int | None, typer.Option(help="weight bits (2..16); default --bits")] = None,
     mode: Annotated[str, typer.Option(help="qat (quantization-aware training) or ptq (post-training)")] = "qat",
+    act_format: Annotated[str, typer.Option(help=ACT_FORMAT_HELP)] = "calibrated",
+    int_bits: Annotated[str, typer.Option(help=INT_BITS_HELP)] = "auto",
     dataset: Annotated[str | None, typer.Option(help="mnist, idx, digits or cifar10; default: the net's own")] = None,
     data_dir: Annotated[
         Path | None, typer.Option(help="data directory (default data/<dataset>; idx needs one)")
@@ -46,15 +56,19 @@ def train_command(
     progress: Annotated[bool, typer.Option(help="show progress bars")] = True,
 ) -> None:
     """Train (or reuse from the cache) one quantized network; write metrics.json and export.json."""
+    from models.formats import check_format
     from models.train import BITS_RANGE, TrainConfig, get_or_train
 
     check_range("--bits", bits, *BITS_RANGE)
     for flag, value in (("--act-bits", act_bits), ("--weight-bits", weight_bits)):
         if value is not None:
             check_range(flag, value, *BITS_RANGE)
+    a_bits = bits if act_bits is None else act_bits
     config = TrainConfig(
+        act_format=act_format,
+        int_bits=check_format(act_format, int_bits, a_bits),
         net=net,
-        act_bits=bits if act_bits is None else act_bits,
+        act_bits=a_bits,
         weight_bits=bits if weight_bits is None else weight_bits,
         mode=mode,
         dataset=dataset,
@@ -76,6 +90,9 @@ def accuracy_table_command(
                                                   "2..8 and 16")] = None,
     modes: Annotated[list[str] | None, list_option("--modes", "training modes (qat, ptq)", "qat,ptq",
                                                    "qat,ptq")] = None,
+    formats: Annotated[list[str] | None, list_option("--formats", "activation formats (calibrated, pow2)",
+                                                     "calibrated,pow2", "calibrated,pow2")] = None,
+    int_bits: Annotated[str, typer.Option(help=INT_BITS_HELP)] = "auto",
     dataset: Annotated[str | None, typer.Option(help="mnist, idx, digits or cifar10; default: the net's own")] = None,
     data_dir: Annotated[Path | None, typer.Option(help="data directory (default data/<dataset>)")] = None,
     seed: Annotated[int, typer.Option(help="training seed")] = 0,
@@ -86,14 +103,18 @@ def accuracy_table_command(
     progress: Annotated[bool, typer.Option(help="show progress bars")] = True,
 ) -> None:
     """QAT and PTQ accuracy at several bit widths, side by side (Markdown and CSV in the run directory)."""
-    from models.train import BITS_RANGE, accuracy_table
+    from models.accuracy import accuracy_table
+    from models.train import BITS_RANGE
 
     widths = list(parse_int_list("--bits", bits, *BITS_RANGE) or DEFAULT_TABLE_BITS)
     mode_list = list(parse_list("--modes", modes) or ("qat", "ptq"))
+    format_list = list(parse_list("--formats", formats) or ("calibrated", "pow2"))
     table = accuracy_table(
         net,
         widths,
         modes=mode_list,
+        formats=format_list,
+        int_bits=None if int_bits == "auto" else int_bits,
         dataset=dataset,
         data_dir=None if data_dir is None else str(data_dir),
         seed=seed,

@@ -12,6 +12,9 @@ Conventions (docs/models.md):
   before pooling) over the training data.
 - The last layer skips requantization (its logits are `v`): `mult` = 1, `shift` = 0 are stored only
   to keep the arrays uniform, and its bounds are None (the logits path is never range-restricted).
+- `act_format` (docs/arithmetic.md, "Activation number formats"): `calibrated`, or `pow2` where every
+  hidden layer has `mult` = 1 and records its `int_bits` (I of ap_ufixed<A, I>), and the input rule is
+  `min(round_half_up(x * 2^A), 2^A - 1)` (`input_levels` = 2^A).
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from models.nets import Geometry, get_net
-from quasar.arithmetic import M_BITS, MAX_SHIFT, acc_bits, act_range, clog2, weight_range
+from quasar.arithmetic import ACT_FORMATS, M_BITS, MAX_SHIFT, acc_bits, act_range, clog2, headroom, weight_range
 from quasar.errors import QuasarError
 
 EXPORT_FORMAT = 1
@@ -59,6 +62,7 @@ class LayerExport:
     input_scale: float = 1.0  # s_in: real value of one input activation step
     weight_scale: np.ndarray = field(default_factory=lambda: np.ones(1))  # s_w per output channel (or one)
     output_scale: float | None = None  # s_out (None for the last layer)
+    int_bits: int | None = None  # pow2: integer bits I of the output format ap_ufixed<A, I> (None otherwise)
 
     @property
     def reduction(self) -> int:
@@ -141,10 +145,12 @@ class ModelExport:
     input_shape: tuple[int, int, int]
     num_classes: int
     max_reduction: int
-    # Input quantization: code = round_half_up(x * input_levels), x in [0, 1], input_levels = 2^A - 1.
+    # Input quantization: code = round_half_up(x * input_levels), x in [0, 1], input_levels = 2^A - 1
+    # (calibrated); pow2: input_levels = 2^A and the code saturates at 2^A - 1.
     input_levels: int
     config: dict = field(default_factory=dict)  # the TrainConfig that produced it (with its key)
     format: int = EXPORT_FORMAT
+    act_format: str = "calibrated"
 
     @property
     def acc_bits(self) -> int:
@@ -156,7 +162,41 @@ class ModelExport:
 
     @property
     def input_quantization(self) -> dict:
-        return {"levels": self.input_levels, "rule": "round_half_up(x * levels)", "range": [0.0, 1.0]}
+        if self.act_format == "pow2":
+            rule = f"min(round_half_up(x * levels), {(1 << self.act_bits) - 1})"
+        else:
+            rule = "round_half_up(x * levels)"
+        return {"levels": self.input_levels, "rule": rule, "range": [0.0, 1.0]}
+
+    @property
+    def shift_only(self) -> bool:
+        """Every hidden layer's multiplier is 1: the requantization is a pure shift (RTL requant="shift")."""
+        return all(bool(np.all(layer.mult == 1)) for layer in self.layers if not layer.is_last)
+
+    def headroom(self) -> list[dict]:
+        """Per hidden layer: the per-layer upper bound against the top code 2^A - 1, in codes and bits
+        (docs/arithmetic.md, "Headroom"); empty when the export has no bounds."""
+        out = []
+        top = (1 << self.act_bits) - 1
+        for layer in self.layers:
+            if layer.is_last or layer.hi is None:
+                continue
+            codes, bits = headroom(layer.hi, self.act_bits)
+            hi_ch = layer.hi_ch if layer.hi_ch is not None else np.array([layer.hi])
+            out.append(
+                {
+                    "layer": layer.name,
+                    "int_bits": layer.int_bits,
+                    "lo": int(layer.lo),
+                    "hi": int(layer.hi),
+                    "top": top,
+                    "headroom_codes": codes,
+                    "headroom_bits": bits,
+                    "channels_below_top": int(np.count_nonzero(hi_ch < top)),
+                    "channels": int(hi_ch.size),
+                }
+            )
+        return out
 
     def bounds(self, per_channel: bool = False) -> list[tuple[np.ndarray, np.ndarray] | None]:
         """The (lo, hi) bounds the protection unit is programmed with, per layer (None for the last)."""
@@ -188,8 +228,20 @@ class ModelExport:
             raise QuasarError(f"max_reduction {self.max_reduction} is below a layer's reduction")
         if clog2(self.max_reduction) > 32:
             raise QuasarError(f"max_reduction {self.max_reduction} is unreasonably large")
-        if self.input_levels != (1 << self.act_bits) - 1:
-            raise QuasarError(f"input_levels {self.input_levels} != 2^{self.act_bits} - 1")
+        if self.act_format not in ACT_FORMATS:
+            raise QuasarError(f"act_format must be one of {', '.join(ACT_FORMATS)}; got {self.act_format!r}")
+        pow2 = self.act_format == "pow2"
+        levels = (1 << self.act_bits) - (0 if pow2 else 1)
+        if self.input_levels != levels:
+            raise QuasarError(f"input_levels {self.input_levels} != {levels} ({self.act_format} at A={self.act_bits})")
+        if pow2:
+            for layer in self.layers:
+                if layer.is_last:
+                    continue
+                if not np.all(layer.mult == 1):
+                    raise QuasarError(f"layer {layer.name}: a pow2 export needs every multiplier = 1")
+                if layer.int_bits is None or not 0 <= layer.int_bits <= self.act_bits:
+                    raise QuasarError(f"layer {layer.name}: int_bits {layer.int_bits!r} not in 0..{self.act_bits}")
 
     def to_dict(self) -> dict:
         return {
@@ -204,6 +256,7 @@ class ModelExport:
             "acc_bits": self.acc_bits,
             "input_levels": self.input_levels,
             "input_quantization": self.input_quantization,
+            "act_format": self.act_format,
             "config": self.config,
             "layers": [layer.to_dict() for layer in self.layers],
         }
@@ -224,6 +277,7 @@ class ModelExport:
                 max_reduction=int(raw["max_reduction"]),
                 input_levels=int(raw["input_levels"]),
                 config=dict(raw.get("config", {})),
+                act_format=str(raw.get("act_format", "calibrated")),  # exports before the formats
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise QuasarError(f"malformed model export: {type(exc).__name__}: {exc}") from None

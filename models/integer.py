@@ -65,11 +65,12 @@ class IntegerModel:
     # --------------------------------------------------------------------------------- the steps
 
     def quantize_input(self, x: np.ndarray) -> np.ndarray:
-        """Image x in [0, 1] (B, C, H, W) -> activation codes round_half_up(x * (2^A - 1)), int64."""
+        """Image x in [0, 1] (B, C, H, W) -> activation codes, int64: round_half_up(x * (2^A - 1)), or
+        for the pow2 format min(round_half_up(x * 2^A), 2^A - 1) (input_levels is 2^A - 1 or 2^A)."""
         x = np.asarray(x, dtype=np.float64)
         if x.size and (x.min() < 0.0 or x.max() > 1.0):
             raise ValueError(f"input images must lie in [0, 1], got {x.min()}..{x.max()}")
-        return np.floor(x * self.act_max + 0.5).astype(np.int64)
+        return np.minimum(np.floor(x * self.export.input_levels + 0.5), self.act_max).astype(np.int64)
 
     def lower(self, layer_index: int, layer_input: np.ndarray) -> np.ndarray:
         """The layer's operand matrix X (B, P, K) int64, exactly as the array is fed (fc: P = 1)."""

@@ -41,6 +41,7 @@ from tqdm import tqdm
 
 from models.data import DATASETS, REPO_ROOT, Dataset, load_dataset
 from models.export import ModelExport
+from models.formats import check_format, format_tag, format_text
 from models.integer import IntegerModel
 from models.nets import get_net
 from models.quant import FloatNet, QuantNet
@@ -80,6 +81,8 @@ class TrainConfig:
     qat_lr: float | None = None
     calib_images: int = 2048
     train_limit: int | None = None  # use only the first N training images (fast tests)
+    act_format: str = "calibrated"  # docs/arithmetic.md, "Activation number formats"
+    int_bits: int | None = None  # pow2 only: integer bits of every hidden layer; None = auto per layer
 
     def __post_init__(self) -> None:
         spec = get_net(self.net)
@@ -87,6 +90,7 @@ class TrainConfig:
         set_(self, "act_bits", check_range("act_bits", self.act_bits, *BITS_RANGE))
         set_(self, "weight_bits", check_range("weight_bits", self.weight_bits, *BITS_RANGE))
         check_choice("mode", self.mode, MODES)
+        set_(self, "int_bits", check_format(self.act_format, self.int_bits, self.act_bits))
         if self.dataset is not None:
             check_choice("dataset", self.dataset, DATASETS)
         if self.data_dir is not None:
@@ -126,6 +130,8 @@ class TrainConfig:
         if out["mode"] == "ptq":
             out["qat_epochs"] = 0  # unused: the same PTQ model whatever the QAT recipe says
             out["qat_lr"] = 0.0
+        if self.act_format == "calibrated":  # the format's fields are left out: keys from before stay valid
+            del out["act_format"], out["int_bits"]
         return out
 
     @property
@@ -157,7 +163,10 @@ class TrainConfig:
 
     @property
     def run_name(self) -> str:
-        return f"{self.net}-{self.resolved_dataset}-{self.mode}-a{self.act_bits}w{self.weight_bits}-s{self.seed}"
+        return (
+            f"{self.net}-{self.resolved_dataset}-{self.mode}-a{self.act_bits}w{self.weight_bits}"
+            f"{format_tag(self.act_format, self.int_bits)}-s{self.seed}"
+        )
 
 
 def _digest(obj: dict) -> str:
@@ -217,6 +226,7 @@ class Metrics:
                 "config",
                 f"{c['net']} {c['mode']} A={c['act_bits']} W={c['weight_bits']} seed={c['seed']} key={c['key']}",
             ),
+            ("act format", format_text(c.get("act_format", "calibrated"), c.get("int_bits"))),
             ("data", self.data_source),
             ("train / test images", f"{self.n_train} / {self.n_test}"),
             ("float accuracy", f"{100 * self.float_accuracy:.2f} %"),
@@ -400,7 +410,7 @@ def quantize(config: TrainConfig, float_net: FloatNet, data: Dataset, progress: 
     rng = np.random.default_rng(config.seed + 1)
     x, y = _train_arrays(config, data)
     calib = torch.from_numpy(x[rng.permutation(len(x))[: config.calib_images]])
-    qnet = QuantNet(get_net(config.net), config.act_bits, config.weight_bits)
+    qnet = QuantNet(get_net(config.net), config.act_bits, config.weight_bits, config.act_format, config.int_bits)
     qnet.init_from_float(float_net, calib)
     if config.mode == "ptq" or r["qat_epochs"] == 0:
         return qnet.eval(), []
@@ -491,7 +501,7 @@ def _load_entry(entry: Path, config: TrainConfig, qcfg: dict) -> tuple[ModelExpo
         raise FileNotFoundError(entry)
     if missing:
         raise CheckpointError(f"cache entry {entry} is incomplete (no {', '.join(missing)})")
-    qnet = QuantNet(get_net(config.net), config.act_bits, config.weight_bits)
+    qnet = QuantNet(get_net(config.net), config.act_bits, config.weight_bits, config.act_format, config.int_bits)
     _load_checkpoint(files[0], qcfg, qnet)
     try:
         export = ModelExport.from_json(files[1])
@@ -622,83 +632,3 @@ def _train_entry(config, data, qcfg, root, entry, progress, action) -> tuple[Mod
         100 * metrics.agreement,
     )
     return export, metrics
-
-
-# ------------------------------------------------------------------------------ accuracy table
-
-
-def parse_bits_list(values: list[str]) -> list[int]:
-    """'2', '3,4' ... -> [2, 3, 4], each checked to be in 2..16; duplicates dropped, order kept."""
-    out: list[int] = []
-    for value in values:
-        for part in str(value).split(","):
-            if part.strip():
-                bits = check_range("--bits", part.strip(), *BITS_RANGE)
-                if bits not in out:
-                    out.append(bits)
-    return out
-
-
-@dataclass
-class AccuracyTable:
-    net: str
-    dataset: str
-    rows: list[dict]
-    modes: list[str]
-
-    def to_markdown(self) -> str:
-        head = ["bits (A = W)", "float %"]
-        for mode in self.modes:
-            head += [
-                f"{mode.upper()} integer %",
-                f"{mode.upper()} fake-quant %",
-                f"{mode.upper()} agreement %",
-                f"{mode.upper()} time s",
-            ]
-        lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-        for row in self.rows:
-            cells = [str(row["bits"]), f"{row['float_accuracy']:.2f}"]
-            for mode in self.modes:
-                cells += [
-                    f"{row[f'{mode}_integer_accuracy']:.2f}",
-                    f"{row[f'{mode}_fakequant_accuracy']:.2f}",
-                    f"{row[f'{mode}_agreement']:.2f}",
-                    f"{row[f'{mode}_time_s']:.1f}",
-                ]
-            lines.append("| " + " | ".join(cells) + " |")
-        return "\n".join(lines)
-
-
-def accuracy_table(
-    net: str,
-    bits: list[int],
-    modes: list[str] = MODES,
-    dataset: str | None = None,
-    data_dir: str | None = None,
-    seed: int = 0,
-    cache_dir: str | os.PathLike | None = None,
-    progress: bool = True,
-) -> AccuracyTable:
-    """QAT and PTQ at each width (activations = weights = bits); accuracies in percent."""
-    if not modes:
-        raise ConfigError(f"modes must name at least one of {', '.join(MODES)}")
-    for mode in modes:
-        check_choice("mode", mode, MODES)
-    rows = []
-    resolved = None
-    for b in bits:
-        row: dict = {"bits": b}
-        for mode in modes:
-            cfg = TrainConfig(
-                net=net, act_bits=b, weight_bits=b, mode=mode, dataset=dataset, data_dir=data_dir, seed=seed
-            )
-            resolved = cfg.resolved_dataset
-            _, m = get_or_train(cfg, cache_dir=cache_dir, progress=progress)
-            row["float_accuracy"] = 100 * m.float_accuracy
-            row[f"{mode}_integer_accuracy"] = 100 * m.integer_accuracy
-            row[f"{mode}_fakequant_accuracy"] = 100 * m.fakequant_accuracy
-            row[f"{mode}_agreement"] = 100 * m.agreement
-            row[f"{mode}_time_s"] = m.quant_train_s
-            row[f"{mode}_float_train_s"] = m.float_train_s
-        rows.append(row)
-    return AccuracyTable(net=net, dataset=resolved or get_net(net).default_dataset, rows=rows, modes=list(modes))

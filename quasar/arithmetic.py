@@ -12,6 +12,7 @@ import numpy as np
 M_BITS = 16
 S_BITS = 6
 MAX_SHIFT = (1 << S_BITS) - 1
+ACT_FORMATS = ("calibrated", "pow2")  # docs/arithmetic.md, "Activation number formats"
 
 
 def clog2(n: int) -> int:
@@ -50,6 +51,36 @@ def requantize(v: np.ndarray, mult: np.ndarray, shift: np.ndarray, act_bits: int
     r = np.right_shift(p + half, shift)  # arithmetic shift on int64 == floor division by 2^S
     lo, hi = act_range(act_bits)
     return np.clip(r, lo, hi)
+
+
+def requantize_shift(v: np.ndarray, shift: np.ndarray, act_bits: int) -> np.ndarray:
+    """The `pow2` format's requantization (M = 1): `clamp((v + 2^(S-1)) >> S, 0, 2^A - 1)`, S >= 0."""
+    v = np.asarray(v, dtype=np.int64)
+    shift = np.asarray(shift, dtype=np.int64)
+    if np.any(shift < 0):
+        raise ValueError("the pow2 format only shifts right (S >= 0)")
+    r = np.where(shift > 0, (v + (np.int64(1) << np.maximum(shift - 1, 0))) >> shift, v)
+    lo, hi = act_range(act_bits)
+    return np.clip(r, lo, hi)
+
+
+def quantize_input(x: np.ndarray, act_bits: int, act_format: str = "calibrated") -> np.ndarray:
+    """Input image x in [0, 1] to activation codes: round_half_up(x * (2^A - 1)) (calibrated) or
+    min(round_half_up(x * 2^A), 2^A - 1) (pow2, ap_ufixed<A, 0>)."""
+    x = np.asarray(x, dtype=np.float64)
+    top = (1 << act_bits) - 1
+    if act_format == "calibrated":
+        return np.floor(x * top + 0.5).astype(np.int64)
+    if act_format == "pow2":
+        return np.minimum(np.floor(x * (1 << act_bits) + 0.5), top).astype(np.int64)
+    raise ValueError(f"act_format must be one of {', '.join(ACT_FORMATS)}; got {act_format!r}")
+
+
+def headroom(hi: int, act_bits: int) -> tuple[int, int]:
+    """(codes, bits) between an upper bound and the top code: 2^A - 1 - hi, and A - bitlength(hi), the top
+    bits that no value <= hi sets (a flip setting one of them always exceeds hi)."""
+    hi = int(hi)
+    return (1 << act_bits) - 1 - hi, act_bits - hi.bit_length()
 
 
 def protect(y: np.ndarray, lo: np.ndarray | int, hi: np.ndarray | int) -> tuple[np.ndarray, int]:

@@ -331,6 +331,10 @@ class ArrayTB:
             "mult": pack_words(mult[None, :], cfg.M_BITS)[0],
             "shift": pack_words(shift[None, :], cfg.S_BITS)[0],
         }
+        if cfg.shift_only:  # no multiplier, no `mult` port: the design computes the contract with M = 1
+            if np.any(mult != 1):
+                raise ConfigError(f"the shift-only design (requant='shift') needs every multiplier = 1, got {mult}")
+            del ports["mult"]
         if lo is None and hi is None:
             lo, hi = 0, (1 << cfg.act_bits) - 1  # no clamping
         elif lo is None or hi is None:

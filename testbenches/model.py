@@ -190,7 +190,7 @@ def _pipeline_flip(cfg: ArrayConfig, reg: str, v: int, mult: int, shift: int, ma
     accumulator v is flipped by `mask` while it holds that row (oact itself: y ^ mask)."""
     if reg == "oact":
         return y ^ mask
-    p_bits = cfg.v_bits + cfg.M_BITS
+    p_bits = cfg.p_bits  # V + 16, or V in a shift-only design (M = 1)
     p, t = postproc_registers(v, mult, shift)
     if reg == "p_reg":
         p = _signed(p ^ mask, p_bits)

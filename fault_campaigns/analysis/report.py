@@ -228,6 +228,7 @@ def markdown(summary: dict) -> str:
                       "never leave it, so per-layer range restriction cannot clamp anything in this network "
                       "(the quantizer already spends the whole code range on the observed values). Per-channel "
                       "bounds (`--per-channel-bounds`) are tighter."]
+    lines += headroom_lines(summary)
     lines += ["", "## Outcomes", "", "| protection | faults | masked | tolerable | sdc | critical | hang | crash |",
               "|---|---|---|---|---|---|---|---|"]
     for p, d in summary["designs"].items():
@@ -334,6 +335,32 @@ def bounds_summary(campaign) -> dict:
     return out
 
 
+def headroom_summary(campaign) -> dict:
+    """The activation format and, per hidden layer, the headroom between its per-layer upper bound and the
+    format's top code (docs/arithmetic.md, "Headroom")."""
+    export = campaign.export
+    return {"act_format": export.act_format, "act_bits": export.act_bits, "layers": export.headroom()}
+
+
+def headroom_lines(summary: dict) -> list[str]:
+    """The report's headroom section: what a per-layer range check can catch in this number format."""
+    h = summary.get("headroom")
+    if not h or not h.get("layers"):
+        return []
+    a = h["act_bits"]
+    fmt = h["act_format"]
+    lines = ["", "## Headroom between the bounds and the format's top code", "",
+             f"Activation format `{fmt}` ({a} bits; docs/arithmetic.md). Headroom = top code - hi in codes, and in "
+             "bits the top bits that no training value sets: a flip setting one of them always leaves [lo, hi].",
+             "", "| layer | format | hi | top code | headroom (codes) | headroom (bits) | channels with hi_ch < top |",
+             "|---|---|---|---|---|---|---|"]
+    for r in h["layers"]:
+        form = f"ap_ufixed<{a},{r['int_bits']}>" if r.get("int_bits") is not None else "calibrated"
+        lines.append(f"| {r['layer']} | {form} | {r['hi']} | {r['top']} | {r['headroom_codes']} | "
+                     f"{r['headroom_bits']} | {r['channels_below_top']} of {r['channels']} |")
+    return lines
+
+
 def write_reports(campaign, store, faults, runs: dict) -> dict:
     from fault_campaigns.files import atomic_write
     from fault_campaigns.planning.faults import FaultSpace
@@ -363,7 +390,7 @@ def write_reports(campaign, store, faults, runs: dict) -> dict:
         "store": {"rows": len(frame), "planned": len(faults) * len(c.protections)},
         "golden_coverage": {"tile_runs_per_image": sum(lm.tiles for lm in campaign.maps),
                             "images_checked": c.golden_images, "campaign_images": c.images},
-        "sessions": sessions, "bounds": bounds_summary(campaign),
+        "sessions": sessions, "bounds": bounds_summary(campaign), "headroom": headroom_summary(campaign),
         "workers": campaign.workers, "timings": campaign.timings, "total_wall_s": campaign.timings.get("campaign_s"),
         "tools": tool_versions(),
     }

@@ -59,6 +59,9 @@ class CampaignConfig:
     faults: int | None = None  # per layer; default from Leveugle's formula
     layers: tuple[str, ...] | None = None  # default: every layer
     seed: int = 0
+    act_format: str = "calibrated"  # docs/arithmetic.md, "Activation number formats"
+    int_bits: int | None = None  # pow2 only: integer bits of every hidden layer; None = auto
+
 
     def __post_init__(self) -> None:
         from models.nets import get_net  # the net list lives with the models
@@ -98,8 +101,16 @@ class CampaignConfig:
             for name in self.layers:
                 check_choice("layer", name, tuple(names))
         check_range("seed", self.seed, 0, 2**63 - 1)
+        from models.formats import check_format  # torch-free
+
+        object.__setattr__(self, "int_bits", check_format(self.act_format, self.int_bits, self.a_bits))
         if self.data_dir is not None:
             check_data_dir(self.data_dir)
+
+    @property
+    def requant(self) -> str:
+        """The array's requantization datapath: shift-only for the pow2 format (M = 1), else the multiplier."""
+        return "shift" if self.act_format == "pow2" else "mul"
 
     @property
     def a_bits(self) -> int:
@@ -117,6 +128,8 @@ class CampaignConfig:
         d["layers"] = None if self.layers is None else list(self.layers)
         d["data_dir"] = None  # where the data lives does not change the data
         d["schema"] = CAMPAIGN_SCHEMA
+        if self.act_format == "calibrated":  # left out: campaign ids from before the formats stay valid
+            del d["act_format"], d["int_bits"]
         return d
 
     @property
@@ -126,7 +139,9 @@ class CampaignConfig:
 
     def default_dir(self, runs_dir: str | Path) -> Path:
         shape = f"{self.rows}x{self.cols}"
-        name = f"{self.net}-a{self.a_bits}w{self.w_bits}-{shape}-{self.fault_model}-{self.campaign_id[:8]}"
+        fmt = "" if self.act_format == "calibrated" else f"-{self.act_format}"
+        fmt += "" if self.int_bits is None else f"i{self.int_bits}"
+        name = f"{self.net}-a{self.a_bits}w{self.w_bits}{fmt}-{shape}-{self.fault_model}-{self.campaign_id[:8]}"
         return Path(runs_dir) / "campaign" / name
 
     def to_dict(self) -> dict:

@@ -105,7 +105,9 @@ def tile_operands(lm: LayerMap, layer, x: np.ndarray, tile: int, protection: str
     xt = _pad(x[p0:p0 + vp], lm.rows, 0)
     wt = _pad(layer.weight[:, n0:n0 + vn], lm.cols, 1)
     cols = slice(n0, n0 + vn)
-    bias, mult, shift = (_pad(np.asarray(a)[cols], lm.cols, 0) for a in (layer.bias, layer.mult, layer.shift))
+    bias, shift = (_pad(np.asarray(a)[cols], lm.cols, 0) for a in (layer.bias, layer.shift))
+    # unused lanes have v = 0 whatever M; M = 1 also suits the shift-only designs (requant='shift')
+    mult = np.concatenate([np.asarray(layer.mult, np.int64)[cols], np.ones(lm.cols - vn, np.int64)])
     if protection == "none" or lm.is_last:
         lo, hi = full_lo, full_hi  # no clamping: the logits path is never range-restricted
         if per_channel:

@@ -40,6 +40,10 @@ def sweep(
     = 2,
     fmax: Annotated[str, typer.Option(help="Fmax from: placed (nextpnr placement and its timing estimate) or "
                                            "routed (place and route; about twice the nextpnr time)")] = "placed",
+    act_format: Annotated[list[str] | None, list_option(
+        "--act-format", "activation formats, each a sweep of its own shown side by side (calibrated, pow2; "
+        "docs/arithmetic.md)", "calibrated,pow2", "calibrated")] = None,
+    int_bits: Annotated[str, typer.Option(help="pow2: integer bits of every hidden layer (0..A) or auto")] = "auto",
     workers: Annotated[int | None, typer.Option(help="simulator processes (default: all cores)")] = None,
     runs_dir: Annotated[Path, typer.Option(help="parent of the campaign, synth and sweep run directories")]
     = Path("runs"),
@@ -52,20 +56,35 @@ def sweep(
 
     if workers is not None and workers < 1:
         raise QuasarError(f"workers must be at least 1, got {workers!r}")
-    cfg = SweepConfig(
+    formats = list(parse_list("--act-format", act_format) or ("calibrated",))
+    if out is not None and len(formats) > 1:
+        raise QuasarError("--out names one sweep's directory; with several --act-format values use --runs-dir")
+    # Every format's configuration is validated before any of them runs.
+    cfgs = {fmt: SweepConfig(
         net=net, bits=parse_bits(parse_int_list("--bits", bits, 2, 16)), rows=rows, cols=cols, k_max=k_max,
-        per_channel_bounds=per_channel_bounds,
-        data_dir=data_dir, images=images, targets=parse_list("--targets", targets) or DEFAULT_TARGETS,
-        margin=margin, confidence=confidence, faults=faults, seed=seed, synth=synth,
-        synth_targets=parse_list("--synth-targets", synth_targets) or SYNTH_TARGETS, fmax=fmax,
-    )
-    out_dir = out or cfg.default_dir(runs_dir)
-    runner = Sweep(cfg, out_dir, runs_dir=runs_dir, workers=workers, progress=progress, synth_jobs=synth_jobs)
-    log.info("sweep %s -> %s", cfg.sweep_id, out_dir)
-    result = runner.run()
-    text = (Path(result["dir"]) / "table.md").read_text()
-    typer.echo(text)
-    typer.echo(f"report: {Path(result['dir']) / 'report.md'}")
+        per_channel_bounds=per_channel_bounds, data_dir=data_dir, images=images,
+        targets=parse_list("--targets", targets) or DEFAULT_TARGETS, margin=margin, confidence=confidence,
+        faults=faults, seed=seed, synth=synth,
+        synth_targets=parse_list("--synth-targets", synth_targets) or SYNTH_TARGETS, fmax=fmax, act_format=fmt,
+        int_bits=None if int_bits == "auto" or fmt != "pow2" else int_bits,
+    ) for fmt in formats}
+    results = {}
+    for fmt, cfg in cfgs.items():
+        out_dir = out or cfg.default_dir(runs_dir)
+        runner = Sweep(cfg, out_dir, runs_dir=runs_dir, workers=workers, progress=progress, synth_jobs=synth_jobs)
+        log.info("sweep %s (%s) -> %s", cfg.sweep_id, fmt, out_dir)
+        results[fmt] = runner.run()
+        typer.echo((Path(results[fmt]["dir"]) / "table.md").read_text())
+        typer.echo(f"report: {Path(results[fmt]['dir']) / 'report.md'}")
+    if len(results) > 1:
+        from fault_campaigns.sweep.formats import write_formats_report
+
+        first = next(iter(cfgs.values()))
+        widths = "-".join(str(b) for b in first.bits)
+        ids = "-".join(c.sweep_id for c in cfgs.values())
+        path = write_formats_report(Path(runs_dir) / "sweep" / f"{net}-{rows}x{cols}-b{widths}-formats-{ids}", results)
+        typer.echo(path.read_text())
+        typer.echo(f"formats side by side: {path}")
 
 
 def register(app: typer.Typer) -> None:

@@ -83,6 +83,8 @@ class SweepConfig:
     synth_targets: tuple[str, ...] = SYNTH_TARGETS
     synth_seed: int = 1
     fmax: str = "placed"
+    act_format: str = "calibrated"  # docs/arithmetic.md; pow2 runs shift-only designs (requant="shift")
+    int_bits: int | None = None  # pow2 only: integer bits of every hidden layer; None = auto
     campaigns: list[CampaignConfig] = field(default_factory=list, compare=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -98,6 +100,10 @@ class SweepConfig:
         from hdl_gen.synth import PNR_MODES
 
         check_choice("fmax", self.fmax, PNR_MODES)
+        from models.formats import check_format
+
+        for b in self.bits:  # a fixed integer-bit count must fit every width: one error before any work
+            object.__setattr__(self, "int_bits", check_format(self.act_format, self.int_bits, b))
         # Every campaign's own validation (net, shape, k_max, margins, targets...) before any work.
         object.__setattr__(self, "campaigns", [self.campaign_config(b) for b in self.bits])
 
@@ -106,14 +112,16 @@ class SweepConfig:
             net=self.net, bits=bits, rows=self.rows, cols=self.cols, k_max=self.k_max,
             per_channel_bounds=self.per_channel_bounds, protections=PROTECTIONS, data_dir=self.data_dir,
             images=self.images, golden_images=self.golden_images, targets=self.targets, margin=self.margin,
-            confidence=self.confidence, faults=self.faults, seed=self.seed,
+            confidence=self.confidence, faults=self.faults, seed=self.seed, act_format=self.act_format,
+            int_bits=self.int_bits,
         )
 
     def array_config(self, bits: int, protection: str):
         from hdl_gen import ArrayConfig
 
         return ArrayConfig(rows=self.rows, cols=self.cols, act_bits=bits, weight_bits=bits, k_max=self.k_max,
-                           protection=protection, per_channel_bounds=self.per_channel_bounds)
+                           protection=protection, per_channel_bounds=self.per_channel_bounds,
+                           requant="shift" if self.act_format == "pow2" else "mul")
 
     def identity(self) -> dict:
         d = asdict(self)
@@ -121,6 +129,8 @@ class SweepConfig:
         d.pop("data_dir")  # where the data lives does not change the results
         d["bits"], d["targets"], d["synth_targets"] = list(self.bits), list(self.targets), list(self.synth_targets)
         d["schema"] = SWEEP_SCHEMA
+        if self.act_format == "calibrated":  # left out: sweep ids from before the formats stay valid
+            del d["act_format"], d["int_bits"]
         return d
 
     @property
@@ -128,8 +138,11 @@ class SweepConfig:
         return hashlib.sha256(json.dumps(self.identity(), sort_keys=True).encode()).hexdigest()[:8]
 
     def default_dir(self, runs_dir: str | Path) -> Path:
+        from models.formats import format_tag
+
         widths = "-".join(str(b) for b in self.bits)
-        return Path(runs_dir) / "sweep" / f"{self.net}-{self.rows}x{self.cols}-b{widths}-{self.sweep_id}"
+        fmt = format_tag(self.act_format, self.int_bits)
+        return Path(runs_dir) / "sweep" / f"{self.net}-{self.rows}x{self.cols}-b{widths}{fmt}-{self.sweep_id}"
 
 
 def check_dataset(cfg: SweepConfig) -> str:
@@ -242,7 +255,7 @@ class Sweep:
         for mode in ("qat", "ptq"):
             t0 = time.perf_counter()
             tc = TrainConfig(net=self.cfg.net, act_bits=bits, weight_bits=bits, mode=mode, data_dir=self.cfg.data_dir,
-                             seed=0)
+                             seed=0, act_format=self.cfg.act_format, int_bits=self.cfg.int_bits)
             _, m = get_or_train(tc, progress=self.progress)
             out[mode] = {**m.to_dict(), "history": None, "wall_s": round(time.perf_counter() - t0, 2)}
         out["cached"] = all(out[mode]["cached"] for mode in ("qat", "ptq"))

@@ -6,10 +6,17 @@ module, the fault-site map and config.json. Module names derive from the config.
 runs a simulator or a synthesis tool.
 """
 
-from hdl_gen.rtl.common import TOP, VIOL_BITS, pe_name, postproc_name, protect_name, requant_mul_name
+from hdl_gen.rtl.common import (
+    TOP,
+    VIOL_BITS,
+    pe_name,
+    postproc_name,
+    protect_name,
+    requant_mul_name,
+)
 from hdl_gen.rtl.sites import design_info, fault_sites, vpi_signals
 from hdl_gen.rtl.top import make_top
-from hdl_gen.rtl.units import make_pe, make_postproc, make_protect, make_requant_mul
+from hdl_gen.rtl.units import make_pe, make_postproc, make_postproc_shift, make_protect, make_requant_mul
 from hdl_gen.rtl.write import HEADER, Design, generate, module_verilog
 
 __all__ = [
@@ -22,6 +29,7 @@ __all__ = [
     "generate",
     "make_pe",
     "make_postproc",
+    "make_postproc_shift",
     "make_protect",
     "make_requant_mul",
     "make_top",

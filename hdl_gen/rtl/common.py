@@ -53,7 +53,8 @@ def pe_name(cfg: ArrayConfig) -> str:
 
 
 def postproc_name(cfg: ArrayConfig) -> str:
-    return f"quasar_postproc_v{cfg.v_bits}a{cfg.act_bits}"
+    """The post-processing module: the multiplier datapath, or the shift-only one (requant="shift")."""
+    return f"quasar_postproc_{'shift_' if cfg.shift_only else ''}v{cfg.v_bits}a{cfg.act_bits}"
 
 
 def requant_mul_name(cfg: ArrayConfig) -> str:

@@ -38,7 +38,7 @@ def fault_sites(cfg: ArrayConfig) -> list[dict[str, object]]:
             add(f"pe_{i}_{j}.acc", cfg.acc_bits, "accumulator", i, j)
     for j in range(C):
         add(f"v_{j}", cfg.v_bits, "accumulator", None, j)
-    p_bits = cfg.v_bits + cfg.M_BITS
+    p_bits = cfg.p_bits
     for j in range(C):
         add(f"{PP_PREFIX}{j}.p_reg", p_bits, "pipeline", None, j)
         add(f"{PP_PREFIX}{j}.t_reg", p_bits + 1, "pipeline", None, j)

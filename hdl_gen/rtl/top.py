@@ -54,7 +54,8 @@ def _ports(t: TopParts) -> None:
     t["busy_out"] = m.Output("busy")
     t["done_out"] = m.Output("done")
     t["bias"] = m.Input("bias", C * cfg.acc_bits)
-    t["mult"] = m.Input("mult", C * cfg.M_BITS)
+    if not cfg.shift_only:  # the shift-only post-processing has no multiplier to feed
+        t["mult"] = m.Input("mult", C * cfg.M_BITS)
     t["shift"] = m.Input("shift", C * cfg.S_BITS)
     if cfg.protected:
         t["lo"] = m.Input("lo", cfg.bound_lanes * A)
@@ -246,7 +247,7 @@ def _postproc_row(t: TopParts, postproc: Module) -> None:
             ports=[
                 ("clk", t["clk"]),
                 ("v", v_regs[j]),
-                ("mult", lane(t["mult"], j, cfg.M_BITS)),
+                *([] if cfg.shift_only else [("mult", lane(t["mult"], j, cfg.M_BITS))]),
                 ("shift", lane(t["shift"], j, cfg.S_BITS)),
                 ("y", yj),
             ],

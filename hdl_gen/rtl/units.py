@@ -8,7 +8,16 @@ import veriloggen as vg
 from veriloggen import Cat, Int, Module, Mux, Signed, Sra
 
 from hdl_gen.config import ArrayConfig
-from hdl_gen.rtl.common import VIOL_BITS, lane, pe_name, postproc_name, protect_name, requant_mul_name, sext, zext
+from hdl_gen.rtl.common import (
+    VIOL_BITS,
+    lane,
+    pe_name,
+    postproc_name,
+    protect_name,
+    requant_mul_name,
+    sext,
+    zext,
+)
 
 
 def make_pe(cfg: ArrayConfig) -> Module:
@@ -91,6 +100,41 @@ def make_postproc(cfg: ArrayConfig, mul: Module) -> Module:
     t = m.Wire("t", t_bits, signed=True)
     t.assign(Sra(p2, shift))
     m.Always(vg.Posedge(clk))(p_reg(p), t_reg(t))
+    # one bit wider than t: t + 1 never wraps, not even for a t_reg value that a fault produced
+    t_inc = m.Wire("t_inc", t_bits + 1, signed=True)
+    t_inc.assign(sext(t_reg, t_bits, t_bits + 1) + Int(1, t_bits + 1))
+    r = m.Wire("r", t_bits + 1, signed=True)
+    r.assign(Sra(t_inc, Int(1, 1)))
+    negative = r[t_bits]
+    too_big = vg.Uor(r[a_bits:t_bits])
+    y.assign(Mux(negative, Int(0, a_bits), Mux(too_big, Int((1 << a_bits) - 1, a_bits), r[0:a_bits])))
+    return m
+
+
+def make_postproc_shift(cfg: ArrayConfig) -> Module:
+    """The shift-only requantization (requant="shift", the pow2 format of docs/arithmetic.md): the contract
+    with M = 1, y = clamp(round_half_up(v / 2^S), 0, 2^A - 1), and no multiplier. The same two-register
+    pipeline as `make_postproc`, so the tile timing and the fault-site names are the same:
+
+    - `p_reg` (V bits, signed) takes v (the product stage, M = 1);
+    - `t_reg` (V+1 bits, signed) takes t = floor(2v / 2^S): one arithmetic shift of {p_reg, 0} by S;
+    - `y` = clamp(floor((t + 1) / 2), 0, 2^A - 1), combinational (the top registers it as oact_j)."""
+    v_bits, a_bits = cfg.v_bits, cfg.act_bits
+    p_bits = cfg.p_bits  # = V
+    t_bits = p_bits + 1
+    m = Module(postproc_name(cfg))
+    clk = m.Input("clk")
+    v = m.Input("v", v_bits)
+    shift = m.Input("shift", cfg.S_BITS)
+    y = m.Output("y", a_bits)
+    p_reg = m.Reg("p_reg", p_bits, signed=True)
+    t_reg = m.Reg("t_reg", t_bits, signed=True)
+    p2 = m.Wire("p2", t_bits, signed=True)
+    p2.assign(Cat(p_reg, Int(0, 1)))
+    # its own wire: `>>>` of a signed operand, kept arithmetic whatever surrounds it
+    t = m.Wire("t", t_bits, signed=True)
+    t.assign(Sra(p2, shift))
+    m.Always(vg.Posedge(clk))(p_reg(v), t_reg(t))
     # one bit wider than t: t + 1 never wraps, not even for a t_reg value that a fault produced
     t_inc = m.Wire("t_inc", t_bits + 1, signed=True)
     t_inc.assign(sext(t_reg, t_bits, t_bits + 1) + Int(1, t_bits + 1))

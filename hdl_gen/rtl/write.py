@@ -20,7 +20,7 @@ from hdl_gen.config import ArrayConfig
 from hdl_gen.rtl.common import TOP
 from hdl_gen.rtl.sites import design_info, fault_sites
 from hdl_gen.rtl.top import make_top
-from hdl_gen.rtl.units import make_pe, make_postproc, make_protect, make_requant_mul
+from hdl_gen.rtl.units import make_pe, make_postproc, make_postproc_shift, make_protect, make_requant_mul
 
 
 @dataclass
@@ -64,8 +64,11 @@ def generate(cfg: ArrayConfig, out_dir: str | os.PathLike[str]) -> Design:
     out.mkdir(parents=True, exist_ok=True)
     vg.reset()
     pe = make_pe(cfg)
-    mul = make_requant_mul(cfg)
-    postproc = make_postproc(cfg, mul)
+    if cfg.shift_only:  # docs/arithmetic.md, pow2: no multiplier module at all
+        mul, postproc = None, make_postproc_shift(cfg)
+    else:
+        mul = make_requant_mul(cfg)
+        postproc = make_postproc(cfg, mul)
     protect = make_protect(cfg) if cfg.protected else None
     top = make_top(cfg, pe, postproc, protect)
     header = HEADER.format(key=cfg.key())

@@ -270,3 +270,32 @@ def test_replay_takes_relative_run_paths_and_a_failure_keeps_the_old_files(finis
     assert err.startswith("error: the replay simulator failed (its exit status 3); earlier replay files"), err
     left = {p.name: p.read_bytes() for p in (run_dir / "replay").iterdir() if p.is_file()}
     assert left == files  # nothing truncated, no stale waveform beside a new result
+
+
+def test_pow2_campaign_runs_on_the_shift_only_design(tmp_path):
+    """The pow2 format end to end: a pow2 model on shift-only designs (no multiplier), golden check
+    bit-exact, RTL outcomes equal to the analytic model's, the headroom section in the report, and with
+    fixed integer bits above the data the protection fires on some faults."""
+    cfg = CampaignConfig(**{**SETTINGS, "faults": 60, "act_format": "pow2", "int_bits": 4})
+    campaign = Campaign(cfg, tmp_path / "run", workers=2, progress=False)
+    summary = campaign.run()
+    assert {d.array.requant for d in campaign.designs.values()} == {"shift"}
+    assert campaign.export.act_format == "pow2" and campaign.export.shift_only
+    for p in ("none", "range"):
+        assert summary["golden"][p]["bit_exact"] and summary["golden"][p]["tile_runs"] > 0
+    frame = _frame_of(tmp_path / "run", cfg)
+    faults = campaign.fault_list()
+    for p, design in campaign.designs.items():
+        records = software_records(campaign, design, faults)
+        rows = Classifier(campaign.maps, design.golden, design.model.forward_from).classify(faults, records)
+        stored = frame[frame.protection == p].set_index("fault_id")
+        assert [stored.loc[f.fault_id, "outcome"] for f in faults] == [r["outcome"] for r in rows]
+    layers = summary["headroom"]["layers"]
+    assert [r["int_bits"] for r in layers] == [4] * len(layers) and any(r["hi"] < r["top"] for r in layers)
+    assert "## Headroom between the bounds and the format's top code" in (tmp_path / "run" / "report.md").read_text()
+    assert summary["designs"]["range"]["rates"]["protection_fired"]["rate"] > 0
+
+
+def _frame_of(run_dir: Path, cfg: CampaignConfig):
+    with ResultStore(run_dir / STORE_NAME, cfg.campaign_id, {}) as store:
+        return store.frame().drop(columns=["sim_time_s"])

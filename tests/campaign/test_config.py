@@ -25,11 +25,25 @@ from quasar.errors import QuasarError
         ({"golden_images": 5, "images": 2}, "golden images"),
         ({"layers": ("conv9",)}, "'conv9'"),
         ({"k_max": 64}, "k_max"),
+        ({"act_format": "fp8"}, "act format must be one of calibrated, pow2; got 'fp8'"),
+        ({"act_format": "pow2", "int_bits": 9}, r"int bits \(ap_ufixed<8, I> integer bits\) must be in 0..8, got 9"),
+        ({"act_format": "pow2", "int_bits": -1}, r"must be in 0..8, got -1"),
+        ({"int_bits": 3}, "int bits .3. only apply to act format 'pow2', not 'calibrated'"),
     ],
 )
 def test_bad_values_are_named(kwargs, message):
     with pytest.raises(QuasarError, match=message):
         CampaignConfig(**kwargs)
+
+
+def test_format_is_part_of_the_campaign_identity(tmp_path):
+    base, pow2 = CampaignConfig(), CampaignConfig(act_format="pow2")
+    fixed = CampaignConfig(act_format="pow2", int_bits=4)
+    assert len({base.campaign_id, pow2.campaign_id, fixed.campaign_id}) == 3
+    assert "act_format" not in base.identity()  # campaign ids from before the formats stay valid
+    assert (base.requant, pow2.requant) == ("mul", "shift")
+    assert pow2.default_dir(tmp_path).name.startswith("lenet-a8w8-pow2-8x8-flip-")
+    assert fixed.default_dir(tmp_path).name.startswith("lenet-a8w8-pow2i4-8x8-flip-")
 
 
 def test_identity_ignores_where_the_data_lives(tmp_path):
@@ -54,6 +68,9 @@ def test_identity_ignores_where_the_data_lives(tmp_path):
         (["--rows", "0"], "rows"),
         (["--k-max", "100"], "k_max"),
         (["--workers", "0"], "workers"),
+        (["--act-format", "posit"], "act format must be one of calibrated, pow2; got 'posit'"),
+        (["--act-format", "pow2", "--bits", "4", "--int-bits", "5"], "must be in 0..4, got 5"),
+        (["--int-bits", "2"], "only apply to act format 'pow2'"),
     ],
 )
 def test_cli_refuses_bad_input_before_any_work(argv, message, tmp_path, capsys):

@@ -48,6 +48,7 @@ def test_padding_is_zero_fed_and_edge_tiles_are_partial():
     ops = mapping.tile_operands(lm, layer, rng.integers(0, 16, size=(5, 5)), 1, "range", True, 4)
     assert not ops.x[1:].any() and not ops.w[:, 3:].any() and not ops.bias[3:].any()
     assert list(ops.lo[3:]) == [0] and list(ops.hi[3:]) == [15]  # padded channels never clamp
+    assert list(ops.mult[3:]) == [1]  # v = 0 there whatever M; M = 1 is what a shift-only design takes
     with pytest.raises(ValueError, match="tiles 0..1"):
         lm.origin(2)
 

@@ -266,6 +266,8 @@ def test_state_of_another_sweep_is_refused(tmp_path):
         (["--rows", "0"], "rows"),
         (["--synth-targets", "asic"], "asic"),
         (["--fmax", "signoff"], "fmax must be one of routed, placed"),
+        (["--act-format", "calibrated,posit"], "act format must be one of calibrated, pow2; got 'posit'"),
+        (["--act-format", "pow2", "--bits", "2 8", "--int-bits", "3"], "must be in 0..2, got 3"),
     ],
 )
 def test_bad_input_stops_before_any_work(tmp_path, args, message):
@@ -309,3 +311,23 @@ def test_best_tradeoff_without_area_figures_says_so():
     mark_pareto(rows)
     pick, rule = best_tradeoff(rows)
     assert pick["bits"] == 4 and "fewest bits (no area figures" in rule and "LUT" not in rule.split("(")[0]
+def test_formats_are_separate_sweeps_shown_side_by_side(tmp_path):
+    from fault_campaigns.sweep.formats import side_by_side, write_formats_report
+    from fault_campaigns.sweep.runner import SweepConfig
+
+    cal, pow2 = SweepConfig(net="tiny", bits=(4,)), SweepConfig(net="tiny", bits=(4,), act_format="pow2")
+    assert cal.sweep_id != pow2.sweep_id and "act_format" not in cal.identity()
+    assert "-pow2-" in pow2.default_dir(tmp_path).name and "pow2" not in cal.default_dir(tmp_path).name
+    assert pow2.campaigns[0].act_format == "pow2" and pow2.array_config(4, "range").requant == "shift"
+    assert cal.array_config(4, "range").requant == "mul"
+
+    def rows(sdc, luts):
+        return [{"bits": 4, "protection": p, "sdc_pct": sdc + i, "luts": luts + i, "protection_fired_pct": "n/a"
+                 if p == "none" else 1.5} for i, p in enumerate(("none", "range"))]
+
+    results = {"calibrated": {"rows": rows(10.0, 900), "dir": "a"}, "pow2": {"rows": rows(7.0, 700), "dir": "b"}}
+    table = side_by_side(results)
+    assert [(r["bits"], r["protection"]) for r in table] == [(4, "none"), (4, "range")]
+    assert table[1]["calibrated:sdc_pct"] == 11.0 and table[1]["pow2:luts"] == 701
+    text = write_formats_report(tmp_path / "f", results).read_text()
+    assert "| 4 | range | - | - | 11.00 | 1.50 | - | 901 |" in text and "| 8.00 | 1.50 | - | 701 |" in text

@@ -38,12 +38,17 @@ def _random_tile(cfg, rng, k: int, bounds: bool = True) -> Tile:  # type: ignore
     typical = max(1, int(np.abs(ar.matmul(x, wt)).max()))
     bias = np.where(rng.random(cfg.cols) < 0.8, rng.integers(-typical, typical + 1, cfg.cols),
                     rng.integers(-acc_half, acc_half, cfg.cols))
-    mult = rng.integers(0, 1 << 16, cfg.cols)
+    mult = _mults(cfg, rng.integers(0, 1 << 16, cfg.cols))
     # shifts that land the requantized value inside, just around, and far from [0, 2^A - 1]
-    scale = max(0, int(typical).bit_length() + 16 - cfg.act_bits)
+    scale = max(0, int(typical).bit_length() + (0 if cfg.shift_only else 16) - cfg.act_bits)
     shift = np.clip(scale + rng.integers(-3, 4, cfg.cols), 0, 63)
     lo, hi = _random_bounds(cfg, rng) if bounds else (0, a_top)
     return Tile(x, wt, bias, mult, shift, lo, hi)
+
+
+def _mults(cfg, mult: np.ndarray) -> np.ndarray:  # type: ignore[no-untyped-def]
+    """The multipliers a design can take: any 16-bit M, or M = 1 on a shift-only design (requant="shift")."""
+    return np.ones_like(mult) if cfg.shift_only else mult
 
 
 def _random_bounds(cfg, rng):  # type: ignore[no-untyped-def]
@@ -110,9 +115,9 @@ async def matmul_extremes(dut) -> None:  # type: ignore[no-untyped-def]
     }
     biases = [np.full(c, acc_half - 1), np.full(c, -acc_half), np.zeros(c, dtype=np.int64)]
     params = [
-        (np.full(c, (1 << 16) - 1), np.zeros(c, dtype=np.int64)),  # largest product, no shift
-        (np.full(c, (1 << 16) - 1), np.full(c, 63)),  # largest shift
-        (rng.integers(0, 1 << 16, c), rng.integers(0, 64, c)),
+        (_mults(cfg, np.full(c, (1 << 16) - 1)), np.zeros(c, dtype=np.int64)),  # largest product, no shift
+        (_mults(cfg, np.full(c, (1 << 16) - 1)), np.full(c, 63)),  # largest shift
+        (_mults(cfg, rng.integers(0, 1 << 16, c)), rng.integers(0, 64, c)),
     ]
     for name, (x, wt) in patterns.items():
         for b, bias in enumerate(biases):
@@ -131,6 +136,8 @@ def _pp_cases(cfg, rng) -> list[tuple[int, int, int]]:  # type: ignore[no-untype
     settings = [(0, 0), (0, 9), (1, 0), (1, 1), (1, 2), (3, 1), (5, 3), (1 << 15, 15), (40000, 20),
                 ((1 << 16) - 1, 0), ((1 << 16) - 1, 16), ((1 << 16) - 1, 63), (1, 63)]
     settings += [(int(rng.integers(1 << 15, 1 << 16)), int(rng.integers(0, 64))) for _ in range(4)]
+    if cfg.shift_only:  # M = 1 only: every shift from 0 to 63 instead
+        settings = [(1, s) for s in range(64)]
     cases = []
     half_rows = (cfg.rows - 1) // 2
     for m, s in settings:
@@ -339,7 +346,7 @@ async def fault_other_registers(dut) -> None:  # type: ignore[no-untyped-def]
     a row (ArrayConfig.stage_edge): at every other cycle the output is golden."""
     cfg, tb, rng = _setup(dut, 8)
     i, j = _pes(cfg)[len(_pes(cfg)) // 2]
-    p_bits = cfg.v_bits + cfg.M_BITS
+    p_bits = cfg.p_bits  # V + 16, or V on a shift-only design
     last = cfg.cols - 1
     sites = [
         (f"pe_{i}_{j}.w_reg", cfg.weight_bits),

@@ -27,6 +27,7 @@ from quasar.errors import ConfigError
         ({"rows": "eight"}, "rows must be an integer in 1..64, got 'eight'"),
         ({"protection": "tmr"}, "protection must be one of none, range; got 'tmr'"),
         ({"per_channel_bounds": "yes"}, "per_channel_bounds must be true or false, got 'yes'"),
+        ({"requant": "lut"}, "requant must be one of mul, shift; got 'lut'"),
     ],
 )
 def test_bad_values_name_the_value_and_the_range(kwargs, message) -> None:
@@ -186,9 +187,27 @@ def test_gen_rtl_command(tmp_path) -> None:
         (["--weight-bits", "1"], "weight_bits must be in 2..16, got 1"),
         (["--k-max", "0"], "k_max must be in 1..16384, got 0"),
         (["--protection", "tmr"], "protection must be one of none, range; got 'tmr'"),
+        (["--requant", "lut"], "requant must be one of mul, shift; got 'lut'"),
     ],
 )
 def test_gen_rtl_rejects_bad_values(args, message, tmp_path) -> None:
     result = CliRunner().invoke(_app(), ["gen-rtl", *args, "--out", str(tmp_path)])
     assert isinstance(result.exception, ConfigError) and str(result.exception) == message
     assert not any(tmp_path.iterdir())
+
+
+def test_shift_only_design_has_no_multiplier_and_its_own_key(tmp_path) -> None:
+    mul, shift = ArrayConfig(2, 2, 4, 4, k_max=16), ArrayConfig(2, 2, 4, 4, k_max=16, requant="shift")
+    assert "requant" not in mul.to_dict()  # keys of multiplier designs made before the option stay valid
+    assert shift.key().startswith("2x2_a4w4_k16_none_shift_") and shift.key() != mul.key()
+    assert ArrayConfig.from_dict(shift.to_dict()) == shift and ArrayConfig.from_dict(mul.to_dict()) == mul
+    design = generate(shift, tmp_path)
+    names = sorted(p.name for p in design.sources)
+    assert names == ["quasar_array.v", "quasar_pe_a4w4acc12.v", "quasar_postproc_shift_v13a4.v"]
+    assert "mult" not in design.ports and "shift" in design.ports
+    assert "*" not in (tmp_path / "quasar_postproc_shift_v13a4.v").read_text()  # no product anywhere
+    assert json.loads((tmp_path / "config.json").read_text())["requant"] == "shift"
+    sites = json.loads((tmp_path / "fault_sites.json").read_text())["sites"]
+    pipeline = [(s["name"], s["width"]) for s in sites if s["kind"] == "pipeline"]
+    assert pipeline[:2] == [("pp_0.p_reg", shift.v_bits), ("pp_0.t_reg", shift.v_bits + 1)]  # p_reg holds v
+    assert shift.tile_cycles(5) == mul.tile_cycles(5)  # same pipeline stages as the multiplier datapath

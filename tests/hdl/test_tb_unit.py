@@ -97,6 +97,12 @@ class _Dut:
             setattr(self, port, _Handle())
 
 
+def test_shift_only_design_takes_only_m_1() -> None:
+    cfg = ArrayConfig(rows=2, cols=3, act_bits=4, weight_bits=4, k_max=8, requant="shift")
+    with pytest.raises(ConfigError, match=r"the shift-only design \(requant='shift'\) needs every multiplier = 1"):
+        ArrayTB(_Dut(cfg), cfg).load_params(0, [1, 2, 1], 0)
+
+
 def test_loading_deposits_whole_words_and_only_changed_ones() -> None:
     cfg = ArrayConfig(rows=2, cols=3, act_bits=4, weight_bits=4, k_max=8, protection="range")
     dut = _Dut(cfg)

@@ -58,7 +58,7 @@ def test_bounds_for_the_protection_unit():
         (lambda e: setattr(e.layers[0], "lo", 16), "conv1: bounds lo=16, hi=15 not in 0..15"),
         (lambda e: setattr(e.layers[0], "bias", e.layers[0].bias[:3]), r"conv1: bias must be int64 \(8,\)"),
         (lambda e: setattr(e.layers[0], "kernel", 5), "conv1: kernel 5 != net's 3"),
-        (lambda e: setattr(e, "input_levels", 16), "input_levels 16 != 2.4 - 1"),
+        (lambda e: setattr(e, "input_levels", 16), r"input_levels 16 != 15 \(calibrated at A=4\)"),
     ],
 )
 def test_check_names_what_is_wrong(edit, message):

@@ -14,10 +14,11 @@ import sys
 import numpy as np
 import pytest
 
+from models.accuracy import parse_bits_list
 from models.data import load_dataset
 from models.export import ModelExport
 from models.integer import IntegerModel
-from models.train import CheckpointError, TrainConfig, get_or_train, parse_bits_list
+from models.train import CheckpointError, TrainConfig, get_or_train
 from quasar.cli import main
 from quasar.errors import ConfigError
 from tests.models import oracle
@@ -305,7 +306,8 @@ def test_interrupted_training_exits_130_and_caches_nothing(tmp_path):
 
 def test_cli_accuracy_table(tmp_path, capsys):
     out = tmp_path / "table"
-    code = main(["accuracy-table", "--net", "tiny", "--bits", "2,3", "--modes", "ptq", "--out", str(out),
+    code = main(["accuracy-table", "--net", "tiny", "--bits", "2,3", "--modes", "ptq", "--formats", "calibrated",
+                 "--out", str(out),
                  "--no-progress"])  # fmt: skip
     assert code == 0
     md = (out / "accuracy.md").read_text()
