@@ -38,8 +38,10 @@ ACCEPTED = [
      (("none", "range"), ("conv1", "fc1"), ("pe_activation", "accumulator"))),
     (["sweep", "--net", "tiny", "--bits", "2,4", "--bits", "8", "--synth-targets", "xc7", "--synth-targets", "pnr"],
      "fault_campaigns.sweep.runner.Sweep", lambda a, k: (a[0].bits, a[0].synth_targets), ((2, 4, 8), ("xc7", "pnr"))),
-    (["accuracy-table", "--bits", "3", "--bits", "2,8", "--modes", "ptq"], "models.train.accuracy_table",
-     lambda a, k: (a[1], k["modes"]), ([3, 2, 8], ["ptq"])),
+    (["accuracy-table", "--bits", "3", "--bits", "2,8", "--modes", "ptq", "--formats", "pow2"],
+     "models.accuracy.accuracy_table", lambda a, k: (a[1], k["modes"], k["formats"]), ([3, 2, 8], ["ptq"], ["pow2"])),
+    (["synth-formats", "--bits", "4", "--bits", "8", "--targets", "xc7,pnr"], "hdl_gen.synth.formats.requant_comparison",
+     lambda a, k: (k["bits"], k["targets"]), ([4, 8], "xc7,pnr")),
     (["synth", "--targets", "xc7", "--targets", "ecp5"], "hdl_gen.synth.synthesize",
      lambda a, k: tuple(k["targets"]), ("xc7", "ecp5")),
     (["synth-overhead", "--bits", "4", "--bits", "8,16", "--targets", "xc7,pnr"], "hdl_gen.synth.protection_overhead",
@@ -78,8 +80,10 @@ def test_the_list_options_are_all_known():
     assert set(LIST_OPTIONS) == {
         ("campaign", "--protection"), ("campaign", "--targets"), ("campaign", "--layers"),
         ("sweep", "--bits"), ("sweep", "--targets"), ("sweep", "--synth-targets"),
-        ("accuracy-table", "--bits"), ("accuracy-table", "--modes"),
-        ("synth", "--targets"), ("synth-overhead", "--bits"), ("synth-overhead", "--targets"),
+        ("sweep", "--act-format"),
+        ("accuracy-table", "--bits"), ("accuracy-table", "--modes"), ("accuracy-table", "--formats"),
+        ("synth-formats", "--bits"), ("synth-formats", "--targets"),
+        ("synth", "--targets"), ("synth", "--seeds"), ("synth-all", "--seeds"), ("synth-overhead", "--bits"), ("synth-overhead", "--targets"),
         ("synth-all", "--bits"), ("synth-all", "--protections"), ("synth-all", "--targets"),
         ("synth-fmax", "--bits"), ("synth-fmax", "--protections"),
     }
@@ -93,7 +97,8 @@ def test_list_option_help_shows_the_form(command, flag):
 
 def _value(command: str, flag: str) -> str:
     return {"--bits": "4", "--protection": "range", "--protections": "range", "--modes": "qat", "--layers": "fc1",
-            "--synth-targets": "pnr"}.get(flag, "xc7" if command.startswith("synth") else "accumulator")
+            "--synth-targets": "pnr", "--formats": "pow2",
+            "--act-format": "pow2", "--seeds": "2"}.get(flag, "xc7" if command.startswith("synth") else "accumulator")
 
 
 @pytest.mark.parametrize(("command", "flag"), LIST_OPTIONS, ids=[f"{c}{f}" for c, f in LIST_OPTIONS])
