@@ -112,8 +112,8 @@ def print_curve(summary: dict, run_dir: Path) -> None:
         where = f"{d['rate']:.2e}" if d.get("rate") else d["note"]
         typer.echo(f"{p:>5}: accuracy drops by 1 point at rate {where}")
     run = summary["run"]
-    typer.echo(f"{run['inferences']} inferences ({run['rtl_tile_runs']} RTL tile runs) in {run['wall_s']:.1f} s; "
-               f"report: {run_dir / 'rates.md'}")
+    typer.echo(f"{run['inferences']} inferences ({run['rtl_tile_runs']} RTL tile runs) in {run['wall_s']:.1f} s "
+               f"({run['timings'].get('cpu_s', 0.0):.0f} CPU-s); report: {run_dir / 'rates.md'}")
 
 
 def register(app: typer.Typer) -> None:

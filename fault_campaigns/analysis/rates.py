@@ -166,7 +166,8 @@ def markdown(summary: dict) -> str:
     run = summary["run"]
     lines += ["", "![accuracy vs rate](accuracy_vs_rate.png)", "", "## Run", "",
               f"- {run['inferences']} inferences ({run['rtl_tile_runs']} RTL tile runs) in this session, "
-              f"{run['wall_s']:.1f} s for the whole command on {run['workers']} worker(s)", ""]
+              f"{run['wall_s']:.1f} s for the whole command on {run['workers']} worker(s), "
+              f"{run['timings'].get('cpu_s', 0.0):.1f} CPU-s (this process and its simulators)", ""]
     return "\n".join(lines)
 
 

@@ -238,3 +238,28 @@ class RateEngine:
                 "flip_list": json.dumps([f.to_list() for f in inf.flips], separators=(",", ":")),
             })
         return out
+
+
+def software_run_groups(array_cfg) -> RunGroups:  # type: ignore[no-untyped-def]
+    """The software-level injector of fault-rate campaigns: each tile run's flips applied to the
+    integer tile computation by the multi-flip dataflow model (`testbenches.model.predict_many`),
+    answered in the simulator worker's record format (same engine, same rows)."""
+    from testbenches.model import Tile, predict_many
+
+    def run_groups(groups, on_results, on_lost) -> None:  # type: ignore[no-untyped-def]
+        out = []
+        for g in groups:
+            ops = g["ops"]
+            tile = Tile(np.asarray(ops.x, np.int64), np.asarray(ops.w, np.int64), ops.bias, ops.mult, ops.shift,
+                        ops.lo, ops.hi)
+            want = g["logit"] if g["is_last"] else g["act"]
+            for run in g["runs"]:
+                t0 = time.perf_counter()
+                exp = predict_many(array_cfg, tile, [tuple(f) for f in run["flips"]])
+                got = exp.logits if g["is_last"] else exp.out_act
+                out.append({"id": run["id"], "fin": True, "cyc": array_cfg.tile_cycles(tile.k),
+                            "viol": int(exp.violations), "diff": mapping.diff_entries(np.asarray(got), want),
+                            "t": time.perf_counter() - t0})
+        on_results(out)
+
+    return run_groups
