@@ -45,8 +45,14 @@ def sweep(
     = Path("runs"),
     out: Annotated[Path | None, typer.Option(help="sweep directory (default RUNS_DIR/sweep/<name>)")] = None,
     progress: Annotated[bool, typer.Option(help="progress bars")] = True,
+    rate_curves: Annotated[bool, typer.Option(help="an accuracy-vs-fault-rate curve per width (quasar rates)")]
+    = True,
+    rates: Annotated[list[str] | None, typer.Option(help="fault rates of the curves, comma-separated")] = None,
+    rate_images: Annotated[int, typer.Option(help="test images per rate of the curves")] = 100,
+    rate_trials: Annotated[int, typer.Option(help="trials per image and rate of the curves")] = 1,
 ) -> None:
     """For every bit width: accuracy (QAT, PTQ), the campaign unprotected and protected, and synthesis of both."""
+    from fault_campaigns.rates_cli import parse_rates
     from fault_campaigns.sweep.runner import Sweep, SweepConfig, parse_bits
     from quasar.errors import QuasarError
 
@@ -56,7 +62,8 @@ def sweep(
         net=net, bits=parse_bits(bits), rows=rows, cols=cols, k_max=k_max, per_channel_bounds=per_channel_bounds,
         data_dir=data_dir, images=images, targets=_split(targets) or DEFAULT_TARGETS, margin=margin,
         confidence=confidence, faults=faults, seed=seed, synth=synth, synth_targets=tuple(_split([synth_targets])),
-        fmax=fmax,
+        fmax=fmax, rate_curves=rate_curves, rates=parse_rates(rates), rate_images=rate_images,
+        rate_trials=rate_trials,
     )
     out_dir = out or cfg.default_dir(runs_dir)
     runner = Sweep(cfg, out_dir, runs_dir=runs_dir, workers=workers, progress=progress, synth_jobs=synth_jobs)

@@ -34,6 +34,7 @@ from fault_campaigns.campaign import Campaign
 from fault_campaigns.files import atomic_write, check_out_dir
 from fault_campaigns.planning.config import PROTECTIONS, CampaignConfig
 from fault_campaigns.planning.faults import DEFAULT_TARGETS
+from fault_campaigns.planning.rates import DEFAULT_RATES
 from quasar.errors import ConfigError, QuasarError, check_choice, check_range
 
 log = logging.getLogger(__name__)
@@ -83,6 +84,10 @@ class SweepConfig:
     synth_targets: tuple[str, ...] = SYNTH_TARGETS
     synth_seed: int = 1
     fmax: str = "placed"
+    rate_curves: bool = True  # one accuracy-vs-fault-rate curve per width (fault_campaigns/sweep/rates.py)
+    rates: tuple[float, ...] = DEFAULT_RATES
+    rate_images: int = 100
+    rate_trials: int = 1
     campaigns: list[CampaignConfig] = field(default_factory=list, compare=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -100,6 +105,10 @@ class SweepConfig:
         check_choice("fmax", self.fmax, PNR_MODES)
         # Every campaign's own validation (net, shape, k_max, margins, targets...) before any work.
         object.__setattr__(self, "campaigns", [self.campaign_config(b) for b in self.bits])
+        if self.rate_curves:
+            from fault_campaigns.sweep.rates import rate_config
+
+            object.__setattr__(self, "rates", rate_config(self, self.bits[0]).rates)  # checked, sorted
 
     def campaign_config(self, bits: int) -> CampaignConfig:
         return CampaignConfig(
@@ -120,6 +129,7 @@ class SweepConfig:
         d.pop("campaigns")
         d.pop("data_dir")  # where the data lives does not change the results
         d["bits"], d["targets"], d["synth_targets"] = list(self.bits), list(self.targets), list(self.synth_targets)
+        d["rates"] = list(self.rates)
         d["schema"] = SWEEP_SCHEMA
         return d
 
@@ -350,6 +360,11 @@ class Sweep:
                 record(f"accuracy/{b}", self.accuracy(b))
                 bar.start("main", f"campaign {b}b none+range")
                 record(f"campaign/{b}", self.campaign(b))
+                if cfg.rate_curves:
+                    from fault_campaigns.sweep.rates import run_curve
+
+                    bar.start("main", f"fault-rate curve {b}b none+range")
+                    record(f"rates/{b}", run_curve(self, b))
                 bar.finish("main", [(b, p) for p in PROTECTIONS])
             session["foreground_s"] = round(time.perf_counter() - t_start, 2)
             for _ in range(self.synth_jobs - 1):
@@ -365,7 +380,12 @@ class Sweep:
         session["wall_s"] = round(time.perf_counter() - t_start, 2)
         session["fresh"] = session_is_fresh(session)
         self.state.add_session(session)
-        return write_sweep_report(self, self.dataset)
+        result = write_sweep_report(self, self.dataset)
+        if cfg.rate_curves:
+            from fault_campaigns.sweep.rates import write_rate_curves
+
+            result["rate_curves"] = write_rate_curves(self)
+        return result
 
 
 def _complete(summary: dict, campaign_id: str) -> bool:

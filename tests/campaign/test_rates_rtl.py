@@ -23,16 +23,21 @@ from fault_campaigns.results.rate_store import TABLE, RateStore
 pytestmark = [pytest.mark.sim, pytest.mark.train, pytest.mark.xdist_group("campaign")]
 
 # the builds of tests/campaign/conftest.py's small campaign (same array configs)
-SETTINGS = dict(net="tiny", bits=4, rows=4, cols=4, k_max=128, per_channel_bounds=True, images=6, trials=2,
+SETTINGS = dict(net="tiny", bits=4, rows=4, cols=4, k_max=128, per_channel_bounds=True, images=4, trials=2,
                 rates=(3e-5, 3e-3), seed=3)
 ARGS = ["--net", "tiny", "--bits", "4", "--rows", "4", "--cols", "4", "--k-max", "128", "--per-channel-bounds",
-        "--images", "6", "--trials", "2", "--rates", "3e-5,3e-3", "--seed", "3"]
+        "--images", "4", "--trials", "2", "--rates", "3e-5,3e-3", "--seed", "3", "--protection", "range"]
+ONE = 2 * 4 * 2  # rows per design
 
 
-def _rows(run_dir, cfg=None):
+def _rows(run_dir, cfg=None, protection=None):
     cfg = cfg or RateConfig(**SETTINGS)
     with RateStore(run_dir / RATE_STORE_NAME, cfg.campaign_id, {}) as store:
-        return store.frame().drop(columns=["sim_time_s"]).reset_index(drop=True)
+        frame = store.frame().drop(columns=["sim_time_s", "campaign_id"])
+    if protection is not None:
+        frame = frame[frame.protection == protection]
+    nullable = ("faulty_top1", "changed_layers", "protection_events", "golden_protection_events")
+    return frame.astype({c: "float64" for c in nullable}).reset_index(drop=True)  # NULLs of the other design
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +51,7 @@ def finished(tmp_path_factory):
 def test_one_row_per_design_rate_image_trial(finished):
     rc, summary, run_dir = finished
     rows = _rows(run_dir)
-    assert len(rows) == 2 * 2 * 6 * 2 and not rows.duplicated(["protection", "rate", "image", "trial"]).any()
+    assert len(rows) == 2 * ONE and not rows.duplicated(["protection", "rate", "image", "trial"]).any()
     high = rows[rows.rate == 3e-3]
     assert (high.rtl_tile_runs > 0).all() and (high.flips > 10).all()
     assert summary["golden"]["none"]["bit_exact"] and (run_dir / "accuracy_vs_rate.png").is_file()
@@ -92,12 +97,12 @@ def test_tile_checks_catch_a_wrong_record(finished):
 def test_no_flips_is_golden_and_a_high_rate_collapses(finished):
     rc, summary, _ = finished
     d = rc.campaign.designs["range"]
-    clean = [Inference(1e-9, i, 0, []) for i in range(6)]
+    clean = [Inference(1e-9, i, 0, []) for i in range(4)]
     calls = []
     rows = []
     stats = RateEngine(rc.campaign, d, lambda *a: calls.append(a)).run(clean, rows.extend)
     assert not calls and stats["rtl_tile_runs"] == 0
-    assert [r["faulty_top1"] for r in rows] == d.golden.top1[:6].tolist()
+    assert [r["faulty_top1"] for r in rows] == d.golden.top1[:4].tolist()
     assert {r["outcome"] for r in rows} == {"masked"}
     high = {p: next(x for x in pts if x["rate"] == 3e-3) for p, pts in summary["curve"]["designs"].items()}
     low = {p: next(x for x in pts if x["rate"] == 3e-5) for p, pts in summary["curve"]["designs"].items()}
@@ -108,9 +113,19 @@ def test_no_flips_is_golden_and_a_high_rate_collapses(finished):
 
 def test_same_rows_for_any_worker_count(finished, tmp_path):
     _, _, reference = finished
-    rc = RateCampaign(RateConfig(**SETTINGS), tmp_path / "run", workers=3, progress=False)
-    rc.run()
-    assert _rows(tmp_path / "run").equals(_rows(reference))
+    cfg = RateConfig(**{**SETTINGS, "protections": ("range",)})
+    RateCampaign(cfg, tmp_path / "run", workers=3, progress=False).run()
+    assert _rows(tmp_path / "run", cfg).equals(_rows(reference, protection="range"))
+
+
+def test_a_row_replays_to_the_stored_one(finished):
+    from fault_campaigns.execution.rate_replay import replay_inference
+
+    _, _, run_dir = finished
+    rows = _rows(run_dir, protection="none")
+    row = rows[(rows.rtl_tile_runs > 0) & (rows.rate == 3e-5)].iloc[0]
+    got = replay_inference(run_dir, 3e-5, int(row.image), int(row.trial), "none", waves=False)
+    assert got["matches_stored"] is True and got["rtl_tile_runs"] == row.rtl_tile_runs
 
 
 def test_killed_rate_campaign_resumes_to_the_same_rows(finished, tmp_path):
@@ -135,10 +150,11 @@ def test_killed_rate_campaign_resumes_to_the_same_rows(finished, tmp_path):
     assert proc.poll() is None, "the campaign ended before it could be killed"
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
-    assert 0 < stored < 48
+    assert 0 < stored < ONE
     done = subprocess.run(args, capture_output=True, text=True, timeout=600, env=env)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "already stored" in done.stderr
-    resumed = _rows(run_dir)
-    assert resumed.equals(_rows(reference))
+    cfg = RateConfig(**{**SETTINGS, "protections": ("range",)})
+    resumed = _rows(run_dir, cfg)
+    assert resumed.equals(_rows(reference, protection="range"))
     assert np.isfinite(resumed.rate).all()
