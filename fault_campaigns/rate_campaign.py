@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 RATE_STORE_NAME = "rates.sqlite"
 RATE_CONFIG_NAME = "rates_campaign.json"
 CHUNKS_ENV = "QUASAR_RATE_CHUNKS"
-DEFAULT_CHUNKS = 4
+DEFAULT_CHUNKS = 3
 
 
 class RateCampaign:
@@ -142,7 +142,7 @@ def _cpu_seconds() -> float:
 
 def rate_chunks() -> int:
     """How many chunks the inferences of a design are cut into (rows are stored chunk by chunk; each
-    chunk adds one executor call, ~0.5 s of simulator start-up): QUASAR_RATE_CHUNKS, default 4."""
+    chunk adds one executor call, ~0.5 s of simulator start-up): QUASAR_RATE_CHUNKS, default 3."""
     import os
 
     try:

@@ -48,7 +48,7 @@ def sweep(
     rate_curves: Annotated[bool, typer.Option(help="an accuracy-vs-fault-rate curve per width (quasar rates)")]
     = True,
     rates: Annotated[list[str] | None, typer.Option(help="fault rates of the curves, comma-separated")] = None,
-    rate_images: Annotated[int, typer.Option(help="test images per rate of the curves")] = 100,
+    rate_images: Annotated[int, typer.Option(help="test images per rate of the curves")] = 60,
     rate_trials: Annotated[int, typer.Option(help="trials per image and rate of the curves")] = 1,
 ) -> None:
     """For every bit width: accuracy (QAT, PTQ), the campaign unprotected and protected, and synthesis of both."""

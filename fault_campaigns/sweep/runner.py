@@ -86,7 +86,7 @@ class SweepConfig:
     fmax: str = "placed"
     rate_curves: bool = True  # one accuracy-vs-fault-rate curve per width (fault_campaigns/sweep/rates.py)
     rates: tuple[float, ...] = DEFAULT_RATES
-    rate_images: int = 100
+    rate_images: int = 60
     rate_trials: int = 1
     campaigns: list[CampaignConfig] = field(default_factory=list, compare=False, repr=False)
 
