@@ -178,7 +178,8 @@ def plot(summary: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 3.8))
-    plot_curves(ax, {p: pts for p, pts in summary["curve"]["designs"].items()})
+    styles = {"none": {"color": "C0"}, "range": {"color": "C1", "ls": "--"}}  # dashed: visible when equal
+    plot_curves(ax, {p: pts for p, pts in summary["curve"]["designs"].items()}, styles)
     ax.axhline(100 * summary["golden_accuracy"], color="grey", ls=":", lw=1, label="golden")
     ax.set_title(f"{summary['config']['net']}, {summary['act_bits']} bits: accuracy vs fault rate")
     ax.legend(fontsize=8)

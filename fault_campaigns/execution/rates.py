@@ -111,7 +111,7 @@ class RateEngine:
         cycles = self.c.tile_cycles[layer]
         group = {"key": (layer, tile), "ops": ops, "act": exp.act, "logit": exp.logit, "violations": exp.violations,
                  "is_last": lm.is_last, "max_cycles": 4 * cycles + 64, "early_stop": False,
-                 "runs": [{"id": rid, "site": None, "flips": [list(f) for f in flips]}]}
+                 "runs": [{"id": rid, "site": None, "flips": flips}]}
         return group, exp.violations
 
     # -- one layer of a chunk ------------------------------------------------------------------------
