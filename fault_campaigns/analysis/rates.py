@@ -86,19 +86,21 @@ def curve(frame: pd.DataFrame, confidence: float, bit_cycles: int | None = None,
 
 
 def drop_rate(points: list[dict], drop: float = DROP_POINTS) -> dict:
-    """The rate at which the accuracy drop first reaches `drop` points (log-linear interpolation)."""
+    """The rate from which the accuracy drop stays at or above `drop` points: log-linear interpolation
+    between the highest measured rate still below it and the next one (a single noisy low-rate point
+    above the threshold does not count when the drop falls back below it at a higher rate)."""
     pts = sorted(points, key=lambda p: p["rate"])
-    prev = None
-    for p in pts:
-        d = p["accuracy_drop"]["points"]
-        if d >= drop:
-            if prev is None:
-                return {"rate": None, "below": p["rate"], "note": f"already >= {drop} points at the lowest rate"}
-            (r0, d0), (r1, d1) = prev, (p["rate"], d)
-            t = (drop - d0) / (d1 - d0) if d1 != d0 else 0.0
-            return {"rate": float(math.exp(math.log(r0) + t * (math.log(r1) - math.log(r0)))), "between": [r0, r1]}
-        prev = (p["rate"], d)
-    return {"rate": None, "above": pts[-1]["rate"] if pts else None, "note": f"never {drop} points in the range"}
+    if not pts:
+        return {"rate": None, "note": "no rates"}
+    below = [i for i, p in enumerate(pts) if p["accuracy_drop"]["points"] < drop]
+    if not below:
+        return {"rate": None, "below": pts[0]["rate"], "note": f"already >= {drop:g} point(s) at the lowest rate"}
+    i = below[-1]
+    if i == len(pts) - 1:
+        return {"rate": None, "above": pts[-1]["rate"], "note": f"below {drop:g} point(s) at every rate"}
+    (r0, d0), (r1, d1) = ((pts[k]["rate"], pts[k]["accuracy_drop"]["points"]) for k in (i, i + 1))
+    t = (drop - d0) / (d1 - d0)
+    return {"rate": float(math.exp(math.log(r0) + t * (math.log(r1) - math.log(r0)))), "between": [r0, r1]}
 
 
 def _pct(d: dict | None) -> str:

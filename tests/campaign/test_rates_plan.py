@@ -103,6 +103,10 @@ def test_curve_statistics_and_the_one_point_rate():
     # the 1-point drop: between 1e-6 (0 points) and 1e-5 (4 points), a quarter of the way on log(rate)
     assert cur["drop_rate"]["none"]["rate"] == pytest.approx(10 ** -5.75)
     assert drop_rate(cur["designs"]["none"], drop=80.0)["rate"] is None
+    # one noisy image at the lowest rate does not count once the drop falls back below the threshold
+    noisy = [{"rate": r, "accuracy_drop": {"points": d}} for r, d in ((1e-7, 1.0), (1e-6, 0.0), (1e-5, 2.0))]
+    assert drop_rate(noisy)["between"] == [1e-6, 1e-5]
+    assert drop_rate(noisy[:1])["rate"] is None and "already" in drop_rate(noisy[:1])["note"]
 
 
 @pytest.mark.parametrize("argv, message", [

@@ -20,7 +20,7 @@ from fault_campaigns.planning.rates import RateConfig
 from fault_campaigns.rate_campaign import RATE_STORE_NAME, RateCampaign
 from fault_campaigns.results.rate_store import TABLE, RateStore
 
-pytestmark = [pytest.mark.sim, pytest.mark.train, pytest.mark.xdist_group("campaign")]
+pytestmark = [pytest.mark.sim, pytest.mark.train, pytest.mark.xdist_group("rates")]
 
 # the builds of tests/campaign/conftest.py's small campaign (same array configs)
 SETTINGS = dict(net="tiny", bits=4, rows=4, cols=4, k_max=128, per_channel_bounds=True, images=4, trials=2,
