@@ -26,7 +26,6 @@ app = typer.Typer(
 )
 
 
-
 @app.callback()
 def _options(verbose: bool = typer.Option(False, "--verbose", "-v", help="also print the tool command lines "
                                           "(Verilator, make) of simulator builds")) -> None:
