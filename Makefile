@@ -13,6 +13,9 @@ OUT        ?= runs
 PYTEST_ARGS ?=
 # Extra options passed through to `quasar campaign` (e.g. CAMPAIGN_ARGS="--faults 200 --images 4").
 CAMPAIGN_ARGS ?=
+# Extra options passed through to `quasar rates`, the fault-rate curve that `make campaign` runs after
+# the single-fault campaign (e.g. RATE_ARGS="--images 200 --trials 1 --rates 1e-6,1e-5,1e-4").
+RATE_ARGS ?=
 # Extra options passed through to `quasar bench` (e.g. BENCH_ARGS="--faults 2000 --fidelity 1000").
 BENCH_ARGS ?=
 # `make sweep`: BITS="2 4 8" (or BITS=2,4,8) picks the widths (default: the CLI's 2..8 and 16); DATA=DIR the
@@ -40,11 +43,12 @@ ifneq ($(shell command -v ccache 2>/dev/null),)
 export OBJCACHE ?= ccache
 endif
 
-.PHONY: help venv test test-fast lint campaign bench sweep replay gen-rtl synth synth-overhead synth-all synth-fmax train accuracy-table \
+.PHONY: help venv test test-fast lint campaign rates bench sweep replay gen-rtl synth synth-overhead synth-all synth-fmax train accuracy-table \
 	clean distclean
 
 help:
-	@echo "make campaign NET=lenet BITS=8   run a fault-injection campaign (unprotected vs protected)"
+	@echo "make campaign NET=lenet BITS=8   single-fault campaign and accuracy-vs-fault-rate curve (unprotected vs protected)"
+	@echo "make rates NET=lenet BITS=8      the accuracy-vs-fault-rate curve alone"
 	@echo "make bench                       RTL vs software-level injection speed, agreement, fidelity"
 	@echo "make sweep NET=lenet [BITS=\"2 4 8\"]  accuracy, SDC rate, area and Fmax for every bit width"
 	@echo "make test                        run the test suite (creates .venv on first use)"
@@ -82,6 +86,10 @@ bench: $(STAMP)
 
 campaign: $(STAMP)
 	$(QUASAR) campaign --net $(NET) --bits $(BITS) --rows $(ROWS) --cols $(COLS) --runs-dir $(OUT) $(CAMPAIGN_ARGS)
+	$(QUASAR) rates --net $(NET) --bits $(BITS) --rows $(ROWS) --cols $(COLS) --runs-dir $(OUT) $(RATE_ARGS)
+
+rates: $(STAMP)
+	$(QUASAR) rates --net $(NET) --bits $(BITS) --rows $(ROWS) --cols $(COLS) --runs-dir $(OUT) $(RATE_ARGS)
 
 sweep: $(STAMP)
 	$(QUASAR) sweep --net $(NET) $(SWEEP_BITS) --rows $(ROWS) --cols $(COLS) --runs-dir $(OUT) $(SWEEP_DATA) $(SWEEP_ARGS)

@@ -118,11 +118,22 @@ def _print_headline(summary: dict, run_dir: Path) -> None:
 
 def replay(
     run: Annotated[Path, typer.Option(help="campaign run directory")],
-    fault: Annotated[int, typer.Option(help="fault id (see results.sqlite)")],
+    fault: Annotated[int | None, typer.Option(help="fault id (see results.sqlite)")] = None,
     protection: Annotated[str, typer.Option(help="design: none or range")] = "none",
     waves: Annotated[bool, typer.Option(help="write a waveform (VCD: DIR/replay/fault<ID>-<design>.vcd)")] = True,
+    rate: Annotated[float | None, typer.Option(help="fault-rate run: the rate of the row to replay")] = None,
+    image: Annotated[int, typer.Option(help="fault-rate run: the image (position in the campaign's list)")] = 0,
+    trial: Annotated[int, typer.Option(help="fault-rate run: the trial")] = 0,
 ) -> None:
-    """Rerun one fault of a campaign alone on the RTL (with a waveform) and compare with the stored result."""
+    """Rerun one fault of a campaign alone on the RTL (with a waveform) and compare with the stored result;
+    with --rate/--image/--trial, one inference of a fault-rate run (`quasar rates`) instead."""
+    if rate is not None:
+        from fault_campaigns.execution.rate_replay import replay_inference
+
+        typer.echo(json.dumps(replay_inference(run, rate, image, trial, protection, waves), indent=2, default=str))
+        return
+    if fault is None:
+        raise QuasarError("give --fault ID (a single-fault campaign) or --rate/--image/--trial (a fault-rate run)")
     from fault_campaigns.execution.replay import replay_fault
 
     result = replay_fault(run, fault, protection, waves)

@@ -28,12 +28,20 @@ app = typer.Typer(
     add_completion=False,
 )
 
+
+@app.callback()
+def _options(verbose: bool = typer.Option(False, "--verbose", "-v", help="also print the tool command lines "
+                                          "(Verilator, make) of simulator builds")) -> None:
+    if verbose:
+        logging.getLogger("testbenches.sim.tools").setLevel(logging.DEBUG)
+
+
 # Failures of the machine rather than of QuaSAR (full disk, read-only or forbidden paths): one line too.
 ENVIRONMENT_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG}
 
 # Each module defines `register(app: typer.Typer) -> None`.
 COMMAND_MODULES = ("hdl_gen.cli", "hdl_gen.synth.cli", "models.cli", "fault_campaigns.cli",
-                   "fault_campaigns.sweep.cli", "fault_campaigns.bench.cli")
+                   "fault_campaigns.sweep.cli", "fault_campaigns.bench.cli", "fault_campaigns.rates_cli")
 
 for _name in COMMAND_MODULES:
     importlib.import_module(_name).register(app)

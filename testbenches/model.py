@@ -198,3 +198,85 @@ def _pipeline_flip(cfg: ArrayConfig, reg: str, v: int, mult: int, shift: int, ma
     else:  # t_reg
         t = _signed(t ^ mask, p_bits + 1)
     return oact_from_t(cfg, t)
+def predict_many(cfg: ArrayConfig, tile: Tile, flips) -> Expected:  # type: ignore[no-untyped-def]
+    """What the array outputs with several transient flips in one tile run: `flips` is a sequence of
+    (site, mask, cycle) of data registers (a_reg, w_reg, acc, v, oact), composed in dataflow order.
+
+    Same timing as `predict` (keep the two in step): an operand flipped in a_reg(i, j) (or w_reg) is
+    seen, XORed with any later flip of the same operand further along its row (column), by every PE
+    it still reaches; a product counts when it enters acc(i, j) before the drain samples row i (index
+    k enters at edge k + 3 + i + j; padding operands are zeros, so a flipped padding activation only
+    matters where it meets a flipped padding weight); accumulator flips XOR the partial sum at their
+    edge and the sum wraps at ACC bits; then v (logit) flips, requantization, oact flips, protection.
+    With one flip this equals `predict` (tests/campaign/test_rates_model.py)."""
+    R, C = cfg.rows, cfg.cols
+    x = np.asarray(tile.x, dtype=np.int64)
+    wt = np.asarray(tile.wt, dtype=np.int64)
+    K = x.shape[1]
+    drain = K + C + 2  # the drain samples row r at edge drain + r
+    a_masks: dict[tuple[int, int], list[tuple[int, int]]] = {}  # (i, k): [(j, mask)]
+    w_masks: dict[tuple[int, int], list[tuple[int, int]]] = {}  # (j, k): [(i, mask)]
+    acc_flips: dict[tuple[int, int], list[tuple[int, int]]] = {}  # (i, j): [(cycle, mask)]
+    v_masks: dict[tuple[int, int], int] = {}
+    o_masks: dict[tuple[int, int], int] = {}
+    for site, mask, cycle in flips:
+        reg, i, j = _parse(site)
+        if reg == "a_reg":
+            a_masks.setdefault((i, operand_index(cycle, i, j)), []).append((j, mask))
+        elif reg == "w_reg":
+            w_masks.setdefault((j, operand_index(cycle, i, j)), []).append((i, mask))
+        elif reg == "acc":
+            if cycle <= K + C + 1 + i:  # before the drain samples row i
+                acc_flips.setdefault((i, j), []).append((cycle, mask))
+        elif reg in ("v", "oact"):
+            r = cycle - drain - (reg == "oact")
+            if 0 <= r < R:
+                masks = v_masks if reg == "v" else o_masks
+                masks[(r, j)] = masks.get((r, j), 0) ^ mask
+        else:
+            raise ConfigError(f"the analytic model does not cover register {site!r}")
+    w_top = (1 << cfg.weight_bits) - 1
+
+    def operand(i: int, j: int, k: int) -> int:
+        a = int(x[i, k]) if 0 <= k < K else 0
+        for jj, m in a_masks.get((i, k), ()):
+            if jj <= j:
+                a ^= m
+        w = int(wt[k, j]) & w_top if 0 <= k < K else 0
+        for ii, m in w_masks.get((j, k), ()):
+            if ii <= i:
+                w ^= m
+        return a * _signed(w, cfg.weight_bits) - (int(x[i, k]) * int(wt[k, j]) if 0 <= k < K else 0)
+
+    delta: dict[tuple[int, int], dict[int, int]] = {}  # (i, j): {operand index: product change}
+    touched = {(i, j, k) for (i, k), fl in a_masks.items() for j in range(min(j for j, _ in fl), C)}
+    touched |= {(i, j, k) for (j, k), fl in w_masks.items() for i in range(min(i for i, _ in fl), R)}
+    for i, j, k in touched:
+        if k <= K + C - 2 - j:  # entered acc(i, j) before the drain read it
+            d = operand(i, j, k)
+            if d:
+                delta.setdefault((i, j), {})[k] = d
+    acc = ar.matmul(x, wt)
+    for (i, j), ds in delta.items():
+        if (i, j) not in acc_flips:
+            acc[i, j] += sum(ds.values())
+    for (i, j), fl in acc_flips.items():
+        ds = delta.get((i, j), {})
+        products = {k: int(x[i, k]) * int(wt[k, j]) + ds.get(k, 0) for k in range(K)}
+        products.update({k: d for k, d in ds.items() if not 0 <= k < K})
+        cur = 0
+        done: set[int] = set()
+        for cycle, mask in sorted(fl, key=lambda f: f[0]):
+            entered = [k for k in products if k <= cycle - 3 - i - j and k not in done]
+            cur += sum(products[k] for k in entered)
+            done.update(entered)
+            cur = _signed(cur ^ mask, cfg.acc_bits)
+        acc[i, j] = cur + sum(v for k, v in products.items() if k not in done)
+    acc = (acc + (1 << (cfg.acc_bits - 1))) % (1 << cfg.acc_bits) - (1 << (cfg.acc_bits - 1))  # ACC-bit wrap
+    logits = acc + np.asarray(tile.bias, dtype=np.int64)
+    for (r, j), m in v_masks.items():
+        logits[r, j] = _signed(int(logits[r, j]) ^ m, cfg.v_bits)
+    y = ar.requantize(logits, tile.mult, tile.shift, cfg.act_bits)
+    for (r, j), m in o_masks.items():
+        y[r, j] ^= m
+    return finish(cfg, tile, logits, y)

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -31,6 +33,9 @@ from quasar import toolenv
 from quasar.errors import ConfigError
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+# The tool command lines of a build (verilator, make): DEBUG on this logger (`quasar --verbose`) and
+# always at the top of the build's own log file; the console gets one "building simulator" line.
+TOOL_LOG = logging.getLogger(__name__ + ".tools")
 BUILD_DIR_ENV = "QUASAR_BUILD_DIR"
 CONFIG_ENV = "QUASAR_ARRAY_CONFIG"  # path of config.json, read by the test modules (ArrayTB.config_from_env)
 SITES_ENV = "QUASAR_FAULT_SITES"
@@ -237,6 +242,8 @@ def _build(cfg: ArrayConfig, waves: bool = False, clock: str = "gpi") -> SimBuil
         stamp.unlink(missing_ok=True)
         shutil.rmtree(obj, ignore_errors=True)
         log = root / "build.log"
+        log_line = f"{cfg.key()}{' (fast clock)' if clock == 'cpp' else ''}{' with waveforms' if waves else ''}"
+        logging.getLogger(__name__).info("building simulator for %s (cached next time)", log_line)
         t0 = time.monotonic()
         env_backup = os.environ.get("MAKEFLAGS", "")
         os.environ["MAKEFLAGS"] = f"{env_backup} {MAKE_OPT}".strip()
@@ -278,6 +285,13 @@ def _runtime_dir(waves: bool) -> Path:
     return build_root() / f"_runtime-{hashlib.sha256(ident.encode()).hexdigest()[:12]}"
 
 
+class _ToolLog(logging.LoggerAdapter):
+    """cocotb's runner logs every tool command at INFO: demote them to DEBUG."""
+
+    def info(self, msg, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
+        self.debug(msg, *args, **kwargs)
+
+
 class _CachedRuntimeVerilator(Verilator):
     """cocotb's Verilator runner, reusing the design-independent runtime objects between builds, and
     making public only the signals listed in a control file instead of everything (--public-flat-rw,
@@ -285,6 +299,7 @@ class _CachedRuntimeVerilator(Verilator):
 
     def __init__(self, runtime: Path, main: Path | None = None) -> None:
         super().__init__()
+        self.log = _ToolLog(TOOL_LOG, {})  # the runner's "Running command ..." lines, at DEBUG
         self.runtime = runtime
         self.main = main  # replaces cocotb's verilator.cpp (the cpp clock)
 
@@ -298,6 +313,10 @@ class _CachedRuntimeVerilator(Verilator):
         return cmds
 
     def _execute_cmds(self, cmds, cwd, stdout=None) -> None:  # type: ignore[no-untyped-def]
+        if stdout is not None:  # the build log starts with the tool command lines
+            for cmd in cmds:
+                stdout.write(f"$ {shlex.join(str(c) for c in cmd)}\n")
+            stdout.flush()
         if len(cmds) != 2:  # not the verilate + make pair this class knows
             return super()._execute_cmds(cmds, cwd, stdout)
         verilate, make = cmds

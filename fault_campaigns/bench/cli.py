@@ -20,18 +20,35 @@ def bench(
     workers: Annotated[int, typer.Option(help="simulator processes")] = 2,
     fidelity: Annotated[int, typer.Option(help="faults per design checked against plain full-tile RTL runs")] = 1000,
     out: Annotated[Path, typer.Option(help="output directory (bench.json, bench.md)")] = Path("runs/bench"),
+    mode: Annotated[str, typer.Option(help="faults (single faults), rates (whole inferences under fault rates) "
+                                           "or both")] = "both",
+    rates: Annotated[str, typer.Option(help="fault rates of the fault-rate mode, comma-separated")] = "1e-6,1e-5,1e-4",
+    rate_images: Annotated[int, typer.Option(help="test images of the fault-rate mode")] = 40,
+    rate_trials: Annotated[int, typer.Option(help="trials per image and rate of the fault-rate mode")] = 1,
 ) -> None:
     """Injections per second of the RTL campaign path and of a software-level injector on the same faults,
     their ratio, the agreement of their outcomes, and the fidelity of the RTL fast path."""
+    from fault_campaigns.bench.rates import RateBenchConfig, check_rates_result, run_rate_bench
     from fault_campaigns.bench.runner import BenchConfig, check, run_bench
+    from fault_campaigns.rates_cli import parse_rates
+    from quasar.errors import check_choice
 
+    check_choice("mode", mode, ("faults", "rates", "both"))
     bc = BenchConfig(net=net, bits=bits, rows=rows, cols=cols, images=images, faults=faults, seed=seed,
                      workers=workers, fidelity=fidelity)
-    result = run_bench(bc, out)
-    typer.echo((out / "bench.md").read_text())
-    typer.echo(json.dumps({k: result[k] for k in ("rtl_injections_per_s", "software_injections_per_s", "ratio")
-                           if k in result}))
-    check(result)
+    rbc = RateBenchConfig(net=net, bits=bits, rows=rows, cols=cols, rates=parse_rates([rates]), images=rate_images,
+                          trials=rate_trials, seed=seed, workers=workers)
+    if mode in ("faults", "both"):
+        result = run_bench(bc, out)
+        typer.echo((out / "bench.md").read_text())
+        typer.echo(json.dumps({k: result[k] for k in ("rtl_injections_per_s", "software_injections_per_s", "ratio")
+                               if k in result}))
+        check(result)
+    if mode in ("rates", "both"):
+        rated = run_rate_bench(rbc, out)
+        typer.echo((out / "rates_bench.md").read_text())
+        typer.echo(json.dumps({k: rated[k] for k in ("rtl_inferences_per_s", "software_inferences_per_s", "ratio")}))
+        check_rates_result(rated)
 
 
 def register(app: typer.Typer) -> None:

@@ -197,6 +197,8 @@ async def run_shard(dut):
                     injections = []
                     if run["site"] is not None:
                         injections = [Injection(run["site"], run["mask"], run["cycle"], run["model"])]
+                    elif run.get("flips"):  # a fault-rate run: every flip of the tile run in one run
+                        injections = [Injection(site, mask, cycle) for site, mask, cycle in run["flips"]]
                     res = await tb.run(ops.k, injections, max_cycles=group["max_cycles"])
                     t1, c1 = time.perf_counter(), time.process_time()
                     lines = [result_line(run["id"], res, want, group["is_last"], t1 - t0, group["logit"])]

@@ -49,8 +49,15 @@ def sweep(
     = Path("runs"),
     out: Annotated[Path | None, typer.Option(help="sweep directory (default RUNS_DIR/sweep/<name>)")] = None,
     progress: Annotated[bool, typer.Option(help="progress bars")] = True,
+    rate_curves: Annotated[bool, typer.Option(help="an accuracy-vs-fault-rate curve per width (quasar rates)")]
+    = True,
+    rates: Annotated[list[str] | None, list_option("--rates", "fault rates of the curves, each in (0, 1)", "1e-7,1e-6",
+                                                   "the rates command's")] = None,
+    rate_images: Annotated[int, typer.Option(help="test images per rate of the curves")] = 60,
+    rate_trials: Annotated[int, typer.Option(help="trials per image and rate of the curves")] = 1,
 ) -> None:
     """For every bit width: accuracy (QAT, PTQ), the campaign unprotected and protected, and synthesis of both."""
+    from fault_campaigns.rates_cli import parse_rates
     from fault_campaigns.sweep.runner import SYNTH_TARGETS, Sweep, SweepConfig, parse_bits
     from quasar.errors import QuasarError
 
@@ -66,7 +73,8 @@ def sweep(
         targets=parse_list("--targets", targets) or DEFAULT_TARGETS, margin=margin, confidence=confidence,
         faults=faults, seed=seed, synth=synth,
         synth_targets=parse_list("--synth-targets", synth_targets) or SYNTH_TARGETS, fmax=fmax, act_format=fmt,
-        int_bits=None if int_bits == "auto" or fmt != "pow2" else int_bits,
+        int_bits=None if int_bits == "auto" or fmt != "pow2" else int_bits, rate_curves=rate_curves,
+        rates=parse_rates(rates), rate_images=rate_images, rate_trials=rate_trials,
     ) for fmt in formats}
     results = {}
     for fmt, cfg in cfgs.items():

@@ -34,6 +34,7 @@ from fault_campaigns.campaign import Campaign
 from fault_campaigns.files import atomic_write, check_out_dir
 from fault_campaigns.planning.config import PROTECTIONS, CampaignConfig
 from fault_campaigns.planning.faults import DEFAULT_TARGETS
+from fault_campaigns.planning.rates import DEFAULT_RATES
 from quasar.errors import ConfigError, QuasarError, check_choice, check_range
 
 log = logging.getLogger(__name__)
@@ -85,6 +86,10 @@ class SweepConfig:
     fmax: str = "placed"
     act_format: str = "calibrated"  # docs/arithmetic.md; pow2 runs shift-only designs (requant="shift")
     int_bits: int | None = None  # pow2 only: integer bits of every hidden layer; None = auto
+    rate_curves: bool = True  # one accuracy-vs-fault-rate curve per width (fault_campaigns/sweep/rates.py)
+    rates: tuple[float, ...] = DEFAULT_RATES
+    rate_images: int = 60
+    rate_trials: int = 1
     campaigns: list[CampaignConfig] = field(default_factory=list, compare=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -106,6 +111,10 @@ class SweepConfig:
             object.__setattr__(self, "int_bits", check_format(self.act_format, self.int_bits, b))
         # Every campaign's own validation (net, shape, k_max, margins, targets...) before any work.
         object.__setattr__(self, "campaigns", [self.campaign_config(b) for b in self.bits])
+        if self.rate_curves:
+            from fault_campaigns.sweep.rates import rate_config
+
+            object.__setattr__(self, "rates", rate_config(self, self.bits[0]).rates)  # checked, sorted
 
     def campaign_config(self, bits: int) -> CampaignConfig:
         return CampaignConfig(
@@ -128,6 +137,7 @@ class SweepConfig:
         d.pop("campaigns")
         d.pop("data_dir")  # where the data lives does not change the results
         d["bits"], d["targets"], d["synth_targets"] = list(self.bits), list(self.targets), list(self.synth_targets)
+        d["rates"] = list(self.rates)
         d["schema"] = SWEEP_SCHEMA
         if self.act_format == "calibrated":  # left out: sweep ids from before the formats stay valid
             del d["act_format"], d["int_bits"]
@@ -370,6 +380,11 @@ class Sweep:
                 record(f"accuracy/{b}", self.accuracy(b))
                 bar.start("main", f"campaign {b}b none+range")
                 record(f"campaign/{b}", self.campaign(b))
+                if cfg.rate_curves:
+                    from fault_campaigns.sweep.rates import run_curve
+
+                    bar.start("main", f"fault-rate curve {b}b none+range")
+                    record(f"rates/{b}", run_curve(self, b))
                 bar.finish("main", [(b, p) for p in PROTECTIONS])
             session["foreground_s"] = round(time.perf_counter() - t_start, 2)
             for _ in range(self.synth_jobs - 1):
@@ -385,7 +400,12 @@ class Sweep:
         session["wall_s"] = round(time.perf_counter() - t_start, 2)
         session["fresh"] = session_is_fresh(session)
         self.state.add_session(session)
-        return write_sweep_report(self, self.dataset)
+        result = write_sweep_report(self, self.dataset)
+        if cfg.rate_curves:
+            from fault_campaigns.sweep.rates import write_rate_curves
+
+            result["rate_curves"] = write_rate_curves(self)
+        return result
 
 
 def _complete(summary: dict, campaign_id: str) -> bool:

@@ -18,7 +18,8 @@ from fault_campaigns.sweep.report import COLUMNS, NA, PROTECTED_ONLY
 from fault_campaigns.sweep.runner import Sweep, SweepConfig, parse_bits
 from quasar.errors import ConfigError, QuasarError
 
-SETTINGS = dict(net="tiny", bits=(2, 3), rows=2, cols=2, k_max=128, images=2, faults=25, seed=3)
+SETTINGS = dict(net="tiny", bits=(2, 3), rows=2, cols=2, k_max=128, images=2, faults=25, seed=3, rate_images=3,
+                rates=(1e-4, 1e-2))
 
 
 def _table(out: Path) -> list[dict]:

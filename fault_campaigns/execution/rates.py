@@ -1,0 +1,265 @@
+"""Whole inferences under a fault rate, layer by layer: tile runs with flips on RTL, the others on the
+integer model.
+
+For each inference (rate, image, trial) the flips of every tile run are drawn up front
+(`planning/rates.py`). Inferences advance one layer at a time. A layer's input is the previous
+layer's actual output (golden while no fault has changed anything, else the corrupted one); the
+integer model (bit-exact with the RTL, as every campaign's golden check proves) computes the layer
+on it, and every tile run holding at least one flip is run on the RTL with its actual operands and
+all of its flips in one run; its output replaces the model's for that tile. An inference whose layer
+output equals the golden one goes back on the golden path (nothing to compute until its next flip).
+
+The tile runs go through a `run_groups(groups, on_results, on_lost)` callable with the executor's
+interface (`execution/executor.py`: long-lived simulators, job files, crash and hang handling;
+or the Dask executor; or the software injector of the benchmark; or a waveform replay). To keep
+executor calls few, inferences are cut into chunks balanced by their number of RTL tile runs and
+advanced as a wavefront: one call runs layer l of chunk c for every c with c + l = step, and a chunk's
+rows are stored as soon as its last layer is done (resume skips stored rows; a row is a pure function
+of its flips, so chunking never changes a result). This module never writes the store itself.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from fault_campaigns.planning import mapping
+from fault_campaigns.planning.rates import Flip, tile_runs
+from fault_campaigns.results.classify import outcome, valid_diff
+
+RunGroups = Callable[[list[dict], Callable[[list[dict]], None], Callable[[int, str, str], None]], None]
+
+
+@dataclass
+class Inference:
+    """One inference under faults: its flips, and its state while it advances layer by layer."""
+
+    rate: float
+    image: int
+    trial: int
+    flips: list[Flip]
+    runs: dict[tuple[int, int], list[tuple[str, int, int]]] = field(default_factory=dict)
+    y: np.ndarray | None = None  # this layer's output when it differs from the golden one
+    changed_layers: int = 0
+    violations: int = 0  # protection events of the faulty inference (all layers)
+    rtl_runs: int = 0
+    sim_time_s: float = 0.0
+    lost: str | None = None  # "hang" or "crash"
+    layer: int = 0  # the next layer to compute
+
+    @property
+    def key(self) -> tuple[float, int, int]:
+        return (self.rate, self.image, self.trial)
+
+    def layers_with_flips(self) -> set[int]:
+        return {layer for layer, _ in self.runs}
+
+
+def new_inference(rate: float, image: int, trial: int, flips: list[Flip]) -> Inference:
+    return Inference(rate, image, trial, flips, tile_runs(flips))
+
+
+def chunk(infs: Sequence[Inference], parts: int) -> list[list[Inference]]:
+    """Contiguous chunks with about the same number of RTL tile runs (plus one per inference)."""
+    work = np.cumsum([len(inf.runs) + 1 for inf in infs])
+    if not len(infs):
+        return []
+    parts = max(1, min(parts, len(infs)))
+    cuts = np.searchsorted(work, work[-1] * np.arange(1, parts) / parts, side="left")
+    out, start = [], 0
+    for cut in [*cuts.tolist(), len(infs) - 1]:
+        if cut + 1 > start:
+            out.append(list(infs[start:cut + 1]))
+            start = cut + 1
+    return out
+
+
+class RateEngine:
+    """Runs inferences of one design (a prepared `Campaign`'s `Design`) layer by layer."""
+
+    def __init__(self, campaign, design, run_groups: RunGroups, chunks: int = 8):  # type: ignore[no-untyped-def]
+        self.c, self.d, self.run_groups, self.chunks = campaign, design, run_groups, chunks
+        self.maps = campaign.maps
+        self.model = design.model
+        self.gold = design.golden.outputs
+        self.gold_viol = [np.asarray(lt.violations, np.int64) for lt in design.trace.layers]
+        self.trace_x = [lt.X for lt in design.trace.layers]
+        self._weights: dict[tuple[int, int], tuple] = {}
+        self.a_bits = campaign.cfg.a_bits
+        self.stats = {"steps": 0, "executor_calls": 0, "rtl_tile_runs": 0, "model_s": 0.0, "rtl_s": 0.0}
+
+    # -- one tile run's job --------------------------------------------------------------------------
+    def _group(self, x: np.ndarray, layer: int, tile: int, rid: int, flips: list) -> tuple[dict, int]:
+        lm = self.maps[layer]
+        key = (layer, tile)
+        if key not in self._weights:
+            ops = mapping.tile_operands(lm, self.c.export.layers[layer], np.asarray(x, np.int64), tile,
+                                        self.d.protection, self.c.cfg.per_channel_bounds, self.a_bits)
+            self._weights[key] = (ops, np.ascontiguousarray(ops.w, dtype=np.int32))
+        base, w_small = self._weights[key]
+        p0, _ = lm.origin(tile)
+        vp, _ = lm.valid(tile)
+        xt = np.zeros((lm.rows, lm.reduction), np.int64)
+        xt[:vp] = x[p0:p0 + vp]
+        ops = replace(base, x=xt)
+        exp = mapping.expect(ops, self.a_bits, self.d.protection)
+        ops = replace(base, x=np.ascontiguousarray(xt, dtype=np.int32), w=w_small)
+        cycles = self.c.tile_cycles[layer]
+        group = {"key": (layer, tile), "ops": ops, "act": exp.act, "logit": exp.logit, "violations": exp.violations,
+                 "is_last": lm.is_last, "max_cycles": 4 * cycles + 64, "early_stop": False,
+                 "runs": [{"id": rid, "site": None, "flips": flips}]}
+        return group, exp.violations
+
+    # -- one layer of a chunk ------------------------------------------------------------------------
+    def _prepare_layer(self, infs: list[Inference], layer: int, next_id: int):
+        """The RTL jobs of `layer` for `infs`; the integer model's layer output for each inference that
+        needs one. Returns (groups, pending {run id: (inference, layer, tile, model violations)}, next id)."""
+        t0 = time.perf_counter()
+        diverged = [inf for inf in infs if inf.lost is None and inf.y is not None]
+        xs: dict[int, np.ndarray] = {}
+        if diverged:
+            y_prev = np.stack([inf.y for inf in diverged])
+            x = self.model.lower(layer, self.model.next_input(layer - 1, y_prev))
+            y, viol = self.model.layer_output(layer, x, return_violations=True)
+            for b, inf in enumerate(diverged):
+                xs[id(inf)] = x[b]
+                inf.y = y[b]
+                inf.violations += int(viol[b])
+        groups, pending = [], {}
+        for inf in infs:
+            if inf.lost is not None:
+                continue
+            if inf.y is None:
+                inf.violations += int(self.gold_viol[layer][inf.image])
+            flipped = [(t, fl) for (lay, t), fl in inf.runs.items() if lay == layer]
+            if not flipped:
+                continue
+            if inf.y is None:
+                x = self.trace_x[layer][inf.image]
+                inf.y = np.array(self.gold[layer][inf.image], copy=True)
+            else:
+                x = xs[id(inf)]
+            for tile, flips in flipped:
+                group, viol = self._group(x, layer, tile, next_id, flips)
+                groups.append(group)
+                pending[next_id] = (inf, layer, tile, viol)
+                next_id += 1
+        self.stats["model_s"] += time.perf_counter() - t0
+        return groups, pending, next_id
+
+    def _apply(self, pending: dict, records: list[dict], lost: list[tuple[int, str]]) -> None:
+        for rec in records:
+            inf, layer, tile, viol = pending[rec["id"]]
+            inf.rtl_runs += 1
+            inf.sim_time_s += float(rec.get("t") or 0.0)
+            if not rec["fin"]:
+                inf.lost = inf.lost or "hang"
+                continue
+            for p, n, v in valid_diff(self.maps[layer], tile, rec["diff"]):
+                inf.y[p, n] = v
+            inf.violations += int(rec["viol"]) - viol
+        for rid, what in lost:
+            inf = pending[rid][0]
+            inf.rtl_runs += 1
+            inf.lost = inf.lost or what
+
+    def _close_layer(self, infs: list[Inference], layer: int) -> None:
+        for inf in infs:
+            inf.layer = layer + 1
+            if inf.lost is not None or inf.y is None:
+                continue
+            if np.array_equal(inf.y, self.gold[layer][inf.image]):
+                inf.y = None  # back on the golden path
+            else:
+                inf.changed_layers += 1
+
+    # -- everything ----------------------------------------------------------------------------------
+    def run(self, infs: list[Inference], on_rows: Callable[[list[dict]], None]) -> dict:
+        """Advance every inference through every layer; `on_rows` gets each chunk's rows when done."""
+        n_layers = len(self.maps)
+        chunks = chunk(infs, self.chunks)
+        t0 = time.perf_counter()
+        for step in range(len(chunks) + n_layers - 1):
+            active = [(c, step - c) for c in range(len(chunks)) if 0 <= step - c < n_layers]
+            groups, pending, next_id = [], {}, 0
+            for c, layer in active:
+                g, p, next_id = self._prepare_layer(chunks[c], layer, next_id)
+                groups += g
+                pending.update(p)
+            records: list[dict] = []
+            lost: list[tuple[int, str]] = []
+            self.stats["steps"] += 1
+            if groups:
+                groups.sort(key=lambda g: g["key"])  # a tile's weights stay in the buffers between its runs
+                t1 = time.perf_counter()
+                self.run_groups(groups, records.extend, lambda rid, what, _log, lost=lost: lost.append((rid, what)))
+                self.stats["rtl_s"] += time.perf_counter() - t1
+                self.stats["executor_calls"] += 1
+                self.stats["rtl_tile_runs"] += len(groups)
+            self._apply(pending, records, lost)
+            for c, layer in active:
+                self._close_layer(chunks[c], layer)
+                if layer == n_layers - 1:
+                    on_rows(self.rows(chunks[c]))
+        self.stats["wall_s"] = time.perf_counter() - t0
+        return self.stats
+
+    def rows(self, infs: list[Inference]) -> list[dict]:
+        d, out = self.d, []
+        for inf in infs:
+            gold_top1 = int(d.golden.top1[inf.image])
+            label = int(d.golden.labels[inf.image])
+            if inf.lost is not None:
+                result, top1 = inf.lost, None
+            elif inf.y is None:
+                top1 = gold_top1
+                result = "masked" if inf.changed_layers == 0 else "tolerable"
+            else:
+                top1 = int(np.argmax(inf.y.reshape(-1)))  # lowest index on a tie, as everywhere
+                result = outcome(gold_top1, top1, label, True)
+            kinds: dict[str, int] = {}
+            for f in inf.flips:
+                kinds[f.kind] = kinds.get(f.kind, 0) + 1
+            golden_viol = int(sum(v[inf.image] for v in self.gold_viol))
+            protected = d.protection != "none"
+            out.append({
+                "protection": d.protection, "rate": inf.rate, "image": inf.image, "trial": inf.trial,
+                "dataset_index": int(self.c.image_index[inf.image]), "label": label, "golden_top1": gold_top1,
+                "faulty_top1": top1, "outcome": result, "flips": len(inf.flips),
+                "flips_by_kind": json.dumps(kinds, sort_keys=True), "rtl_tile_runs": inf.rtl_runs,
+                "changed_layers": None if inf.lost else inf.changed_layers,
+                "protection_events": inf.violations if protected and not inf.lost else None,
+                "golden_protection_events": golden_viol if protected else None,
+                "sim_time_s": round(inf.sim_time_s, 6),
+                "flip_list": json.dumps([f.to_list() for f in inf.flips], separators=(",", ":")),
+            })
+        return out
+
+
+def software_run_groups(array_cfg) -> RunGroups:  # type: ignore[no-untyped-def]
+    """The software-level injector of fault-rate campaigns: each tile run's flips applied to the
+    integer tile computation by the multi-flip dataflow model (`testbenches.model.predict_many`),
+    answered in the simulator worker's record format (same engine, same rows)."""
+    from testbenches.model import Tile, predict_many
+
+    def run_groups(groups, on_results, on_lost) -> None:  # type: ignore[no-untyped-def]
+        out = []
+        for g in groups:
+            ops = g["ops"]
+            tile = Tile(np.asarray(ops.x, np.int64), np.asarray(ops.w, np.int64), ops.bias, ops.mult, ops.shift,
+                        ops.lo, ops.hi)
+            want = g["logit"] if g["is_last"] else g["act"]
+            for run in g["runs"]:
+                t0 = time.perf_counter()
+                exp = predict_many(array_cfg, tile, [tuple(f) for f in run["flips"]])
+                got = exp.logits if g["is_last"] else exp.out_act
+                out.append({"id": run["id"], "fin": True, "cyc": array_cfg.tile_cycles(tile.k),
+                            "viol": int(exp.violations), "diff": mapping.diff_entries(np.asarray(got), want),
+                            "t": time.perf_counter() - t0})
+        on_results(out)
+
+    return run_groups

@@ -1,0 +1,225 @@
+"""Fault-rate campaigns: the configuration and the flips of whole inferences.
+
+Fault model: independent transient flips. Every bit of every targeted register (from the design's
+fault-site map) flips after any clock edge of a tile run with probability `rate` (per bit, per cycle).
+For one inference (image, trial) at one rate, the flips of every tile run of every layer are drawn
+from a generator seeded with (seed, dataset index of the image, trial, rate): the number of flips of
+a tile run is binomial over its (register bits x cycles) slots, and they are placed uniformly
+without replacement among those slots. The same seed gives the same flips whatever the number of
+workers, the executor or the design (both designs see the same flips). This module never simulates.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import struct
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import numpy as np
+
+from fault_campaigns.planning.faults import REGISTER_KINDS, LayerSpace, Site
+from fault_campaigns.stats import check_unit_interval
+from quasar.errors import ConfigError, check_choice, check_range
+
+# The activation registers plus the accumulators (PE accumulators and the drain's biased v_j).
+DEFAULT_RATE_TARGETS = ("pe_activation", "output_activation", "accumulator")
+# LeNet-5, 8 bits, 8x8, default targets: from no visible accuracy drop to collapse (docs/campaign.md,
+# "Fault-rate campaigns", the measurement that chose them).
+DEFAULT_RATES = (3e-8, 1e-7, 3e-7, 1e-6, 3e-6, 1e-5, 3e-5, 1e-4)
+# The 3-minute budget of the default curve (one width, both designs, 2 cores): at the top rates every
+# tile run of an inference is an RTL run (~535 per inference over this grid, ~0.5 ms of wall each), so
+# 300 images x 1 trial is what fits; docs/campaign.md gives the measurement. More: --images, --trials.
+DEFAULT_IMAGES = 300
+DEFAULT_TRIALS = 1
+RATE_SCHEMA = 1
+_SEED_TAG = 0x7A7E  # keeps these draws apart from every other seeded choice of a campaign
+
+
+def check_rates(rates: Sequence[float]) -> tuple[float, ...]:
+    """A non-empty list of distinct rates, each strictly between 0 and 1, sorted ascending."""
+    if rates is None or len(rates) == 0:
+        raise ConfigError("--rates needs at least one fault rate, e.g. --rates 1e-7,1e-6")
+    out = []
+    for r in rates:
+        try:
+            value = float(r)
+        except (TypeError, ValueError):
+            raise ConfigError(f"fault rate must be a number strictly between 0 and 1, got {r!r}") from None
+        if math.isnan(value) or not 0.0 < value < 1.0:
+            raise ConfigError(f"fault rate must be strictly between 0 and 1 (per bit per cycle), got {r!r}")
+        out.append(value)
+    if len(set(out)) != len(out):
+        raise ConfigError(f"fault rates must be distinct, got {list(rates)!r}")
+    return tuple(sorted(out))
+
+
+@dataclass(frozen=True)
+class RateConfig:
+    """Everything a fault-rate campaign's results depend on (hashed into its id)."""
+
+    net: str = "lenet"
+    bits: int = 8
+    act_bits: int | None = None
+    weight_bits: int | None = None
+    rows: int = 8
+    cols: int = 8
+    k_max: int = 1024
+    per_channel_bounds: bool = False
+    protections: tuple[str, ...] = ("none", "range")
+    dataset: str | None = None
+    data_dir: str | None = None
+    train_mode: str = "qat"
+    rates: tuple[float, ...] = DEFAULT_RATES
+    images: int = DEFAULT_IMAGES
+    trials: int = DEFAULT_TRIALS
+    targets: tuple[str, ...] = DEFAULT_RATE_TARGETS
+    seed: int = 0
+    confidence: float = 0.95
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "rates", check_rates(self.rates))
+        check_range("trials", self.trials, 1, 10_000)
+        check_range("images", self.images, 1, 100_000)
+        check_unit_interval("confidence", self.confidence)
+        if not self.targets:
+            raise ConfigError(f"at least one target register kind is needed, choose from {REGISTER_KINDS}")
+        for t in self.targets:
+            check_choice("target register kind", t, REGISTER_KINDS)
+        self.campaign_config()  # the shared checks: net, widths, array shape, protections, data directory
+
+    def campaign_config(self):  # type: ignore[no-untyped-def]
+        """The single-fault campaign config with the same model, array, images and targets (its
+        preparation, builds and golden check are reused)."""
+        from fault_campaigns.planning.config import CampaignConfig
+
+        return CampaignConfig(
+            net=self.net, bits=self.bits, act_bits=self.act_bits, weight_bits=self.weight_bits, rows=self.rows,
+            cols=self.cols, k_max=self.k_max, per_channel_bounds=self.per_channel_bounds,
+            protections=self.protections, dataset=self.dataset, data_dir=self.data_dir, train_mode=self.train_mode,
+            images=self.images, golden_images=1, targets=self.targets, seed=self.seed, confidence=self.confidence,
+        )
+
+    @property
+    def a_bits(self) -> int:
+        return self.act_bits or self.bits
+
+    @property
+    def w_bits(self) -> int:
+        return self.weight_bits or self.bits
+
+    def identity(self) -> dict:
+        d = {f.name: getattr(self, f.name) for f in fields(self)}
+        d["act_bits"], d["weight_bits"] = self.a_bits, self.w_bits
+        d["protections"], d["targets"], d["rates"] = list(self.protections), list(self.targets), list(self.rates)
+        d["data_dir"] = None
+        d["schema"] = RATE_SCHEMA
+        return d
+
+    @property
+    def campaign_id(self) -> str:
+        return hashlib.sha256(json.dumps(self.identity(), sort_keys=True).encode()).hexdigest()[:16]
+
+    def default_dir(self, runs_dir: str | Path) -> Path:
+        name = f"{self.net}-a{self.a_bits}w{self.w_bits}-{self.rows}x{self.cols}-{self.campaign_id[:8]}"
+        return Path(runs_dir) / "rates" / name
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["protections"], d["targets"], d["rates"] = list(self.protections), list(self.targets), list(self.rates)
+        return d
+
+    @classmethod
+    def from_dict(cls, raw: dict) -> RateConfig:
+        raw = {k: v for k, v in raw.items() if k in {f.name for f in fields(cls)}}
+        for name in ("protections", "targets", "rates"):
+            raw[name] = tuple(raw[name])
+        return cls(**raw)
+
+
+@dataclass(frozen=True)
+class Flip:
+    """One transient flip of one tile run: bit `bit` of register `site` after edge `cycle`."""
+
+    layer: int
+    tile: int
+    site: str
+    kind: str
+    bit: int
+    cycle: int
+
+    def to_list(self) -> list:
+        return [self.layer, self.tile, self.site, self.bit, self.cycle]
+
+
+class FlipSpace:
+    """The flip slots of one inference: every tile run of every layer x register bit x cycle."""
+
+    def __init__(self, layers: Sequence[LayerSpace], sites: Sequence[Site]):
+        if not sites:
+            raise ConfigError("a fault-rate campaign needs at least one target register")
+        self.sites = list(sites)
+        self.site_index = {s.name: n for n, s in enumerate(self.sites)}
+        self._ends = np.cumsum([s.width for s in self.sites])  # bit slot -> site
+        self.bits = int(self._ends[-1])  # register bits of one tile run
+        self.run_layer = np.concatenate([np.full(sp.tiles, sp.layer, np.int64) for sp in layers])
+        self.run_tile = np.concatenate([np.arange(sp.tiles, dtype=np.int64) for sp in layers])
+        self.run_cycles = np.concatenate([np.full(sp.tiles, sp.cycles, np.int64) for sp in layers])
+        self.slots = self.run_cycles * self.bits  # per tile run
+
+    @property
+    def bit_cycles(self) -> int:
+        """Register bits x cycles of one whole inference (mean flips per inference = rate x this)."""
+        return int(self.slots.sum())
+
+    def bits_by_kind(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for s in self.sites:
+            out[s.kind] = out.get(s.kind, 0) + s.width
+        return out
+
+    def mean_flips(self, rate: float) -> float:
+        return rate * self.bit_cycles
+
+    def draw(self, rate: float, rng: np.random.Generator) -> list[Flip]:
+        """The flips of one inference, ordered by (layer, tile, cycle, site, bit)."""
+        counts = rng.binomial(self.slots, rate)
+        flips: list[Flip] = []
+        for run in np.flatnonzero(counts):
+            picks = np.sort(rng.choice(int(self.slots[run]), size=int(counts[run]), replace=False))
+            cycles, slots = np.divmod(picks, self.bits)
+            owners = np.searchsorted(self._ends, slots, side="right")
+            layer, tile = int(self.run_layer[run]), int(self.run_tile[run])
+            for cycle, slot, owner in zip(cycles.tolist(), slots.tolist(), owners.tolist(), strict=True):
+                site = self.sites[owner]
+                start = int(self._ends[owner - 1]) if owner else 0
+                flips.append(Flip(layer, tile, site.name, site.kind, slot - start, cycle))
+        flips.sort(key=lambda f: (f.layer, f.tile, f.cycle, self.site_index[f.site], f.bit))
+        return flips
+
+
+def rate_key(rate: float) -> int:
+    """The rate as an exact integer (its IEEE-754 bits) for seeding."""
+    return int.from_bytes(struct.pack("<d", float(rate)), "little")
+
+
+def inference_rng(seed: int, dataset_index: int, trial: int, rate: float) -> np.random.Generator:
+    return np.random.default_rng([int(seed), _SEED_TAG, int(dataset_index), int(trial), rate_key(rate)])
+
+
+def draw_flips(space: FlipSpace, seed: int, dataset_index: int, trial: int, rate: float) -> list[Flip]:
+    """The flips of inference (image, trial) at `rate`: a pure function of its arguments."""
+    return space.draw(rate, inference_rng(seed, dataset_index, trial, rate))
+
+
+def tile_runs(flips: Sequence[Flip]) -> dict[tuple[int, int], list[tuple[str, int, int]]]:
+    """The flips grouped by tile run (layer, tile): [(site, mask, cycle), ...] in cycle order, several
+    bits of one register at one cycle merged into one mask (one deposit)."""
+    out: dict[tuple[int, int], dict[tuple[int, str], int]] = {}
+    for f in flips:
+        masks = out.setdefault((f.layer, f.tile), {})
+        masks[(f.cycle, f.site)] = masks.get((f.cycle, f.site), 0) | (1 << f.bit)
+    return {key: [(site, mask, cycle) for (cycle, site), mask in masks.items()] for key, masks in out.items()}
