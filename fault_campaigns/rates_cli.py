@@ -79,7 +79,8 @@ def rates(
         raise QuasarError(f"stall timeout must be more than 0 seconds, got {stall_timeout!r}")
     cfg = RateConfig(
         net=net, bits=bits, act_bits=act_bits, weight_bits=weight_bits, rows=rows, cols=cols, k_max=k_max,
-        per_channel_bounds=per_channel_bounds, protections=parse_list("--protection", protection) or PROTECTIONS, dataset=dataset,
+        per_channel_bounds=per_channel_bounds, protections=parse_list("--protection", protection) or PROTECTIONS,
+        dataset=dataset,
         data_dir=data_dir, train_mode=train_mode, rates=parse_rates(rate), images=images, trials=trials,
         targets=parse_list("--targets", targets) or DEFAULT_RATE_TARGETS, seed=seed, confidence=confidence,
     )
