@@ -239,7 +239,8 @@ def _red(r: dict) -> str:
 def _fit(r: dict) -> str:
     if r.get("sdc_fit") is None:
         return "-"
-    cov = "" if r.get("fit_coverage_pct") is None else f" ({r['fit_coverage_pct']:.0f}% of FFs)"
+    of = "FFs" if _num(r.get("ffs")) else "register bits"  # without synthesis: the fault-site map's bits
+    cov = "" if r.get("fit_coverage_pct") is None else f" ({r['fit_coverage_pct']:.0f}% of {of})"
     return f"{r['sdc_fit']:.3g} [{r['sdc_fit_lo']:.3g}, {r['sdc_fit_hi']:.3g}]{cov}"
 
 
