@@ -20,6 +20,8 @@ BENCH_ARGS ?=
 SWEEP_BITS = $(if $(filter command line environment,$(origin BITS)),--bits "$(BITS)",)
 SWEEP_DATA = $(if $(DATA),--data-dir "$(DATA)",)
 SWEEP_ARGS ?=
+# `make signoff`: SIGNOFF_ARGS more options of `quasar signoff` (e.g. "--no-synth", "--tiles 100").
+SIGNOFF_ARGS ?=
 
 PYTHON ?= python3
 VENV   := .venv
@@ -35,7 +37,8 @@ ifneq ($(shell command -v ccache 2>/dev/null),)
 export OBJCACHE ?= ccache
 endif
 
-.PHONY: help venv test test-fast lint campaign bench sweep replay gen-rtl synth synth-overhead synth-all synth-fmax train accuracy-table \
+.PHONY: help venv test test-fast lint campaign bench sweep replay gen-rtl signoff synth synth-overhead synth-all synth-fmax \
+	train accuracy-table \
 	clean distclean
 
 help:
@@ -47,6 +50,7 @@ help:
 	@echo "make lint                        ruff"
 	@echo "make replay RUN=DIR FAULT=ID             rerun one fault alone with a waveform"
 	@echo "make gen-rtl ROWS=8 COLS=8 BITS=8 PROTECTION=range OUT=DIR"
+	@echo "make signoff BITS=8 ROWS=8 COLS=8 PROTECTION=range  lint, proof, golden, injection, overhead"
 	@echo "make synth BITS=8 ROWS=8 COLS=8 PROTECTION=range   Yosys area + nextpnr Fmax"
 	@echo "make synth-overhead              protection overhead, 8x8 at 4/8/16 bits"
 	@echo "make synth-all                   the whole synthesis grid"
@@ -86,6 +90,10 @@ replay: $(STAMP)
 
 gen-rtl: $(STAMP)
 	$(QUASAR) gen-rtl --rows $(ROWS) --cols $(COLS) --bits $(BITS) --protection $(PROTECTION) --out $(OUT)/rtl
+
+signoff: $(STAMP)
+	$(QUASAR) signoff --rows $(ROWS) --cols $(COLS) --bits $(BITS) --protection $(PROTECTION) \
+		--out $(OUT)/signoff/$(subst :,-,$(PROTECTION))-$(ROWS)x$(COLS)-b$(BITS) $(SIGNOFF_ARGS)
 
 synth: $(STAMP)
 	$(QUASAR) synth --rows $(ROWS) --cols $(COLS) --bits $(BITS) --protection $(PROTECTION) --out $(OUT)/synth

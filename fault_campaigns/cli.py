@@ -32,7 +32,9 @@ def campaign(
     rows: Annotated[int, typer.Option(help="array rows (1-64)")] = 8,
     cols: Annotated[int, typer.Option(help="array columns (1-64)")] = 8,
     k_max: Annotated[int, typer.Option(help="operand buffer depth (longest reduction)")] = 1024,
-    protection: Annotated[list[str] | None, typer.Option(help="designs to run: none, range (default both)")] = None,
+    protection: Annotated[list[str] | None, typer.Option(
+        help="designs to run, comma-separated protection specs (none, range, range:zero, range:clamp:acc:channel, "
+             "...; docs/arithmetic.md); default none,range")] = None,
     per_channel_bounds: Annotated[bool, typer.Option(help="one bound pair per output channel")] = False,
     dataset: Annotated[str | None, typer.Option(help="dataset (default: the net's own)")] = None,
     data_dir: Annotated[str | None, typer.Option(help="dataset directory")] = None,
@@ -100,7 +102,8 @@ def _print_headline(summary: dict, run_dir: Path) -> None:
 def replay(
     run: Annotated[Path, typer.Option(help="campaign run directory")],
     fault: Annotated[int, typer.Option(help="fault id (see results.sqlite)")],
-    protection: Annotated[str, typer.Option(help="design: none or range")] = "none",
+    protection: Annotated[str, typer.Option(help="design: a protection spec the campaign ran (none, range, ...)")]
+    = "none",
     waves: Annotated[bool, typer.Option(help="write a waveform (FST)")] = True,
 ) -> None:
     """Rerun one fault of a campaign alone on the RTL (with a waveform) and compare with the stored result."""

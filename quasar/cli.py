@@ -29,7 +29,7 @@ app = typer.Typer(
 ENVIRONMENT_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG}
 
 # Each module defines `register(app: typer.Typer) -> None`.
-COMMAND_MODULES = ("hdl_gen.cli", "hdl_gen.synth_cli", "models.cli", "fault_campaigns.cli",
+COMMAND_MODULES = ("hdl_gen.cli", "hdl_gen.synth_cli", "hdl_gen.signoff.cli", "models.cli", "fault_campaigns.cli",
                    "fault_campaigns.sweep.cli", "fault_campaigns.bench.cli")
 
 for _name in COMMAND_MODULES:

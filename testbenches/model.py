@@ -64,15 +64,15 @@ class Expected:
 
 
 def finish(cfg: ArrayConfig, tile: Tile, logits: np.ndarray, y: np.ndarray | None = None) -> Expected:
-    """Post-processing and protection of given logits (or of given requantized values y, which in the
-    acc domain are past the protection already: then the logits are taken as protected)."""
+    """Post-processing and protection of given logits (or, in the act domain, of given requantized
+    values y, e.g. a flipped oact row)."""
     bounds = tile.bounds(cfg)
     logits = np.asarray(logits, dtype=np.int64)
     violations = 0
     if bounds is not None and cfg.protect_domain == "acc":
-        protected, violations = ar.protect(logits, *bounds, policy=cfg.protect_policy, mask=tile.mask(cfg))
-        if y is None:
-            logits = protected
+        if y is not None:
+            raise ConfigError("with an acc-domain protection, y follows from the protected logits; give logits only")
+        logits, violations = ar.protect(logits, *bounds, policy=cfg.protect_policy, mask=tile.mask(cfg))
     if y is None:
         y = ar.requantize(logits, tile.mult, tile.shift, cfg.act_bits)
     if bounds is None or cfg.protect_domain == "acc":
