@@ -25,6 +25,9 @@ def sweep(
     cols: Annotated[int, typer.Option(help="array columns (1-64)")] = 8,
     k_max: Annotated[int, typer.Option(help="operand buffer depth (longest reduction)")] = 1024,
     per_channel_bounds: Annotated[bool, typer.Option(help="one protection bound pair per output channel")] = False,
+    protection: Annotated[list[str] | None, typer.Option(
+        help="protection specs to compare, comma-separated, none first (default none,range; docs/arithmetic.md)")]
+    = None,
     data_dir: Annotated[str | None, typer.Option(help="dataset directory (AlexNet: the CIFAR-10 batches)")] = None,
     images: Annotated[int, typer.Option(help="test images in each campaign's fault space")] = 16,
     targets: Annotated[list[str] | None, typer.Option(help="register kinds (default pe_activation,output_activation)")]
@@ -56,7 +59,7 @@ def sweep(
         net=net, bits=parse_bits(bits), rows=rows, cols=cols, k_max=k_max, per_channel_bounds=per_channel_bounds,
         data_dir=data_dir, images=images, targets=_split(targets) or DEFAULT_TARGETS, margin=margin,
         confidence=confidence, faults=faults, seed=seed, synth=synth, synth_targets=tuple(_split([synth_targets])),
-        fmax=fmax,
+        fmax=fmax, **({"protections": tuple(_split(protection))} if protection else {}),
     )
     out_dir = out or cfg.default_dir(runs_dir)
     runner = Sweep(cfg, out_dir, runs_dir=runs_dir, workers=workers, progress=progress, synth_jobs=synth_jobs)

@@ -190,6 +190,8 @@ def test_state_of_another_sweep_is_refused(tmp_path):
         (["--rows", "0"], "rows"),
         (["--synth-targets", "asic"], "asic"),
         (["--fmax", "signoff"], "fmax must be one of routed, placed"),
+        (["--protection", "range,none"], "must start with none"),
+        (["--protection", "none,range:zro"], "unknown part 'zro'"),
     ],
 )
 def test_bad_input_stops_before_any_work(tmp_path, args, message):
