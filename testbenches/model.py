@@ -9,8 +9,10 @@ Timing (edge 0 samples `start`; "after edge e" = the register's value between ed
 - a_reg(i,j) and w_reg(i,j) hold operand index k = e - 2 - i - j (zero outside 0 <= k < K);
 - the product of index k enters acc(i,j) at edge k + 3 + i + j;
 - the drain samples row r's accumulators at edge D + r, D = K + C + 2, into v_j;
-- v_j holds row r's v after edge D + r; oact_j holds row r's requantized y after edge D + 1 + r;
-- the protection writes row r's output at edge D + 2 + r; `done` rises at edge K + R + C + 3.
+- row r's values then pass one register per edge (ArrayConfig.stage_edge): v_j after edge D + r,
+  the product pp_j.p_reg = v*M after D + 1 + r, the shifted product pp_j.t_reg = floor(2p / 2^S) after
+  D + 2 + r, the clamped oact_j = clamp(floor((t + 1) / 2)) after D + 3 + r;
+- the protection writes row r's output at edge D + 4 + r; `done` rises at edge K + R + C + 5.
 """
 
 from __future__ import annotations
@@ -19,12 +21,23 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hdl_gen.config import ArrayConfig
+from hdl_gen.config import OPERAND_LAG, ArrayConfig
 from quasar import arithmetic as ar
 from quasar.errors import ConfigError
 
-# the cycle offset between "operand index k" and "edge after which a_reg/w_reg of PE (0, 0) hold it"
-OPERAND_LAG = 2
+__all__ = [
+    "OPERAND_LAG",
+    "Expected",
+    "Tile",
+    "finish",
+    "golden",
+    "oact_from_t",
+    "operand_index",
+    "postproc_registers",
+    "predict",
+]
+# the drain stage each modelled post-accumulator register belongs to (hdl_gen.config.DRAIN_STAGES)
+_STAGE = {"v": "v", "p_reg": "product", "t_reg": "shifted", "oact": "oact"}
 
 
 @dataclass(frozen=True)
@@ -97,11 +110,16 @@ def operand_index(cycle: int, row: int, col: int) -> int:
 
 
 def _parse(site: str) -> tuple[str, int | None, int | None]:
-    """('a_reg'|'w_reg'|'acc', i, j) for PE registers, ('oact'|'v', None, j), else (name, None, None)."""
+    """('a_reg'|'w_reg'|'acc', i, j) for PE registers, ('p_reg'|'t_reg', None, j) for the post-processing
+    pipeline of column j, ('oact'|'v', None, j), else (name, None, None)."""
     if site.startswith("pe_") and "." in site:
         inst, reg = site.split(".", 1)
         _, i, j = inst.split("_")
         return reg, int(i), int(j)
+    if site.startswith("pp_") and "." in site:
+        inst, reg = site.split(".", 1)
+        if inst[3:].isdigit() and reg in ("p_reg", "t_reg"):
+            return reg, None, int(inst[3:])
     head, _, tail = site.rpartition("_")
     if head in ("oact", "v") and tail.isdigit():
         return head, None, int(tail)
@@ -139,25 +157,54 @@ def predict(cfg: ArrayConfig, tile: Tile, site: str, mask: int, cycle: int = 0, 
             partial = int(x[i, :n] @ wt[:n, j])
             flipped = _signed(partial ^ mask, cfg.acc_bits)
             acc[i, j] = _signed(int(acc[i, j]) + flipped - partial, cfg.acc_bits)
-    elif reg == "v":
-        r = cycle - (K + C + 2)
+    elif reg in _STAGE:
+        # a drained row's register: only the flip after the edge that loaded row r counts (the next
+        # edge passes it on); before the first and after the last row it meets no valid stage
+        r = cycle - cfg.stage_edge(K, _STAGE[reg], 0)
         logits = acc + bias
-        if 0 <= r < R:
-            logits[r, j] = _signed(int(logits[r, j]) ^ mask, cfg.v_bits)
-        return finish(cfg, tile, logits)
-    elif reg == "oact":
-        r = cycle - (K + C + 3)
-        logits = acc + bias
-        if cfg.protected and cfg.protect_domain == "acc":  # oact lies behind an acc-domain protection
-            golden_run = finish(cfg, tile, logits)
-            logits, y = golden_run.logits, golden_run.out_act.copy()
-            if 0 <= r < R:
-                y[r, j] ^= mask
-            return Expected(y, logits, golden_run.violations)
+        if not 0 <= r < R:
+            return finish(cfg, tile, logits)
+        if reg == "v":  # ahead of an acc-domain protection: finish protects the flipped value
+            logits_f = logits.copy()
+            logits_f[r, j] = _signed(int(logits[r, j]) ^ mask, cfg.v_bits)
+            return finish(cfg, tile, logits_f)
+        mult, shift = int(np.asarray(tile.mult)[j]), int(np.asarray(tile.shift)[j])
+        if cfg.protected and cfg.protect_domain == "acc":  # p_reg, t_reg and oact lie behind it
+            run = finish(cfg, tile, logits)
+            y = run.out_act.copy()
+            y[r, j] = _pipeline_flip(cfg, reg, int(run.logits[r, j]), mult, shift, mask, int(y[r, j]))
+            return Expected(y, run.logits, run.violations)
         y = ar.requantize(logits, tile.mult, tile.shift, cfg.act_bits)
-        if 0 <= r < R:
-            y[r, j] ^= mask
+        y[r, j] = _pipeline_flip(cfg, reg, int(logits[r, j]), mult, shift, mask, int(y[r, j]))
         return finish(cfg, tile, logits, y)
     else:
         raise ConfigError(f"the analytic model does not cover register {site!r}")
     return finish(cfg, tile, acc + bias)
+
+
+def postproc_registers(v: int, mult: int, shift: int) -> tuple[int, int]:
+    """(p_reg, t_reg) of the post-processing pipeline for biased accumulator v (docs/rtl.md):
+    p = v * M and t = floor(2 p / 2^S), Python ints (exact at every width)."""
+    p = int(v) * int(mult)
+    return p, (2 * p) >> int(shift)
+
+
+def oact_from_t(cfg: ArrayConfig, t: int) -> int:
+    """The activation oact takes from t_reg = t: clamp(floor((t + 1) / 2), 0, 2^A - 1), which is
+    quasar.arithmetic.requantize's value when t comes from `postproc_registers`."""
+    return min(max((int(t) + 1) >> 1, 0), (1 << cfg.act_bits) - 1)
+
+
+def _pipeline_flip(cfg: ArrayConfig, reg: str, v: int, mult: int, shift: int, mask: int, y: int) -> int:
+    """The activation oact_j takes when the post-processing register `reg` of a row with biased
+    accumulator v is flipped by `mask` while it holds that row (oact itself: y ^ mask)."""
+    if reg == "oact":
+        return y ^ mask
+    p_bits = cfg.v_bits + cfg.M_BITS
+    p, t = postproc_registers(v, mult, shift)
+    if reg == "p_reg":
+        p = _signed(p ^ mask, p_bits)
+        t = (2 * p) >> shift
+    else:  # t_reg
+        t = _signed(t ^ mask, p_bits + 1)
+    return oact_from_t(cfg, t)

@@ -40,7 +40,9 @@ class EarlyStop:
     e + C - j - 2 - i - jj); row i of the tile is finished from the golden accumulators plus that
     difference by the integer post-processing and protection (bit-exact with the RTL's,
     docs/arithmetic.md), every other row is the golden one. It applies only while the drain has not
-    read row i (edge D + i, D = K + C + 2); later flips run the full tile."""
+    read row i (edge D + i, D = K + C + 2, `cfg.stage_edge(K, "v", i)`); later flips run the full tile.
+    The post-processing pipeline behind the drain (docs/rtl.md, "Timing") only delays the row's output:
+    the integer post-processing that finishes the row is the same function of its logits."""
 
     def __init__(self, cfg: ArrayConfig, ops, want: np.ndarray, is_last: bool, violations: int):  # type: ignore[no-untyped-def]
 
@@ -77,7 +79,7 @@ class EarlyStop:
             return None
         i, j = int(m.group(1)), int(m.group(2))
         stop_after = run["cycle"] + self.cols - j
-        if stop_after > self.k + self.cols + 1 + i:  # the drain samples row i at edge K + C + 2 + i
+        if stop_after >= self.cfg.stage_edge(self.k, "v", i):  # the drain samples row i at that edge
             return None
         return i, j, stop_after
 

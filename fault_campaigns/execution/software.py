@@ -4,12 +4,13 @@ What a PyTorchFI-style tool does, at the place of the tile computation that the 
 (docs/rtl.md gives the timing): a transient flip of PE activation register `a_reg(i, j)` after edge
 e flips the bits of operand `X[i, k]`, `k = e - 2 - i - j`, in the products of output columns
 `j..C-1` of the tile (the PE uses it and forwards it to the right); a flip of output-activation
-register `oact_j` after edge `K + C + 3 + r` flips the requantized `y[r, j]` before the protection;
-a flip while the register holds a padding zero, or no operand, changes nothing. The tile is then
-computed by `quasar.arithmetic` (matmul, bias, requantization, protection) and turned into records of
-exactly the format the RTL shard worker writes, so the same classifier turns them into outcomes.
-Other registers and fault models (weights, accumulators, stuck-at) come from the analytic dataflow
-model (`testbenches.model.predict`). Uses: the software injector that `quasar bench` compares RTL
+register `oact_j` after edge `K + C + 5 + r` (`cfg.stage_edge(K, "oact", r)`) flips the requantized
+`y[r, j]` before the protection; a flip while the register holds a padding zero, or no operand, or
+no valid row, changes nothing. The tile is then computed by `quasar.arithmetic` (matmul, bias,
+requantization, protection) and turned into records of exactly the format the RTL shard worker
+writes, so the same classifier turns them into outcomes. Other registers and fault models (weights,
+accumulators, the post-processing pipeline registers, stuck-at) come from the analytic dataflow model
+(`testbenches.model.predict`). Uses: the software injector that `quasar bench` compares RTL
 injection with, and an independent check of RTL campaigns (the outcomes must agree).
 """
 
@@ -51,7 +52,7 @@ def inject(cfg, tile, site: str, mask: int, cycle: int, model: str = "flip"):  #
         acc[i, j:] = ar.matmul(row[None, :], wt[:, j:])[0]
         return finish(cfg, tile, acc + bias)
     j = int(oact.group(1))
-    r = cycle - (tile.k + cfg.cols + 3)
+    r = cycle - cfg.stage_edge(tile.k, "oact", 0)
     logits = ar.matmul(x, wt) + bias
     y = ar.requantize(logits, tile.mult, tile.shift, cfg.act_bits)
     if 0 <= r < cfg.rows:

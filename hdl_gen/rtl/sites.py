@@ -7,13 +7,14 @@ hdl_gen.rtl.units declare. Never builds a module.
 from __future__ import annotations
 
 from hdl_gen.config import ArrayConfig
-from hdl_gen.rtl.common import TOP, pe_name
+from hdl_gen.rtl.common import PE_PREFIX, PP_PREFIX, TOP, VALID_STAGES, pe_name, postproc_name
 
 
 def fault_sites(cfg: ArrayConfig) -> list[dict[str, object]]:
     """Every fault-injectable register: dotted name relative to the top (the cocotb `dut`), width, kind,
     position. Kinds: pe_activation, weight, accumulator (PE accumulators and the drain's v_j),
-    output_activation (oact_j, ahead of the protection) and control (sequencer state)."""
+    pipeline (the requantization's product and shift registers pp_j.p_reg, pp_j.t_reg), output_activation
+    (oact_j, ahead of the protection) and control (sequencer state)."""
     R, C = cfg.rows, cfg.cols
     sites: list[dict[str, object]] = []
 
@@ -33,16 +34,15 @@ def fault_sites(cfg: ArrayConfig) -> list[dict[str, object]]:
             add(f"pe_{i}_{j}.acc", cfg.acc_bits, "accumulator", i, j)
     for j in range(C):
         add(f"v_{j}", cfg.v_bits, "accumulator", None, j)
-    for name, width in (
-        ("busy_r", 1),
-        ("done_r", 1),
-        ("cyc", cfg.cyc_bits),
-        ("k_reg", cfg.k_bits),
-        ("v_valid", 1),
-        ("v_row", cfg.row_bits),
-        ("o_valid", 1),
-        ("o_row", cfg.row_bits),
-    ):
+    p_bits = cfg.v_bits + cfg.M_BITS
+    for j in range(C):
+        add(f"{PP_PREFIX}{j}.p_reg", p_bits, "pipeline", None, j)
+        add(f"{PP_PREFIX}{j}.t_reg", p_bits + 1, "pipeline", None, j)
+    control = [("busy_r", 1), ("done_r", 1), ("cyc", cfg.cyc_bits), ("k_reg", cfg.k_bits)]
+    control += [("drain_r", 1), ("d_row", cfg.row_bits)]
+    for s in VALID_STAGES:
+        control += [(f"{s}_valid", 1), (f"{s}_row", cfg.row_bits)]
+    for name, width in control:
         add(name, width, "control", None, None)
     return sites
 
@@ -51,9 +51,13 @@ def vpi_signals(cfg: ArrayConfig, ports: list[str]) -> dict[str, list[str]]:
     """{module name: variables} a testbench reaches over VPI: the top's ports, the operand buffers and
     every fault site. A simulator build makes exactly these public (testbenches/sim.py)."""
     signals: dict[str, list[str]] = {TOP: [*ports, "abuf", "wbuf"]}
+    modules = {PE_PREFIX: pe_name(cfg), PP_PREFIX: postproc_name(cfg)}
     for site in fault_sites(cfg):
         name = str(site["name"])
-        module, var = (pe_name(cfg), name.split(".", 1)[1]) if "." in name else (TOP, name)
+        module, var = TOP, name
+        if "." in name:
+            inst, var = name.split(".", 1)
+            module = next(mod for prefix, mod in modules.items() if inst.startswith(prefix))
         if var not in signals.setdefault(module, []):
             signals[module].append(var)
     return signals

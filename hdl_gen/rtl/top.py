@@ -14,7 +14,7 @@ import veriloggen as vg
 from veriloggen import Cat, Int, Module, When
 
 from hdl_gen.config import ArrayConfig
-from hdl_gen.rtl.common import TOP, VIOL_BITS, lane, sext, unwaive, waive, zext
+from hdl_gen.rtl.common import PE_PREFIX, PP_PREFIX, TOP, VALID_STAGES, VIOL_BITS, lane, sext, unwaive, waive, zext
 
 
 @dataclass
@@ -107,18 +107,21 @@ def _sequencer(t: TopParts) -> None:
     k_ext.assign(zext(k_reg, KB, CB))
     feed = t["feed"] = m.Wire("feed")
     feed.assign(vg.Land(busy, cyc < k_ext))
-    t_drain = m.Wire("t_drain", CB)  # the cycle-counter value at the edge that samples row 0's accumulators
-    t_drain.assign(k_ext + Int(C + 1, CB))
-    d_rel = t["d_rel"] = m.Wire("d_rel", CB)
-    d_rel.assign(cyc - t_drain)
-    drain = t["drain"] = m.Wire("drain")
-    drain.assign(vg.AndList(busy, cyc >= t_drain, d_rel < Int(R, CB)))
-    v_valid = t["v_valid"] = m.Reg("v_valid")
-    v_row = t["v_row"] = m.Reg("v_row", RB)
-    o_valid = t["o_valid"] = m.Reg("o_valid")
-    o_row = t["o_row"] = m.Reg("o_row", RB)
+    # The drain window as registers: drain_r/d_row hold "the next edge samples row d_row" after edges
+    # K + C + 1 .. K + C + R. Registered, so that the row select of the R x C accumulator multiplexer
+    # (fanout C * V) comes straight from flip-flops, not from a cycle-counter subtraction.
+    drain = t["drain"] = m.Reg("drain_r")
+    d_row = t["d_row"] = m.Reg("d_row", RB)
+    drain_start = m.Wire("drain_start")  # cyc = K + C: the next edge opens the window
+    drain_start.assign(vg.Land(busy, cyc == k_ext + Int(C, CB)))
+    # <s>_valid/<s>_row: drain stage s holds a row, and which (VALID_STAGES: v_j, pp_j.p_reg, pp_j.t_reg, oact_j)
+    valid, row = [], []
+    for s in VALID_STAGES:
+        valid.append(m.Reg(f"{s}_valid"))
+        row.append(m.Reg(f"{s}_row", RB))
+        t[f"{s}_valid"], t[f"{s}_row"] = valid[-1], row[-1]
     last = m.Wire("last")
-    last.assign(vg.Land(o_valid, o_row == Int(R - 1, RB)))
+    last.assign(vg.Land(valid[-1], row[-1] == Int(R - 1, RB)))
     m.Always(vg.Posedge(clk))(
         vg.If(rst)(busy(Int(0, 1)), done(Int(0, 1)), cyc(Int(0, CB)), k_reg(Int(0, KB)))
         .Elif(go)(busy(Int(1, 1)), done(Int(0, 1)), cyc(Int(0, CB)), k_reg(t["k"]))
@@ -128,10 +131,17 @@ def _sequencer(t: TopParts) -> None:
         )
     )
     m.Always(vg.Posedge(clk))(
-        vg.If(clr)(v_valid(Int(0, 1)), v_row(Int(0, RB)), o_valid(Int(0, 1)), o_row(Int(0, RB))).Else(
-            v_valid(drain), v_row(d_rel[0:RB]), o_valid(v_valid), o_row(v_row)
+        vg.If(clr)(drain(Int(0, 1)), d_row(Int(0, RB)))
+        .Elif(drain_start)(drain(Int(1, 1)), d_row(Int(0, RB)))
+        .Elif(drain)(
+            vg.If(d_row == Int(R - 1, RB))(drain(Int(0, 1)), d_row(Int(0, RB))).Else(d_row(d_row + Int(1, RB)))
         )
     )
+    zero = [x for vr in zip(valid, row, strict=True) for x in (vr[0](Int(0, 1)), vr[1](Int(0, RB)))]
+    shift_in = [valid[0](drain), row[0](d_row)]
+    for n in range(1, len(VALID_STAGES)):
+        shift_in += [valid[n](valid[n - 1]), row[n](row[n - 1])]
+    m.Always(vg.Posedge(clk))(vg.If(clr)(*zero).Else(*shift_in))
 
 
 def _skew_registers(t: TopParts) -> None:
@@ -187,7 +197,7 @@ def _pe_grid(t: TopParts, pe: Module) -> None:
         for j in range(C):
             m.Instance(
                 pe,
-                f"pe_{i}_{j}",
+                f"{PE_PREFIX}{i}_{j}",
                 ports=[
                     ("clk", t["clk"]),
                     ("clr", t["clr"]),
@@ -219,11 +229,12 @@ def _drain(t: TopParts) -> None:
         lambda i: [v_regs[j](sext(acc[i][j], ACC, V) + sext(bias_j[j], ACC, V)) for j in range(C)],
         lambda: [v_regs[j](v_regs[j]) for j in range(C)],
     )
-    m.Always(vg.Posedge(t["clk"]))(vg.If(t["drain"])(vg.Case(t["d_rel"][0:RB])(*cases)))
+    m.Always(vg.Posedge(t["clk"]))(vg.If(t["drain"])(vg.Case(t["d_row"])(*cases)))
 
 
 def _postproc_row(t: TopParts, postproc: Module) -> None:
-    """Stage 2: requantize v_j into the output-activation registers oact_j; capture the logit row."""
+    """Stages 2-4: `pp_<j>` requantizes v_j through its product and shift registers; oact_j takes the
+    rounded, clamped y_j of the row in pp_j.t_reg; the logit row is captured from v when v is valid."""
     cfg, m = t.cfg, t.m
     R, C, A, V, RB = cfg.rows, cfg.cols, cfg.act_bits, cfg.v_bits, cfg.row_bits
     v_regs = t.sig.get("v_protected", t["v"])  # the acc-domain protection sits between the drain and here
@@ -232,8 +243,9 @@ def _postproc_row(t: TopParts, postproc: Module) -> None:
         yj = m.Wire(f"y_{j}", A)
         m.Instance(
             postproc,
-            f"pp_{j}",
+            f"{PP_PREFIX}{j}",
             ports=[
+                ("clk", t["clk"]),
                 ("v", v_regs[j]),
                 ("mult", lane(t["mult"], j, cfg.M_BITS)),
                 ("shift", lane(t["shift"], j, cfg.S_BITS)),
@@ -246,15 +258,16 @@ def _postproc_row(t: TopParts, postproc: Module) -> None:
     v_cat = Cat(*reversed(v_regs))
     logit_cases = _row_cases(RB, R, lambda i: [lrow[i](v_cat)], lambda: [lrow[i](lrow[i]) for i in range(R)])
     m.Always(vg.Posedge(t["clk"]))(
-        vg.If(t["rst"])(*[o(Int(0, A)) for o in oact], *[lr(Int(0, C * V)) for lr in lrow]).Elif(t["v_valid"])(
-            *[oact[j](y_wire[j]) for j in range(C)], vg.Case(t["v_row"])(*logit_cases)
-        )
+        vg.If(t["rst"])(*[lr(Int(0, C * V)) for lr in lrow]).Elif(t["v_valid"])(vg.Case(t["v_row"])(*logit_cases))
+    )
+    m.Always(vg.Posedge(t["clk"]))(
+        vg.If(t["rst"])(*[o(Int(0, A)) for o in oact]).Elif(t["t_valid"])(*[oact[j](y_wire[j]) for j in range(C)])
     )
 
 
 def _protection(t: TopParts, protect: Module | None, domain: str) -> None:
     """The `prot` instance in its domain's place: `acc` between the drain's v_j and the post-processing
-    row (the logits row captures the protected v), `act` as the last stage on the oact row. It corrects
+    row (the logits row captures the protected v), `act` as the last stage (5) on the oact row. It corrects
     and counts only the real outputs of the tile: columns set in `valid_cols` of rows below `valid_rows`.
     With protection `none` the row passes unchanged and the counter port is a constant 0."""
     cfg, m = t.cfg, t.m

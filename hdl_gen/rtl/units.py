@@ -59,32 +59,42 @@ def make_requant_mul(cfg: ArrayConfig) -> Module:
 
 
 def make_postproc(cfg: ArrayConfig, mul: Module) -> Module:
-    """Requantization, ReLU and saturation of one biased accumulator (docs/arithmetic.md), combinational:
-    y = clamp(round_half_up(v * M / 2^S), 0, 2^A - 1), the rounding as floor((floor(p / 2^(S-1)) + 1) / 2)
-    for S > 0, which equals floor((p + 2^(S-1)) / 2^S) without a 64-bit rounding constant. The product
-    p = v * M comes from the `mul` instance (`make_requant_mul`)."""
+    """Requantization, ReLU and saturation of one biased accumulator (docs/arithmetic.md), as a
+    two-register pipeline: y = clamp(round_half_up(v * M / 2^S), 0, 2^A - 1).
+
+    - `p_reg` (V+16 bits, signed) takes the product p = v * M of the `mul` instance (`make_requant_mul`);
+    - `t_reg` (V+17 bits, signed) takes t = floor(2p / 2^S): one arithmetic shift of {p, 0} by S;
+    - `y` = clamp(floor((t + 1) / 2), 0, 2^A - 1), combinational (the top registers it as oact_j).
+
+    floor((t + 1) / 2) equals floor((p + 2^(S-1)) / 2^S) for S > 0 and p for S = 0 (t = 2p), so no
+    64-bit rounding constant and no S = 0 special case are needed. Both registers load every cycle
+    (no enable, no reset): which of their values count is the top's valid pipeline's business."""
     v_bits, a_bits = cfg.v_bits, cfg.act_bits
     p_bits = v_bits + cfg.M_BITS
+    t_bits = p_bits + 1
     m = Module(postproc_name(cfg))
+    clk = m.Input("clk")
     v = m.Input("v", v_bits)
     mult = m.Input("mult", cfg.M_BITS)
     shift = m.Input("shift", cfg.S_BITS)
     y = m.Output("y", a_bits)
     p = m.Wire("p", p_bits, signed=True)
     m.Instance(mul, "mul", ports=[("v", v), ("mult", mult), ("p", p)])
-    shift_m1 = m.Wire("shift_m1", cfg.S_BITS)
-    shift_m1.assign(shift - Int(1, cfg.S_BITS))
-    t = m.Wire("t", p_bits, signed=True)
-    t.assign(Sra(p, shift_m1))
-    t_inc = m.Wire("t_inc", p_bits + 1, signed=True)
-    t_inc.assign(sext(t, p_bits, p_bits + 1) + Int(1, p_bits + 1))
-    # its own wire: inside ?: with an unsigned operand, `>>>` would turn into a logical shift
-    r_round = m.Wire("r_round", p_bits + 1, signed=True)
-    r_round.assign(Sra(t_inc, Int(1, 1)))
-    r = m.Wire("r", p_bits + 1)
-    r.assign(Mux(shift == Int(0, cfg.S_BITS), sext(p, p_bits, p_bits + 1), r_round))
-    negative = r[p_bits]
-    too_big = vg.Uor(r[a_bits:p_bits])
+    p_reg = m.Reg("p_reg", p_bits, signed=True)
+    t_reg = m.Reg("t_reg", t_bits, signed=True)
+    p2 = m.Wire("p2", t_bits, signed=True)
+    p2.assign(Cat(p_reg, Int(0, 1)))
+    # its own wire: `>>>` of a signed operand, kept arithmetic whatever surrounds it
+    t = m.Wire("t", t_bits, signed=True)
+    t.assign(Sra(p2, shift))
+    m.Always(vg.Posedge(clk))(p_reg(p), t_reg(t))
+    # one bit wider than t: t + 1 never wraps, not even for a t_reg value that a fault produced
+    t_inc = m.Wire("t_inc", t_bits + 1, signed=True)
+    t_inc.assign(sext(t_reg, t_bits, t_bits + 1) + Int(1, t_bits + 1))
+    r = m.Wire("r", t_bits + 1, signed=True)
+    r.assign(Sra(t_inc, Int(1, 1)))
+    negative = r[t_bits]
+    too_big = vg.Uor(r[a_bits:t_bits])
     y.assign(Mux(negative, Int(0, a_bits), Mux(too_big, Int((1 << a_bits) - 1, a_bits), r[0:a_bits])))
     return m
 

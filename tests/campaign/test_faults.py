@@ -81,3 +81,18 @@ def test_load_sites_filters_by_kind(tmp_path):
 def test_bad_fault_model_is_named():
     with pytest.raises(ConfigError, match="'flop'"):
         F.FaultSpace(F.LayerSpace(0, 1, 1), 1, SITES, "flop")
+
+
+def test_pipeline_kind_selects_the_post_processing_registers(tmp_path):
+    """`--targets pipeline` plans faults in the requantization's product and shift registers of a
+    generated design, every bit of both, and nothing else."""
+    from hdl_gen import ArrayConfig, generate
+
+    cfg = ArrayConfig(rows=2, cols=3, act_bits=4, weight_bits=4, k_max=16, protection="range")
+    sites = F.load_sites(str(generate(cfg, tmp_path).sites_path), ["pipeline"])
+    p_bits = cfg.v_bits + cfg.M_BITS
+    assert [(s.name, s.width, s.col) for s in sites] == [
+        (f"pp_{j}.{reg}", p_bits + (reg == "t_reg"), j) for j in range(3) for reg in ("p_reg", "t_reg")
+    ]
+    fs = F.FaultSpace(F.LayerSpace(0, 1, cfg.tile_cycles(5)), 1, sites, "flip")
+    assert fs.size == 3 * (2 * p_bits + 1) * cfg.tile_cycles(5)

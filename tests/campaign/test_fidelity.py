@@ -58,10 +58,12 @@ def test_fast_path_equals_plain_runs_on_campaign_faults(data_faults, tmp_path):
 
 
 @pytest.mark.parametrize("targets, model", [(("control",), "flip"), (("weight", "accumulator"), "flip"),
-                                            (("pe_activation",), "stuck1"), (("pe_activation",), "mbu2")])
+                                            (("pipeline",), "flip"), (("pe_activation",), "stuck1"),
+                                            (("pe_activation",), "mbu2")])
 def test_fast_path_equals_plain_runs_on_other_faults(tmp_path_factory, tmp_path, targets, model):
-    """Control registers (hangs, early and late `done`), weights and accumulators, stuck-at and
-    multi-bit faults: the cpp clock's exact path, no early stop except for multi-bit PE flips."""
+    """Control registers (hangs, early and late `done`), weights and accumulators, the post-processing
+    pipeline registers, stuck-at and multi-bit faults: the cpp clock's exact path, no early stop except
+    for multi-bit PE flips."""
     campaign = _campaign(tmp_path_factory, faults=30, targets=targets, fault_model=model)
     _check(campaign, campaign.fault_list(), tmp_path)
 
@@ -99,6 +101,7 @@ def test_software_injector_flips_the_operand_the_dataflow_model_predicts():
         tile = Tile(x, w, rng.integers(-50, 50, cfg.cols), rng.integers(0, 1 << 16, cfg.cols),
                     rng.integers(0, 20, cfg.cols), lo, hi)
         sites = [f"pe_{i}_{j}.a_reg" for i in range(cfg.rows) for j in range(cfg.cols)]
+        sites += [f"pp_{j}.{reg}" for j in range(cfg.cols) for reg in ("p_reg", "t_reg")]
         base = golden(cfg, tile)
         changed = 0
         for cycle in range(cfg.tile_cycles(k)):

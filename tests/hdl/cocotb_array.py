@@ -273,27 +273,44 @@ async def fault_pe_activation(dut) -> None:  # type: ignore[no-untyped-def]
 
 @cocotb.test()
 async def fault_other_registers(dut) -> None:  # type: ignore[no-untyped-def]
-    """Weight, accumulator, v and output-activation flips match the analytic model at every cycle, with
-    the protection passing everything and with random bounds clamping some outputs."""
+    """Weight, accumulator, v, post-processing pipeline (pp_j.p_reg, pp_j.t_reg) and output-activation
+    flips match the analytic model at every cycle, with the protection passing everything and with
+    random bounds clamping some outputs. A pipeline register's flip counts only at the edge that loaded
+    a row (ArrayConfig.stage_edge): at every other cycle the output is golden."""
     cfg, tb, rng = _setup(dut, 8)
     i, j = _pes(cfg)[len(_pes(cfg)) // 2]
+    p_bits = cfg.v_bits + cfg.M_BITS
+    last = cfg.cols - 1
     sites = [
         (f"pe_{i}_{j}.w_reg", cfg.weight_bits),
         (f"pe_{i}_{j}.acc", cfg.acc_bits),
         (f"v_{j}", cfg.v_bits),
+        (f"pp_{j}.p_reg", p_bits),
+        (f"pp_{j}.t_reg", p_bits + 1),
+        (f"pp_{last}.p_reg", p_bits),
+        (f"pp_{last}.t_reg", p_bits + 1),
         (f"oact_{j}", cfg.act_bits),
-        (f"oact_{cfg.cols - 1}", cfg.act_bits),
+        (f"oact_{last}", cfg.act_bits),
     ]
+    stage = {"p_reg": "product", "t_reg": "shifted"}
     for clamp in (False, True):
         tile = _fault_tile(cfg, rng, clamp)
         _load(tb, tile)
         span = cfg.tile_cycles(tile.k)
         counts = {}
         for site, width in sites:
-            for bit in sorted({0, width - 1}):
+            bits = {0, width - 1}
+            if site.startswith("pp_"):  # the bits that reach the activation: around the shift
+                bits.add(min(width - 2, int(tile.shift[int(site[3:].split(".")[0])]) + cfg.act_bits - 1))
+            for bit in sorted(bits):
                 for cycle in range(span):
-                    changed = await _expect_fault(cfg, tb, tile, Injection(site, 1 << bit, cycle), f"clamp={clamp}")
+                    inj = Injection(site, 1 << bit, cycle)
+                    changed = await _expect_fault(cfg, tb, tile, inj, f"clamp={clamp}")
                     counts[site] = counts.get(site, 0) + changed
+                    reg = site.split(".")[-1]
+                    if reg in stage:
+                        loaded = [cfg.stage_edge(tile.k, stage[reg], r) for r in range(cfg.rows)]
+                        assert not changed or cycle in loaded, f"{inj}: changed outside the row window"
         assert clamp or all(n > 0 for n in counts.values()), counts
 
 
@@ -338,7 +355,9 @@ async def fault_sites_resolve(dut) -> None:  # type: ignore[no-untyped-def]
 
     cfg, tb, _ = _setup(dut, 11)
     sites = json.loads(open(os.environ["QUASAR_FAULT_SITES"]).read())["sites"]
-    assert len(sites) == 3 * cfg.rows * cfg.cols + 2 * cfg.cols + 8
+    # a_reg, w_reg, acc per PE; v, p_reg, t_reg, oact per column; busy, done, cyc, k, drain_r, d_row and
+    # 4 valid/row pairs
+    assert len(sites) == 3 * cfg.rows * cfg.cols + 4 * cfg.cols + 14
     for s in sites:
         assert len(tb.handle(s["name"])) == s["width"], s
 

@@ -46,7 +46,14 @@ def test_derived_widths() -> None:
 
 def test_tile_cycles_formula() -> None:
     cfg = ArrayConfig(rows=8, cols=3, k_max=64)
-    assert [cfg.tile_cycles(k) for k in (1, 13, 64)] == [1 + 14, 13 + 14, 64 + 14]
+    # K + R + C + 5: two cycles of operand lag, one per drain stage after v (product, shift, clamp, output)
+    assert [cfg.tile_cycles(k) for k in (1, 13, 64)] == [1 + 16, 13 + 16, 64 + 16]
+    assert [cfg.stage_edge(13, s, 0) for s in ("v", "product", "shifted", "oact", "out")] == [18, 19, 20, 21, 22]
+    assert cfg.stage_edge(13, "out", cfg.rows - 1) == cfg.tile_cycles(13)  # done rises with the last row
+    with pytest.raises(ConfigError, match=r"row must be in 0..7, got 8"):
+        cfg.stage_edge(13, "v", 8)
+    with pytest.raises(ConfigError, match=r"drain stage must be one of v, product, shifted, oact, out; got 'acc'"):
+        cfg.stage_edge(13, "acc", 0)
     with pytest.raises(ConfigError, match=r"k must be in 1..64, got 65"):
         cfg.tile_cycles(65)
     with pytest.raises(ConfigError, match=r"k must be in 1..64, got 0"):
@@ -108,7 +115,7 @@ def test_fault_site_map(tmp_path) -> None:
     by_kind = {}
     for s in entries:
         by_kind.setdefault(s["kind"], []).append(s)
-    assert sorted(by_kind) == ["accumulator", "control", "output_activation", "pe_activation", "weight"]
+    assert sorted(by_kind) == ["accumulator", "control", "output_activation", "pe_activation", "pipeline", "weight"]
     assert [(s["name"], s["width"], s["row"], s["col"]) for s in by_kind["pe_activation"]][:3] == [
         ("pe_0_0.a_reg", 4, 0, 0), ("pe_0_1.a_reg", 4, 0, 1), ("pe_1_0.a_reg", 4, 1, 0)
     ]
@@ -118,8 +125,14 @@ def test_fault_site_map(tmp_path) -> None:
     ]
     assert {s["width"] for s in by_kind["weight"]} == {6}
     assert {s["width"] for s in by_kind["accumulator"] if s["row"] is not None} == {cfg.acc_bits}
-    assert {s["name"] for s in by_kind["control"]} == {"busy_r", "done_r", "cyc", "k_reg", "v_valid", "v_row",
-                                                        "o_valid", "o_row"}
+    p_bits = cfg.v_bits + cfg.M_BITS
+    assert [(s["name"], s["width"], s["row"], s["col"]) for s in by_kind["pipeline"]] == [
+        ("pp_0.p_reg", p_bits, None, 0), ("pp_0.t_reg", p_bits + 1, None, 0),
+        ("pp_1.p_reg", p_bits, None, 1), ("pp_1.t_reg", p_bits + 1, None, 1),
+    ]
+    assert {s["name"] for s in by_kind["control"]} == {
+        "busy_r", "done_r", "cyc", "k_reg", "drain_r", "d_row", *(f"{p}_{r}" for p in "vpto" for r in ("valid", "row"))
+    }
 
 
 def _app() -> typer.Typer:
