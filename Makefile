@@ -28,6 +28,8 @@ SWEEP_DATA = $(if $(DATA),--data-dir "$(DATA)",)
 SWEEP_ARGS ?=
 # `make replay RUN=DIR FAULT=ID [PROTECTION=none|range]`: PROTECTION only when given (the CLI's default is none).
 REPLAY_PROTECTION = $(if $(filter command line environment,$(origin PROTECTION)),--protection "$(PROTECTION)",)
+# `make signoff`: SIGNOFF_ARGS more options of `quasar signoff` (e.g. "--no-synth", "--tiles 100").
+SIGNOFF_ARGS ?=
 
 PYTHON ?= python3
 VENV   := .venv
@@ -43,7 +45,8 @@ ifneq ($(shell command -v ccache 2>/dev/null),)
 export OBJCACHE ?= ccache
 endif
 
-.PHONY: help venv test test-fast lint campaign rates bench sweep replay gen-rtl synth synth-overhead synth-all synth-fmax train accuracy-table \
+.PHONY: help venv test test-fast lint campaign rates bench sweep replay gen-rtl signoff synth synth-overhead synth-all \
+	synth-fmax train accuracy-table \
 	clean distclean
 
 help:
@@ -56,6 +59,7 @@ help:
 	@echo "make lint                        ruff"
 	@echo "make replay RUN=DIR FAULT=ID [PROTECTION=range]  rerun one fault alone with a waveform (default design none)"
 	@echo "make gen-rtl ROWS=8 COLS=8 BITS=8 PROTECTION=range OUT=DIR   write the RTL to DIR/rtl (default runs/rtl)"
+	@echo "make signoff BITS=8 ROWS=8 COLS=8 PROTECTION=range  lint, proof, golden, injection, overhead"
 	@echo "make synth BITS=8 ROWS=8 COLS=8 PROTECTION=range   Yosys area + nextpnr Fmax"
 	@echo "make synth-overhead              protection overhead, 8x8 at 4/8/16 bits"
 	@echo "make synth-all                   the whole synthesis grid"
@@ -101,6 +105,10 @@ replay: $(STAMP)
 
 gen-rtl: $(STAMP)
 	$(QUASAR) gen-rtl --rows $(ROWS) --cols $(COLS) --bits $(BITS) --protection $(PROTECTION) --out $(OUT)/rtl
+
+signoff: $(STAMP)
+	$(QUASAR) signoff --rows $(ROWS) --cols $(COLS) --bits $(BITS) --protection $(PROTECTION) \
+		--out $(OUT)/signoff/$(subst :,-,$(PROTECTION))-$(ROWS)x$(COLS)-b$(BITS) $(SIGNOFF_ARGS)
 
 synth: $(STAMP)
 	$(QUASAR) synth --rows $(ROWS) --cols $(COLS) --bits $(BITS) --protection $(PROTECTION) --out $(OUT)/synth

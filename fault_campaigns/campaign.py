@@ -111,25 +111,31 @@ class Campaign:
         self.image_index = np.sort(rng.choice(len(data.test_y), size=cfg.images, replace=False))
         self.labels = np.asarray(data.test_y[self.image_index], dtype=np.int64)
         self.x = data.test_x[self.image_index]
+        self._data, self._train_config = data, tc  # the accumulator-domain bounds come from the training data
         self.timings["model_s"] = time.perf_counter() - t0
 
     def prepare_designs(self) -> None:
         """Traces of the images through each design's integer model, the builds and their fault sites."""
         from hdl_gen import ArrayConfig
         from models import IntegerModel
+        from models.integer import has_acc_bounds, set_acc_bounds
+        from quasar.protection import ProtectionSpec
         from testbenches.sim import build
 
-        cfg, x = self.cfg, self.x
+        cfg, x, data, tc = self.cfg, self.x, self._data, self._train_config
         t0 = time.perf_counter()
+        specs = {p: ProtectionSpec.parse(p, "channel" if cfg.per_channel_bounds else None) for p in cfg.protections}
+        if any(s.domain == "acc" for s in specs.values()) and not has_acc_bounds(self.export):
+            # accumulator bounds: extracted from the training data like the activation bounds (older exports lack them)
+            set_acc_bounds(self.export, data.train_x[: tc.train_limit or len(data.train_y)])
         self.designs: dict[str, Design] = {}
         for p in cfg.protections:
-            model = IntegerModel(self.export, protection=p, per_channel=cfg.per_channel_bounds)
+            model = IntegerModel(self.export, protection=str(specs[p]))
             trace = model.trace(model.quantize_input(x))
             golden = Golden([np.asarray(lt.Y, np.int64) for lt in trace.layers],
                             np.argmax(np.asarray(trace.logits), axis=1), self.labels)
-            array = ArrayConfig(rows=cfg.rows, cols=cfg.cols, act_bits=cfg.a_bits, weight_bits=cfg.w_bits,
-                                k_max=cfg.k_max, protection=p, per_channel_bounds=cfg.per_channel_bounds,
-                                requant=cfg.requant)
+            array = ArrayConfig.from_spec(specs[p], rows=cfg.rows, cols=cfg.cols, act_bits=cfg.a_bits,
+                                          weight_bits=cfg.w_bits, k_max=cfg.k_max, requant=cfg.requant)
             self.designs[p] = Design(p, array, None, model, trace, golden)
         first = self.designs[cfg.protections[0]]
         self.maps = mapping.layer_maps(self.export, cfg.rows, cfg.cols,

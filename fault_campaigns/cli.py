@@ -31,8 +31,9 @@ def campaign(
     rows: Annotated[int, typer.Option(help="array rows (1-64)")] = 8,
     cols: Annotated[int, typer.Option(help="array columns (1-64)")] = 8,
     k_max: Annotated[int, typer.Option(help="operand buffer depth (longest reduction)")] = 1024,
-    protection: Annotated[list[str] | None, list_option("--protection", "designs to run (none, range)", "none,range",
-                                                        "both")] = None,
+    protection: Annotated[list[str] | None, list_option(
+        "--protection", "designs to run, protection specs (none, range, range:zero, range:clamp:acc:channel, ...; "
+        "docs/arithmetic.md)", "none,range:zero", "none,range")] = None,
     per_channel_bounds: Annotated[bool, typer.Option(help="one bound pair per output channel")] = False,
     dataset: Annotated[str | None, typer.Option(help="dataset (default: the net's own)")] = None,
     data_dir: Annotated[str | None, typer.Option(help="dataset directory")] = None,
@@ -119,7 +120,8 @@ def _print_headline(summary: dict, run_dir: Path) -> None:
 def replay(
     run: Annotated[Path, typer.Option(help="campaign run directory")],
     fault: Annotated[int | None, typer.Option(help="fault id (see results.sqlite)")] = None,
-    protection: Annotated[str, typer.Option(help="design: none or range")] = "none",
+    protection: Annotated[str, typer.Option(help="design: a protection spec the campaign ran (none, range, ...)")]
+    = "none",
     waves: Annotated[bool, typer.Option(help="write a waveform (VCD: DIR/replay/fault<ID>-<design>.vcd)")] = True,
     rate: Annotated[float | None, typer.Option(help="fault-rate run: the rate of the row to replay")] = None,
     image: Annotated[int, typer.Option(help="fault-rate run: the image (position in the campaign's list)")] = 0,

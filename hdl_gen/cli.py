@@ -14,7 +14,8 @@ import typer
 Bits = Annotated[int, typer.Option("--bits", help="activation and weight bits (2..16)")]
 ActBits = Annotated[int | None, typer.Option("--act-bits", help="activation bits, overrides --bits")]
 WeightBits = Annotated[int | None, typer.Option("--weight-bits", help="weight bits, overrides --bits")]
-Protection = Annotated[str, typer.Option("--protection", help="none | range")]
+Protection = Annotated[str, typer.Option(
+    "--protection", help="none, range, or a protection spec range[:clamp|zero][:act|acc][:layer|channel]")]
 PerChannelBounds = Annotated[bool, typer.Option("--per-channel-bounds", help="one (lo, hi) pair per output column")]
 Requant = Annotated[str, typer.Option("--requant", help="mul (multiplier M and shift S) | shift (M = 1, no "
                                                         "multiplier: the pow2 format, docs/arithmetic.md)")]

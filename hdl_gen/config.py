@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, fields
 
 from quasar import arithmetic
 from quasar.errors import ConfigError, check_choice, check_range
+from quasar.protection import DOMAINS, POLICIES, ProtectionSpec
 
 PROTECTIONS = ("none", "range")
 REQUANTS = ("mul", "shift")  # requantization datapath: multiplier M then shift S, or shift S alone (M = 1)
@@ -48,6 +49,8 @@ class ArrayConfig:
     # "shift": the post-processing has no multiplier and computes the contract with M = 1 (the pow2
     # format, docs/arithmetic.md); the `mult` port is then absent and a tile with M != 1 cannot run on it.
     requant: str = "mul"
+    protect_policy: str = "clamp"
+    protect_domain: str = "act"
 
     M_BITS = arithmetic.M_BITS
     S_BITS = arithmetic.S_BITS
@@ -62,10 +65,40 @@ class ArrayConfig:
             ("k_max", 1, MAX_K),
         ):
             object.__setattr__(self, name, check_range(name, getattr(self, name), lo, hi))
+        if isinstance(self.protection, str) and ":" in self.protection:
+            # a full spec string: it sets the parts it names, the others keep their field values
+            spec = ProtectionSpec.parse(self.protection, "channel" if self.per_channel_bounds is True else None)
+            parts = self.protection.split(":")[1:]
+            object.__setattr__(self, "protection", spec.kind)
+            object.__setattr__(self, "per_channel_bounds", spec.per_channel)
+            if spec.policy in parts:
+                object.__setattr__(self, "protect_policy", spec.policy)
+            if spec.domain in parts:
+                object.__setattr__(self, "protect_domain", spec.domain)
         object.__setattr__(self, "protection", check_choice("protection", self.protection, PROTECTIONS))
         object.__setattr__(self, "requant", check_choice("requant", self.requant, REQUANTS))
         if not isinstance(self.per_channel_bounds, bool):
             raise ConfigError(f"per_channel_bounds must be true or false, got {self.per_channel_bounds!r}")
+        check_choice("protect_policy", self.protect_policy, POLICIES)
+        check_choice("protect_domain", self.protect_domain, DOMAINS)
+        if self.protection == "none" and (self.protect_policy, self.protect_domain) != ("clamp", "act"):
+            raise ConfigError(f"protection 'none' has no policy or domain; got protect_policy={self.protect_policy!r}, "
+                              f"protect_domain={self.protect_domain!r} (use protection='range' or the defaults)")
+
+    @classmethod
+    def from_spec(cls, spec: str | ProtectionSpec, **dims: object) -> ArrayConfig:
+        """The array of the given dimensions (rows, cols, widths, k_max) protected as `spec` says."""
+        s = ProtectionSpec.parse(spec)
+        return cls(**dims, protection=s.kind, per_channel_bounds=s.per_channel,  # type: ignore[arg-type]
+                   protect_policy=s.policy, protect_domain=s.domain)
+
+    @property
+    def spec(self) -> ProtectionSpec:
+        """The protection variant as a spec (its `str` is the canonical name: none, range, range:zero:...)."""
+        if not self.protected:
+            return ProtectionSpec()
+        return ProtectionSpec("range", self.protect_policy, self.protect_domain,
+                              "channel" if self.per_channel_bounds else "layer")
 
     # ---- derived widths -------------------------------------------------------------------------
     @property
@@ -117,6 +150,23 @@ class ArrayConfig:
     def protected(self) -> bool:
         return self.protection == "range"
 
+    @property
+    def protect_bits(self) -> int:
+        """Width of the values the protection sees (and of each bound): A in the act domain, V in acc."""
+        return self.v_bits if self.protect_domain == "acc" else self.act_bits
+
+    @property
+    def bound_range(self) -> tuple[int, int]:
+        """Inclusive range of a bound: activation codes (act), or signed V-bit values v (acc)."""
+        if self.protect_domain == "acc":
+            return -(1 << (self.v_bits - 1)), (1 << (self.v_bits - 1)) - 1
+        return 0, (1 << self.act_bits) - 1
+
+    @property
+    def valid_rows_bits(self) -> int:
+        """Width of the run-time port `valid_rows` (holds 0..rows)."""
+        return self.rows.bit_length()
+
     # ---- timing ---------------------------------------------------------------------------------
     def tile_cycles(self, k: int) -> int:
         """Clock edges from the edge that samples `start` (edge 0) to the edge that raises `done`.
@@ -160,13 +210,21 @@ class ArrayConfig:
         return cls(**data)  # type: ignore[arg-type]
 
     def key(self) -> str:
-        """Short, stable, filesystem-safe identity: readable prefix plus a hash of every field."""
-        digest = hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:8]
+        """Short, stable, filesystem-safe identity: readable prefix plus a hash of every field (the
+        protection's policy and domain enter only when not the defaults, so older keys stay valid)."""
+        d = self.to_dict()
+        for name, default in (("protect_policy", "clamp"), ("protect_domain", "act")):
+            if d[name] == default:
+                del d[name]
+        digest = hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:8]
         pc = "pc" if self.per_channel_bounds else ""
         rq = "_shift" if self.shift_only else ""
+        variant = "".join(
+            f"-{v}" for v, default in ((self.protect_policy, "clamp"), (self.protect_domain, "act")) if v != default
+        )
         return (
             f"{self.rows}x{self.cols}_a{self.act_bits}w{self.weight_bits}_k{self.k_max}_"
-            f"{self.protection}{pc}{rq}_{digest}"
+            f"{self.protection}{pc}{variant}{rq}_{digest}"
         )
 
     def suffix(self) -> str:
@@ -188,6 +246,8 @@ class ArrayConfig:
             "S_BITS": self.S_BITS,
             "PROTECT": int(self.protected),
             "PER_CHANNEL_BOUNDS": int(self.per_channel_bounds),
+            "PROTECT_ZERO": int(self.protect_policy == "zero"),
+            "PROTECT_ACC": int(self.protect_domain == "acc"),
             "TILE_OVERHEAD": TILE_OVERHEAD,
             # only in shift-only designs: a multiplier design's text (and its synthesis caches) stays as it was
             **({"SHIFT_ONLY": 1} if self.shift_only else {}),

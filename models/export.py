@@ -15,6 +15,9 @@ Conventions (docs/models.md):
 - `act_format` (docs/arithmetic.md, "Activation number formats"): `calibrated`, or `pow2` where every
   hidden layer has `mult` = 1 and records its `int_bits` (I of ap_ufixed<A, I>), and the input rule is
   `min(round_half_up(x * 2^A), 2^A - 1)` (`input_levels` = 2^A).
+- `v_lo`/`v_hi` (per layer) and `v_lo_ch`/`v_hi_ch` (per channel): the min/max of every layer's biased
+  accumulator v (the last layer's: its logits) over the training data, for the accumulator-domain
+  protection; None until `models.integer.set_acc_bounds` fills them (older exports have none).
 """
 
 from __future__ import annotations
@@ -58,6 +61,10 @@ class LayerExport:
     hi: int | None = None
     lo_ch: np.ndarray | None = None  # int64 (N,) per-channel bounds (None for the last layer)
     hi_ch: np.ndarray | None = None
+    v_lo: int | None = None  # per-layer bounds of the biased accumulator v, every layer (acc domain)
+    v_hi: int | None = None
+    v_lo_ch: np.ndarray | None = None  # int64 (N,) per-channel bounds of v
+    v_hi_ch: np.ndarray | None = None
     # Real scales, for documentation and re-quantization only; the integer arithmetic never reads them.
     input_scale: float = 1.0  # s_in: real value of one input activation step
     weight_scale: np.ndarray = field(default_factory=lambda: np.ones(1))  # s_w per output channel (or one)
@@ -94,6 +101,13 @@ class LayerExport:
         _in_range(self, "bias", self.bias, -(1 << (acc - 1)), (1 << (acc - 1)) - 1)
         _in_range(self, "mult", self.mult, 0, (1 << M_BITS) - 1)
         _in_range(self, "shift", self.shift, 0, MAX_SHIFT)
+        vmax = 1 << acc  # |v| < 2^ACC: v has ACC + 1 bits
+        if self.v_lo is not None and not -vmax <= self.v_lo <= self.v_hi < vmax:
+            raise QuasarError(f"layer {self.name}: accumulator bounds v_lo={self.v_lo}, v_hi={self.v_hi} not in "
+                              f"{-vmax}..{vmax - 1}")
+        if self.v_lo_ch is not None and (self.v_lo_ch.shape != (n,) or self.v_hi_ch is None
+                                         or self.v_hi_ch.shape != (n,) or np.any(self.v_lo_ch > self.v_hi_ch)):
+            raise QuasarError(f"layer {self.name}: per-channel accumulator bounds must have shape ({n},), lo <= hi")
         alo, ahi = act_range(act_bits)
         if self.is_last:
             return
@@ -121,13 +135,21 @@ class LayerExport:
         values = dict(raw)
         for key in ("in_hw", "out_hw", "pooled_hw"):
             values[key] = tuple(int(v) for v in values[key])
-        for key in (*_ARRAYS, "lo_ch", "hi_ch"):
+        for key in (*_ARRAYS, "lo_ch", "hi_ch", "v_lo_ch", "v_hi_ch"):
             if values.get(key) is not None:
                 values[key] = np.asarray(values[key], dtype=np.int64)
         values["weight"] = values["weight"].reshape(int(values["in_channels"]) * int(values["kernel"]) ** 2, -1)
         for key in _FLOATS:
             values[key] = np.asarray(values[key], dtype=np.float64)
         return cls(**values)
+
+
+def _pair(layer: LayerExport, per_channel: bool, prefix: str) -> tuple[np.ndarray, np.ndarray]:
+    """A layer's (lo, hi) as (N,) arrays: its per-channel bounds, or the per-layer pair repeated."""
+    if per_channel:
+        return getattr(layer, f"{prefix}lo_ch").copy(), getattr(layer, f"{prefix}hi_ch").copy()
+    n = layer.out_channels
+    return np.full(n, getattr(layer, f"{prefix}lo"), np.int64), np.full(n, getattr(layer, f"{prefix}hi"), np.int64)
 
 
 def _in_range(layer: LayerExport, key: str, arr: np.ndarray, lo: int, hi: int) -> None:
@@ -198,8 +220,11 @@ class ModelExport:
             )
         return out
 
-    def bounds(self, per_channel: bool = False) -> list[tuple[np.ndarray, np.ndarray] | None]:
-        """The (lo, hi) bounds the protection unit is programmed with, per layer (None for the last)."""
+    def bounds(self, per_channel: bool = False, domain: str = "act") -> list[tuple[np.ndarray, np.ndarray] | None]:
+        """The (lo, hi) bounds the protection unit is programmed with, per layer: activation codes (act;
+        None for the last layer) or v values (acc; every layer, None where the export has none)."""
+        if domain == "acc":
+            return [None if layer.v_lo is None else _pair(layer, per_channel, "v_") for layer in self.layers]
         out = []
         for layer in self.layers:
             if layer.is_last or layer.lo is None:
@@ -308,7 +333,7 @@ class ModelExport:
         """Every integer array, keyed '<layer>.<array>' (e.g. for np.savez)."""
         out = {}
         for layer in self.layers:
-            for key in (*_ARRAYS, "lo_ch", "hi_ch"):
+            for key in (*_ARRAYS, "lo_ch", "hi_ch", "v_lo_ch", "v_hi_ch"):
                 value = getattr(layer, key)
                 if value is not None:
                     out[f"{layer.name}.{key}"] = value

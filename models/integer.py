@@ -17,18 +17,19 @@ from dataclasses import dataclass
 import numpy as np
 
 from models.export import LayerExport, ModelExport
-from quasar.errors import check_choice
+from quasar.errors import QuasarError
+from quasar.protection import ProtectionSpec
 
-PROTECTIONS = ("none", "range")
+PROTECTIONS = ("none", "range")  # the short names; any protection spec (quasar/protection.py) is accepted
 _EXACT_FLOAT = float(2**53)
 
 
 @dataclass(eq=False)
 class LayerTrace:
     X: np.ndarray  # (B, P, K) lowered input codes
-    V: np.ndarray  # (B, P, N) biased accumulator v = X @ W + b (the logits for the last layer)
-    Y: np.ndarray  # (B, P, N) output activations leaving the array (requantized, then protected); v for the last
-    violations: np.ndarray  # (B,) clamped values per image (0 without protection and for the last layer)
+    V: np.ndarray  # (B, P, N) biased accumulator v = X @ W + b (the logits for the last layer); protected (acc)
+    Y: np.ndarray  # (B, P, N) output activations leaving the array (requantized, protected); v for the last
+    violations: np.ndarray  # (B,) corrected values per image (0 without protection)
 
 
 @dataclass(eq=False)
@@ -38,14 +39,18 @@ class Trace:
 
 
 class IntegerModel:
-    """Integer inference of `export`. protection="range" clamps every hidden layer's output activations to
-    the export's bounds (per layer, or per channel with per_channel=True), as the RTL protection unit does."""
+    """Integer inference of `export`, protected as the spec `protection` says (quasar/protection.py), as
+    the RTL protection unit does: `range` clamps every hidden layer's output activations to the export's
+    bounds; the zero policy resets out-of-range values to 0; the acc domain protects every layer's biased
+    accumulator v (the logits included) before requantization. `per_channel=True` is the legacy way to
+    ask for per-channel bounds (a spec naming a granularity wins)."""
 
     def __init__(self, export: ModelExport, protection: str = "none", per_channel: bool = False) -> None:
-        check_choice("protection", protection, PROTECTIONS)
+        spec = ProtectionSpec.parse(protection, "channel" if per_channel else None)
+        self.spec = spec
         self.export = export
-        self.protection = protection
-        self.per_channel = bool(per_channel)
+        self.protection = spec.kind
+        self.per_channel = spec.per_channel
         self.layers: list[LayerExport] = export.layers
         self.act_max = (1 << export.act_bits) - 1
         last = self.layers[-1]
@@ -58,7 +63,10 @@ class IntegerModel:
             np.where(layer.shift > 0, np.left_shift(np.int64(1), np.maximum(layer.shift - 1, 0)), 0)
             for layer in self.layers
         ]
-        self._bounds = export.bounds(per_channel=self.per_channel) if protection == "range" else None
+        self._bounds = export.bounds(self.per_channel, spec.domain) if spec.protected else None
+        if spec.domain == "acc" and self._bounds is not None and any(b is None for b in self._bounds):
+            raise QuasarError(f"protection {str(spec)!r} needs accumulator bounds for every layer; this export has "
+                              "none (models.integer.set_acc_bounds extracts them from training data)")
         if self._bounds is not None and any(b is None for b in self._bounds[:-1]):
             raise ValueError("protection='range' needs bounds for every hidden layer; this export has none")
 
@@ -101,18 +109,30 @@ class IntegerModel:
         """(V, Y, violations per image) of layer i for lowered input x (B, P, K)."""
         layer = self.layers[i]
         v = self._matmul(i, x) + layer.bias
+        none = np.zeros(len(x), dtype=np.int64)
+        if self._bounds is not None and self.spec.domain == "acc":
+            v, violations = self._protect(v, i)
+            if layer.is_last:
+                return v, v, violations
+            return v, np.clip((v * layer.mult + self._half[i]) >> layer.shift, 0, self.act_max), violations
         if layer.is_last:
-            return v, v, np.zeros(len(x), dtype=np.int64)
+            return v, v, none
         y = np.clip((v * layer.mult + self._half[i]) >> layer.shift, 0, self.act_max)
         if self._bounds is None:
-            return v, y, np.zeros(len(x), dtype=np.int64)
-        lo, hi = self._bounds[i]
-        violations = ((y < lo) | (y > hi)).reshape(len(x), -1).sum(axis=1)
-        return v, np.minimum(np.maximum(y, lo), hi), violations
+            return v, y, none
+        z, violations = self._protect(y, i)
+        return v, z, violations
+
+    def _protect(self, values: np.ndarray, i: int) -> tuple[np.ndarray, np.ndarray]:
+        """The protection of layer i on values (B, P, N): (protected values, out-of-range count per image)."""
+        lo, hi = self._bounds[i]  # type: ignore[index]
+        out = (values < lo) | (values > hi)
+        fixed = np.minimum(np.maximum(values, lo), hi) if self.spec.policy == "clamp" else 0
+        return np.where(out, fixed, values), out.reshape(len(values), -1).sum(axis=1)
 
     def layer_output(self, layer_index: int, X: np.ndarray, return_violations: bool = False):
         """Y (B, P, N): requantized (and protected) activations of the layer, or the logits v of the last
-        layer. With return_violations, also the number of clamped values per image (B,)."""
+        layer. With return_violations, also the number of corrected values per image (B,)."""
         _, y, violations = self._layer(layer_index, np.asarray(X))
         return (y, violations) if return_violations else y
 
@@ -187,3 +207,32 @@ class IntegerModel:
                 mins[i] = lo if mins[i] is None else np.minimum(mins[i], lo)
                 maxs[i] = hi if maxs[i] is None else np.maximum(maxs[i], hi)
         return [None if mins[i] is None else (mins[i], maxs[i]) for i in range(len(self.layers))]
+
+    def acc_ranges(self, x: np.ndarray, batch_size: int = 500) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Per-channel (min, max) of every layer's biased accumulator v (the logits for the last) over
+        images x (unprotected values when protection is off)."""
+        mins: list[np.ndarray | None] = [None] * len(self.layers)
+        maxs: list[np.ndarray | None] = [None] * len(self.layers)
+        for start in range(0, len(x), batch_size):
+            trace = self.trace(self.quantize_input(x[start : start + batch_size]))
+            for i, lt in enumerate(trace.layers):
+                n = lt.V.shape[-1]
+                lo, hi = lt.V.reshape(-1, n).min(axis=0), lt.V.reshape(-1, n).max(axis=0)
+                mins[i] = lo if mins[i] is None else np.minimum(mins[i], lo)
+                maxs[i] = hi if maxs[i] is None else np.maximum(maxs[i], hi)
+        return [(mins[i], maxs[i]) for i in range(len(self.layers))]  # type: ignore[misc]
+
+
+def set_acc_bounds(export: ModelExport, x: np.ndarray) -> None:
+    """Accumulator-domain range extraction: every layer's per-channel and per-layer min/max of v over the
+    (training) images x, stored in the export (v_lo, v_hi, v_lo_ch, v_hi_ch). Deterministic in the export
+    and x, so a campaign can fill an older export's bounds itself."""
+    if len(x) == 0:
+        raise QuasarError("accumulator bounds need at least one training image")
+    for layer, (lo, hi) in zip(export.layers, IntegerModel(export).acc_ranges(x), strict=True):
+        layer.v_lo_ch, layer.v_hi_ch = lo.astype(np.int64), hi.astype(np.int64)
+        layer.v_lo, layer.v_hi = int(lo.min()), int(hi.max())
+
+
+def has_acc_bounds(export: ModelExport) -> bool:
+    return all(layer.v_lo is not None for layer in export.layers)

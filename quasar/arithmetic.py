@@ -83,13 +83,33 @@ def headroom(hi: int, act_bits: int) -> tuple[int, int]:
     return (1 << act_bits) - 1 - hi, act_bits - hi.bit_length()
 
 
-def protect(y: np.ndarray, lo: np.ndarray | int, hi: np.ndarray | int) -> tuple[np.ndarray, int]:
-    """Range restriction: clamp to [lo, hi] (broadcast over the last axis); return (z, violations)."""
+def protect(
+    y: np.ndarray,
+    lo: np.ndarray | int,
+    hi: np.ndarray | int,
+    policy: str = "clamp",
+    mask: np.ndarray | None = None,
+) -> tuple[np.ndarray, int]:
+    """Range restriction (bounds broadcast over the last axis); return (z, violations).
+
+    Out-of-range values become the violated bound (`clamp`) or 0 (`zero`); only lanes where `mask` is
+    true (the real outputs of a tile; default: all) are corrected and counted, the others pass."""
+    if policy not in ("clamp", "zero"):
+        raise ValueError(f"policy must be clamp or zero, got {policy!r}")
     y = np.asarray(y, dtype=np.int64)
     lo = np.asarray(lo, dtype=np.int64)
     hi = np.asarray(hi, dtype=np.int64)
-    violations = int(np.count_nonzero(y < lo) + np.count_nonzero(y > hi))
-    return np.minimum(np.maximum(y, lo), hi), violations
+    en = np.ones(y.shape, dtype=bool) if mask is None else np.broadcast_to(np.asarray(mask, dtype=bool), y.shape)
+    out = en & ((y < lo) | (y > hi))
+    fixed = np.minimum(np.maximum(y, lo), hi) if policy == "clamp" else np.zeros_like(y)
+    return np.where(out, fixed, y), int(np.count_nonzero(out))
+
+
+def lane_mask(rows: int, cols: int, valid_rows: int, valid_cols: int) -> np.ndarray:
+    """(rows, cols) bool: true on the real outputs of a tile, its first valid_rows rows and valid_cols columns."""
+    mask = np.zeros((rows, cols), dtype=bool)
+    mask[:valid_rows, :valid_cols] = True
+    return mask
 
 
 def layer(
@@ -100,13 +120,22 @@ def layer(
     shift: np.ndarray,
     act_bits: int,
     bounds: tuple[np.ndarray | int, np.ndarray | int] | None = None,
+    policy: str = "clamp",
+    domain: str = "act",
+    mask: np.ndarray | None = None,
 ) -> dict[str, np.ndarray | int]:
-    """One matmul layer end to end: returns acc, v (logits), y (requantized) and z (protected)."""
+    """One matmul layer end to end: returns acc, v (logits), y (requantized) and z (protected).
+
+    domain `act` protects y (bounds in activation codes); domain `acc` protects v before requantization
+    (bounds in v units), and then v (the logits) and y are the protected ones."""
     acc = matmul(a, w)
     v = acc + np.asarray(bias, dtype=np.int64)
+    violations = 0
+    if bounds is not None and domain == "acc":
+        v, violations = protect(v, *bounds, policy=policy, mask=mask)
     y = requantize(v, mult, shift, act_bits)
-    if bounds is None:
-        z, violations = y, 0
+    if bounds is not None and domain == "act":
+        z, violations = protect(y, *bounds, policy=policy, mask=mask)
     else:
-        z, violations = protect(y, *bounds)
+        z = y
     return {"acc": acc, "v": v, "y": y, "z": z, "violations": violations}

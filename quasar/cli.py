@@ -40,7 +40,7 @@ def _options(verbose: bool = typer.Option(False, "--verbose", "-v", help="also p
 ENVIRONMENT_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG}
 
 # Each module defines `register(app: typer.Typer) -> None`.
-COMMAND_MODULES = ("hdl_gen.cli", "hdl_gen.synth.cli", "models.cli", "fault_campaigns.cli",
+COMMAND_MODULES = ("hdl_gen.cli", "hdl_gen.synth.cli", "hdl_gen.signoff.cli", "models.cli", "fault_campaigns.cli",
                    "fault_campaigns.sweep.cli", "fault_campaigns.bench.cli", "fault_campaigns.rates_cli")
 
 for _name in COMMAND_MODULES:

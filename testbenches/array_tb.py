@@ -173,15 +173,16 @@ def _per_lane(name: str, values: object, lanes: int, lo: int, hi: int) -> np.nda
 
 
 def check_bounds(cfg: ArrayConfig, lo: object, hi: object) -> tuple[np.ndarray, np.ndarray]:
-    """Validate (lo, hi): scalars, or (cols,) arrays with per-channel bounds; each in 0..2^A-1, lo <= hi."""
-    top = (1 << cfg.act_bits) - 1
+    """Validate (lo, hi): scalars, or (cols,) arrays with per-channel bounds; each in cfg.bound_range
+    (0..2^A-1 in the act domain, signed V bits in acc), lo <= hi."""
+    bottom, top = cfg.bound_range if cfg.protected else (0, (1 << cfg.act_bits) - 1)
     lanes = cfg.bound_lanes
     for name, value in (("lo", lo), ("hi", hi)):
         if np.ndim(value) not in (0, 1) or (np.ndim(value) == 1 and not cfg.per_channel_bounds):
             raise ConfigError(f"{name} must be a scalar{' or a (cols,) array' if cfg.per_channel_bounds else ''}, "
                               f"got shape {np.shape(value)}")
-    lo_a = _per_lane("lo", lo, lanes, 0, top)
-    hi_a = _per_lane("hi", hi, lanes, 0, top)
+    lo_a = _per_lane("lo", lo, lanes, bottom, top)
+    hi_a = _per_lane("hi", hi, lanes, bottom, top)
     if np.any(lo_a > hi_a):
         j = int(np.argmax(lo_a > hi_a))
         raise ConfigError(f"lower bound lo={int(lo_a[j])} is above upper bound hi={int(hi_a[j])}"
@@ -310,17 +311,23 @@ class ArrayTB:
         self._last_operands = (x.copy(), wt.copy())
         return k
 
-    def load_params(self, bias, mult, shift, lo=None, hi=None) -> None:  # type: ignore[no-untyped-def]
+    def load_params(self, bias, mult, shift, lo=None, hi=None, valid=None) -> None:  # type: ignore[no-untyped-def]
         """Drive the per-column parameters (bias at the accumulator scale, multiplier M, shift S) and,
-        with protection, the bounds (scalars, or (cols,) arrays with per-channel bounds; lo <= hi).
-        Without protection the bounds are validated if given and otherwise ignored."""
-        raw = (bias, mult, shift, lo, hi)
+        with protection, the bounds (scalars, or (cols,) arrays with per-channel bounds; lo <= hi) and
+        the tile's real extent `valid` = (rows, cols) in use (default: the whole array), which the
+        protection alone reads: it corrects and counts only those outputs. Without protection the
+        bounds and extent are validated if given and otherwise ignored."""
+        cfg = self.cfg
+        valid = (cfg.rows, cfg.cols) if valid is None else tuple(valid)
+        if len(valid) != 2:
+            raise ConfigError(f"valid must be (rows, cols) in use, got {valid!r}")
+        valid = (check_range("valid rows", valid[0], 0, cfg.rows), check_range("valid cols", valid[1], 0, cfg.cols))
+        raw = (bias, mult, shift, lo, hi, np.asarray(valid))
         if self._last_params is not None and all(
             (u is None and v is None) or (u is not None and v is not None and np.array_equal(u, v))
             for u, v in zip(self._last_params, raw, strict=True)
         ):
             return
-        cfg = self.cfg
         c = cfg.cols
         acc_half = 1 << (cfg.acc_bits - 1)
         bias = _per_lane("bias", bias, c, -acc_half, acc_half - 1)
@@ -336,13 +343,15 @@ class ArrayTB:
                 raise ConfigError(f"the shift-only design (requant='shift') needs every multiplier = 1, got {mult}")
             del ports["mult"]
         if lo is None and hi is None:
-            lo, hi = 0, (1 << cfg.act_bits) - 1  # no clamping
+            lo, hi = cfg.bound_range if cfg.protected else (0, (1 << cfg.act_bits) - 1)  # no clamping
         elif lo is None or hi is None:
             raise ConfigError("give both bounds lo and hi, or neither")
         lo_a, hi_a = check_bounds(cfg, lo, hi)
         if cfg.protected:
-            ports["lo"] = pack_words(lo_a[None, :], cfg.act_bits)[0]
-            ports["hi"] = pack_words(hi_a[None, :], cfg.act_bits)[0]
+            ports["lo"] = pack_words(lo_a[None, :], cfg.protect_bits)[0]
+            ports["hi"] = pack_words(hi_a[None, :], cfg.protect_bits)[0]
+            ports["valid_rows"] = valid[0]
+            ports["valid_cols"] = (1 << valid[1]) - 1
         for name, value in ports.items():
             if self._ports.get(name) != value:
                 if self._c is not None:
@@ -353,10 +362,10 @@ class ArrayTB:
         self._params_loaded = True
         self._last_params = tuple(None if v is None else np.array(v, copy=True) for v in raw)
 
-    def load(self, x, wt, bias, mult, shift, lo=None, hi=None) -> int:  # type: ignore[no-untyped-def]
+    def load(self, x, wt, bias, mult, shift, lo=None, hi=None, valid=None) -> int:  # type: ignore[no-untyped-def]
         """load_operands + load_params; returns K."""
         k = self.load_operands(x, wt)
-        self.load_params(bias, mult, shift, lo, hi)
+        self.load_params(bias, mult, shift, lo, hi, valid)
         return k
 
     # ---- results ----

@@ -50,8 +50,9 @@ class Tile:
     bias: np.ndarray  # (cols,)
     mult: np.ndarray  # (cols,)
     shift: np.ndarray  # (cols,)
-    lo: np.ndarray | int = 0
-    hi: np.ndarray | int | None = None  # None: 2^A - 1
+    lo: np.ndarray | int | None = None  # None: the lowest bound (0 in the act domain)
+    hi: np.ndarray | int | None = None  # None: the highest bound (2^A - 1 in the act domain)
+    valid: tuple[int, int] | None = None  # (rows, cols) holding real outputs; None: the whole array
 
     @property
     def k(self) -> int:
@@ -60,7 +61,13 @@ class Tile:
     def bounds(self, cfg: ArrayConfig) -> tuple[np.ndarray | int, np.ndarray | int] | None:
         if not cfg.protected:
             return None
-        return self.lo, (1 << cfg.act_bits) - 1 if self.hi is None else self.hi
+        bottom, top = cfg.bound_range
+        return bottom if self.lo is None else self.lo, top if self.hi is None else self.hi
+
+    def mask(self, cfg: ArrayConfig) -> np.ndarray:
+        """Where the protection may act: the tile's real outputs."""
+        rows, cols = (cfg.rows, cfg.cols) if self.valid is None else self.valid
+        return ar.lane_mask(cfg.rows, cfg.cols, rows, cols)
 
 
 @dataclass(frozen=True)
@@ -71,14 +78,21 @@ class Expected:
 
 
 def finish(cfg: ArrayConfig, tile: Tile, logits: np.ndarray, y: np.ndarray | None = None) -> Expected:
-    """Post-processing and protection of given logits (or of given requantized values y)."""
+    """Post-processing and protection of given logits (or, in the act domain, of given requantized
+    values y, e.g. a flipped oact row)."""
+    bounds = tile.bounds(cfg)
+    logits = np.asarray(logits, dtype=np.int64)
+    violations = 0
+    if bounds is not None and cfg.protect_domain == "acc":
+        if y is not None:
+            raise ConfigError("with an acc-domain protection, y follows from the protected logits; give logits only")
+        logits, violations = ar.protect(logits, *bounds, policy=cfg.protect_policy, mask=tile.mask(cfg))
     if y is None:
         y = ar.requantize(logits, tile.mult, tile.shift, cfg.act_bits)
-    bounds = tile.bounds(cfg)
-    if bounds is None:
-        return Expected(np.asarray(y, dtype=np.int64), np.asarray(logits, dtype=np.int64), 0)
-    z, violations = ar.protect(y, *bounds)
-    return Expected(z, np.asarray(logits, dtype=np.int64), violations)
+    if bounds is None or cfg.protect_domain == "acc":
+        return Expected(np.asarray(y, dtype=np.int64), logits, violations)
+    z, violations = ar.protect(y, *bounds, policy=cfg.protect_policy, mask=tile.mask(cfg))
+    return Expected(z, logits, violations)
 
 
 def golden(cfg: ArrayConfig, tile: Tile) -> Expected:
@@ -159,12 +173,17 @@ def predict(cfg: ArrayConfig, tile: Tile, site: str, mask: int, cycle: int = 0, 
         logits = acc + bias
         if not 0 <= r < R:
             return finish(cfg, tile, logits)
-        if reg == "v":
+        if reg == "v":  # ahead of an acc-domain protection: finish protects the flipped value
             logits_f = logits.copy()
             logits_f[r, j] = _signed(int(logits[r, j]) ^ mask, cfg.v_bits)
             return finish(cfg, tile, logits_f)
-        y = ar.requantize(logits, tile.mult, tile.shift, cfg.act_bits)
         mult, shift = int(np.asarray(tile.mult)[j]), int(np.asarray(tile.shift)[j])
+        if cfg.protected and cfg.protect_domain == "acc":  # p_reg, t_reg and oact lie behind it
+            run = finish(cfg, tile, logits)
+            y = run.out_act.copy()
+            y[r, j] = _pipeline_flip(cfg, reg, int(run.logits[r, j]), mult, shift, mask, int(y[r, j]))
+            return Expected(y, run.logits, run.violations)
+        y = ar.requantize(logits, tile.mult, tile.shift, cfg.act_bits)
         y[r, j] = _pipeline_flip(cfg, reg, int(logits[r, j]), mult, shift, mask, int(y[r, j]))
         return finish(cfg, tile, logits, y)
     else:

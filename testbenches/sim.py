@@ -196,33 +196,45 @@ def _cpp_main(root: Path) -> Path:
     return path
 
 
-_BUILT: dict[tuple[ArrayConfig, bool, str], SimBuild] = {}
+_BUILT: dict[tuple, SimBuild] = {}
 
 
-def build(cfg: ArrayConfig, waves: bool = False, clock: str = "gpi") -> SimBuild:
+def build(cfg: ArrayConfig, waves: bool = False, clock: str = "gpi",
+          replace: Mapping[str, str] | None = None) -> SimBuild:
     """`_build`, remembered per process: regenerating the Verilog to check the cache costs ~0.3 s."""
-    key = (cfg, waves, clock)
+    key = (cfg, waves, clock, tuple(sorted((replace or {}).items())))
     known = _BUILT.get(key)
     if known is not None and (known.obj_dir / TOP).is_file() and (known.root / STAMP).is_file():
         return SimBuild(cfg, known.design, known.root, waves, 0.0, clock)
-    made = _build(cfg, waves, clock)
+    made = _build(cfg, waves, clock, replace)
     _BUILT[key] = made
     return made
 
 
-def _build(cfg: ArrayConfig, waves: bool = False, clock: str = "gpi") -> SimBuild:
+def _build(cfg: ArrayConfig, waves: bool = False, clock: str = "gpi",
+           replace: Mapping[str, str] | None = None) -> SimBuild:
     """Generate and compile `cfg` into build/sim/<key>[-cpp][-waves], or reuse a finished build there.
-    clock "gpi": cocotb drives `clk` (the reference); "cpp": Python steps the clock through the C++ main."""
+    clock "gpi": cocotb drives `clk` (the reference); "cpp": Python steps the clock through the C++ main.
+    `replace` {module name: Verilog text} swaps generated modules for other text (a sign-off test's
+    deliberately broken block); such a build lives in its own directory, named by the text's hash."""
     from quasar.errors import check_choice
 
     check_choice("clock", clock, CLOCKS)
     toolenv.apply()
     if clock == "cpp" and waves:
         raise ConfigError("waves need the gpi clock (simulated time does not advance with the cpp clock)")
-    root = build_root() / (cfg.key() + ("-cpp" if clock == "cpp" else "") + ("-waves" if waves else ""))
+    patched = ""
+    if replace:
+        patched = "-patched-" + hashlib.sha256(json.dumps(sorted(replace.items())).encode()).hexdigest()[:8]
+    root = build_root() / (cfg.key() + patched + ("-cpp" if clock == "cpp" else "") + ("-waves" if waves else ""))
     root.mkdir(parents=True, exist_ok=True)
     with FileLock(str(root / ".lock")):
         design = generate(cfg, root / "rtl")
+        for module, text in (replace or {}).items():
+            path = design.out_dir / f"{module}.v"
+            if not path.is_file():
+                raise ConfigError(f"cannot replace module {module!r}: the design has no {path.name}")
+            path.write_text(text)
         sources = [_public_vlt(cfg, design, root / "public.vlt"), *design.sources]
         args = list(VERILATOR_ARGS)
         main = None

@@ -95,25 +95,35 @@ def summarize(frame: pd.DataFrame, config: dict, populations: dict[int, int], ex
         }
     out = {"config": config, "designs": designs, "populations": {str(k): v for k, v in populations.items()},
            **extra}
-    if {"none", "range"} <= set(designs):
-        u = df[df.protection == "none"].set_index("fault_id")
-        r = df[df.protection == "range"].set_index("fault_id")
-        common = u.index.intersection(r.index)
-        u, r = u.loc[common], r.loc[common]
-        seed = int(config.get("seed", 0))
-        out["protection_effect"] = {
-            "paired_faults": len(common),
-            "sdc": paired_reduction(u["is_sdc"].to_numpy(), r["is_sdc"].to_numpy(), confidence, seed=seed).to_dict(),
-            "critical": paired_reduction(u["is_critical"].to_numpy(), r["is_critical"].to_numpy(), confidence,
-                                         seed=seed).to_dict(),
-            "corrupted": paired_reduction(u["is_corrupted"].to_numpy(), r["is_corrupted"].to_numpy(), confidence,
-                                          seed=seed).to_dict(),
-            # of the faults that were SDCs unprotected, how many the protected design turned back to the golden top-1
-            "restored": rate(int(((u["is_sdc"] == 1) & (r["is_sdc"] == 0)).sum()), int((u["is_sdc"] == 1).sum()),
-                             confidence).to_dict() if int((u["is_sdc"] == 1).sum()) else None,
-            "fired_and_restored": int(((u["is_sdc"] == 1) & (r["is_sdc"] == 0) & (r["protection_fired"] == 1)).sum()),
-        }
+    if "none" in designs:  # every protected variant against the unprotected design, on the same faults
+        effects = {p: _effect(df, p, confidence, int(config.get("seed", 0))) for p in designs if p != "none"}
+        if "range" in effects:
+            out["protection_effect"] = effects["range"]
+        if effects:
+            out["protection_effects"] = effects
     return out
+
+
+def _effect(df: pd.DataFrame, protection: str, confidence: float, seed: int) -> dict:
+    """The paired effect of one protected design against `none` on the faults both ran."""
+    u = df[df.protection == "none"].set_index("fault_id")
+    r = df[df.protection == protection].set_index("fault_id")
+    common = u.index.intersection(r.index)
+    u, r = u.loc[common], r.loc[common]
+    fired = r["protection_fired"].dropna()
+    return {
+        "fired": rate(int(fired.sum()), len(fired), confidence).to_dict() if len(fired) else None,
+        "paired_faults": len(common),
+        "sdc": paired_reduction(u["is_sdc"].to_numpy(), r["is_sdc"].to_numpy(), confidence, seed=seed).to_dict(),
+        "critical": paired_reduction(u["is_critical"].to_numpy(), r["is_critical"].to_numpy(), confidence,
+                                     seed=seed).to_dict(),
+        "corrupted": paired_reduction(u["is_corrupted"].to_numpy(), r["is_corrupted"].to_numpy(), confidence,
+                                      seed=seed).to_dict(),
+        # of the faults that were SDCs unprotected, how many the protected design turned back to the golden top-1
+        "restored": rate(int(((u["is_sdc"] == 1) & (r["is_sdc"] == 0)).sum()), int((u["is_sdc"] == 1).sum()),
+                         confidence).to_dict() if int((u["is_sdc"] == 1).sum()) else None,
+        "fired_and_restored": int(((u["is_sdc"] == 1) & (r["is_sdc"] == 0) & (r["protection_fired"] == 1)).sum()),
+    }
 
 
 def _fmt(d: dict | None) -> str:
@@ -262,6 +272,15 @@ def markdown(summary: dict) -> str:
                     "of those.")
         lines += ["", restored, "(Relative reduction intervals: paired bootstrap, seeded; n/a where the "
                   "unprotected design had no such event: `null` in summary.json.)"]
+    effects = summary.get("protection_effects") or {}
+    if set(effects) - {"range"}:
+        lines += ["", "## Protection variants compared (paired, same faults)", "",
+                  "| protection | fired | SDC unprotected | SDC protected | absolute reduction | relative reduction "
+                  "| SDCs restored |", "|---|---|---|---|---|---|---|"]
+        for p, e in effects.items():
+            s = e["sdc"]
+            lines.append(f"| {p} | {_fmt(e['fired'])} | {100 * s['unprotected']:.2f}% | {100 * s['protected']:.2f}% | "
+                         f"{100 * s['absolute']:.2f} pp | {relative_text(s)} | {_fmt(e['restored'])} |")
     for key, title in (("by_layer", "layer"), ("by_kind", "register kind"), ("by_bit", "bit position")):
         lines += ["", f"## SDC rate by {title}", "", "| " + title + " | " +
                   " | ".join(f"{p}: faults | {p}: SDC | {p}: critical" for p in summary["designs"]) + " |",

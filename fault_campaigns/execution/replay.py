@@ -47,6 +47,9 @@ def replay_fault(run_dir: Path, fault_id: int, protection: str = "none", waves: 
 
     run_dir = Path(run_dir).resolve()  # the simulator runs in another directory
     cfg = load_config(run_dir)
+    from quasar.protection import ProtectionSpec
+
+    protection = str(ProtectionSpec.parse(protection))  # the canonical name the campaign stored
     check_choice("protection", protection, cfg.protections)
     campaign = Campaign(cfg, run_dir, workers=1, progress=False)
     campaign.prepare()

@@ -47,7 +47,6 @@ class EarlyStop:
     post-processing that finishes the row is the same function of its logits."""
 
     def __init__(self, cfg: ArrayConfig, ops, want: np.ndarray, is_last: bool, violations: int):  # type: ignore[no-untyped-def]
-        from quasar import arithmetic as ar
 
         self.cfg, self.ops, self.want, self.is_last = cfg, ops, want, is_last
         self.cols, self.k, self.acc_bits = cfg.cols, ops.k, cfg.acc_bits
@@ -56,13 +55,24 @@ class EarlyStop:
         self.prefix = np.concatenate([np.zeros((x.shape[0], 1, w.shape[1]), np.int64),
                                       np.cumsum(x[:, :, None] * w[None, :, :], axis=1)], axis=1)
         self.bias = np.asarray(ops.bias, np.int64)
-        self.v = self.prefix[:, -1, :] + self.bias  # golden logits
+        self.v = self.prefix[:, -1, :] + self.bias  # golden logits (before an acc-domain protection)
         self.bounds = (ops.lo, ops.hi) if cfg.protected else None
-        self.row_violations = [0] * cfg.rows
-        if self.bounds is not None:
-            y = ar.requantize(self.v, ops.mult, ops.shift, cfg.act_bits)
-            self.row_violations = [ar.protect(y[r:r + 1], *self.bounds)[1] for r in range(cfg.rows)]
+        self.mask = ops.mask() if hasattr(ops, "mask") else np.ones((cfg.rows, cfg.cols), bool)
+        self.row_violations = [self.post(r, self.v[r])[2] for r in range(cfg.rows)]
         self.violations = violations  # the golden tile's
+
+    def post(self, r: int, v: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+        """(activations, logits, violations) of row r from its biased accumulators v, through the
+        post-processing and the protection in its domain (docs/arithmetic.md)."""
+        from quasar import arithmetic as ar
+
+        cfg, row, n = self.cfg, v[None, :], 0
+        if self.bounds is not None and cfg.protect_domain == "acc":
+            row, n = ar.protect(row, *self.bounds, policy=cfg.protect_policy, mask=self.mask[r])
+        act = ar.requantize(row, self.ops.mult, self.ops.shift, cfg.act_bits)
+        if self.bounds is not None and cfg.protect_domain == "act":
+            act, n = ar.protect(act, *self.bounds, policy=cfg.protect_policy, mask=self.mask[r])
+        return act[0], row[0], n
 
     def plan(self, run: dict) -> tuple[int, int, int] | None:
         """(i, j, stop_after) when this run may stop early, else None."""
@@ -80,7 +90,6 @@ class EarlyStop:
 
     def finish(self, i: int, j: int, stop_after: int, raw: list[int]) -> tuple[int, list[list[int]], list[list[int]]]:
         """(violations, diff, logit diff) of the finished tile, as a full run's result line holds them."""
-        from quasar import arithmetic as ar
 
         v = self.v[i].copy()
         moved = False
@@ -93,11 +102,9 @@ class EarlyStop:
         violations = self.violations
         if not moved:  # the golden row: `want` and the golden count are exactly what it produces
             return violations, [], []
-        act = ar.requantize(v[None, :], self.ops.mult, self.ops.shift, self.cfg.act_bits)
-        if self.bounds is not None:
-            act, row = ar.protect(act, *self.bounds)
-            violations += row - self.row_violations[i]
-        got = v if self.is_last else act[0]
+        act, logits, row = self.post(i, v)
+        violations += row - self.row_violations[i]
+        got = logits if self.is_last else act
         changed = np.nonzero(got != self.want[i])[0]
         vd = [[i, int(jj), int(v[jj])] for jj in np.nonzero(v != self.v[i])[0]]
         return violations, [[i, int(jj), int(got[jj])] for jj in changed], vd
@@ -161,7 +168,7 @@ async def run_shard(dut):
         for group in job["groups"]:
             t0, c0 = time.perf_counter(), time.process_time()
             ops = group["ops"]
-            tb.load(ops.x, ops.w, ops.bias, ops.mult, ops.shift, ops.lo, ops.hi)
+            tb.load(ops.x, ops.w, ops.bias, ops.mult, ops.shift, ops.lo, ops.hi, getattr(ops, "valid", None))
             want = group["logit"] if group["is_last"] else group["act"]
             early = None
             if group.get("early_stop") and tb.clock == "cpp":

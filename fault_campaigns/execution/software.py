@@ -34,6 +34,8 @@ def inject(cfg, tile, site: str, mask: int, cycle: int, model: str = "flip"):  #
     from testbenches.model import finish, golden, operand_index, predict
 
     a_reg, oact = _A_REG.fullmatch(site), _OACT.fullmatch(site)
+    if cfg.protected and cfg.protect_domain == "acc":
+        oact = None  # oact lies behind an accumulator-domain protection: the analytic model places it
     if model != "flip" or (a_reg is None and oact is None):
         return predict(cfg, tile, site, mask, cycle, model)
     x = np.asarray(tile.x, dtype=np.int64)
@@ -71,7 +73,7 @@ def software_records(campaign, design, faults: Sequence) -> list[dict]:
             groups[key] = campaign.tile_group(design, f.image, f.layer, f.tile, [])
         g = groups[key]
         ops = g["ops"]
-        tile = Tile(ops.x, ops.w, ops.bias, ops.mult, ops.shift, ops.lo, ops.hi)
+        tile = Tile(ops.x, ops.w, ops.bias, ops.mult, ops.shift, ops.lo, ops.hi, ops.valid)
         t0 = time.perf_counter()
         run = f.run()
         exp = inject(cfg, tile, run["site"], run["mask"], run["cycle"], run["model"])

@@ -16,6 +16,7 @@ from pathlib import Path
 from fault_campaigns.planning.faults import DEFAULT_TARGETS, FAULT_MODELS, REGISTER_KINDS
 from fault_campaigns.stats import check_unit_interval
 from quasar.errors import ConfigError, check_choice, check_range
+from quasar.protection import parse_specs
 
 PROTECTIONS = ("none", "range")
 TRAIN_MODES = ("qat", "ptq")
@@ -82,8 +83,8 @@ class CampaignConfig:
             )
         if not self.protections:
             raise ConfigError(f"at least one protection is needed, choose from {PROTECTIONS}")
-        for p in self.protections:
-            check_choice("protection", p, PROTECTIONS)
+        # protection specs (quasar/protection.py), by canonical name; --per-channel-bounds turns `range` per channel
+        object.__setattr__(self, "protections", tuple(str(s) for s in parse_specs(tuple(self.protections))))
         check_choice("train mode", self.train_mode, TRAIN_MODES)
         check_range("images", self.images, 1, 100_000)
         check_range("golden images", self.golden_images, 1, self.images)

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from quasar import arithmetic
+from quasar.protection import ProtectionSpec
 
 
 @dataclass(frozen=True)
@@ -64,12 +65,18 @@ class TileOperands:
     bias: np.ndarray  # C
     mult: np.ndarray  # C
     shift: np.ndarray  # C
-    lo: int | np.ndarray  # per layer, or C per channel
+    lo: int | np.ndarray  # per layer, or C per channel (activation codes, or v values in the acc domain)
     hi: int | np.ndarray
+    valid: tuple[int, int] | None = None  # (rows, cols) of real outputs; the protection acts only there
 
     @property
     def k(self) -> int:
         return int(self.x.shape[1])
+
+    def mask(self) -> np.ndarray:
+        rows, cols = self.x.shape[0], self.w.shape[1]
+        vr, vc = (rows, cols) if self.valid is None else self.valid
+        return arithmetic.lane_mask(rows, cols, vr, vc)
 
 
 @dataclass
@@ -98,7 +105,10 @@ def _pad(a: np.ndarray, length: int, axis: int) -> np.ndarray:
 
 def tile_operands(lm: LayerMap, layer, x: np.ndarray, tile: int, protection: str, per_channel: bool,
                   act_bits: int) -> TileOperands:
-    """Operands of `tile` of one image's lowered layer input `x` (P x K)."""
+    """Operands of `tile` of one image's lowered layer input `x` (P x K); `protection` is a spec
+    (quasar/protection.py; `per_channel` the legacy flag for specs naming no granularity)."""
+    spec = ProtectionSpec.parse(protection, "channel" if per_channel else None)
+    per_channel = spec.per_channel
     p0, n0 = lm.origin(tile)
     vp, vn = lm.valid(tile)
     full_lo, full_hi = arithmetic.act_range(act_bits)
@@ -108,7 +118,13 @@ def tile_operands(lm: LayerMap, layer, x: np.ndarray, tile: int, protection: str
     bias, shift = (_pad(np.asarray(a)[cols], lm.cols, 0) for a in (layer.bias, layer.shift))
     # unused lanes have v = 0 whatever M; M = 1 also suits the shift-only designs (requant='shift')
     mult = np.concatenate([np.asarray(layer.mult, np.int64)[cols], np.ones(lm.cols - vn, np.int64)])
-    if protection == "none" or lm.is_last:
+    if spec.protected and spec.domain == "acc":  # every layer, the logits included; bounds in v units
+        lo_l, hi_l = int(layer.v_lo), int(layer.v_hi)
+        lo, hi = lo_l, hi_l
+        if per_channel:  # padding columns: the layer's pair (the lane mask keeps them out anyway)
+            lo = np.concatenate([np.asarray(layer.v_lo_ch, np.int64)[cols], np.full(lm.cols - vn, lo_l, np.int64)])
+            hi = np.concatenate([np.asarray(layer.v_hi_ch, np.int64)[cols], np.full(lm.cols - vn, hi_l, np.int64)])
+    elif not spec.protected or lm.is_last:
         lo, hi = full_lo, full_hi  # no clamping: the logits path is never range-restricted
         if per_channel:
             lo, hi = np.full(lm.cols, lo, np.int64), np.full(lm.cols, hi, np.int64)
@@ -117,13 +133,16 @@ def tile_operands(lm: LayerMap, layer, x: np.ndarray, tile: int, protection: str
         hi = np.concatenate([np.asarray(layer.hi_ch, np.int64)[cols], np.full(lm.cols - vn, full_hi, np.int64)])
     else:
         lo, hi = int(layer.lo), int(layer.hi)
-    return TileOperands(xt, wt, bias, mult, shift, lo, hi)
+    return TileOperands(xt, wt, bias, mult, shift, lo, hi, (vp, vn))
 
 
 def expect(ops: TileOperands, act_bits: int, protection: str) -> TileExpect:
-    """The oracle's output of a padded tile, exactly as the RTL must compute it."""
-    bounds = None if protection == "none" else (ops.lo, ops.hi)
-    r = arithmetic.layer(ops.x, ops.w, ops.bias, ops.mult, ops.shift, act_bits, bounds)
+    """The oracle's output of a padded tile, exactly as the RTL must compute it (the protection acts on
+    the tile's real outputs only)."""
+    spec = ProtectionSpec.parse(protection)
+    bounds = (ops.lo, ops.hi) if spec.protected else None
+    r = arithmetic.layer(ops.x, ops.w, ops.bias, ops.mult, ops.shift, act_bits, bounds, spec.policy, spec.domain,
+                         ops.mask())
     return TileExpect(np.asarray(r["z"], np.int64), np.asarray(r["v"], np.int64), int(r["violations"]))
 
 

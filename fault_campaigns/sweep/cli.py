@@ -26,6 +26,9 @@ def sweep(
     cols: Annotated[int, typer.Option(help="array columns (1-64)")] = 8,
     k_max: Annotated[int, typer.Option(help="operand buffer depth (longest reduction)")] = 1024,
     per_channel_bounds: Annotated[bool, typer.Option(help="one protection bound pair per output channel")] = False,
+    protection: Annotated[list[str] | None, list_option(
+        "--protection", "protection specs to compare, none first (docs/arithmetic.md)", "none,range,range:zero",
+        "none,range")] = None,
     data_dir: Annotated[str | None, typer.Option(help="dataset directory (AlexNet: the CIFAR-10 batches)")] = None,
     images: Annotated[int, typer.Option(help="test images in each campaign's fault space")] = 256,
     targets: Annotated[list[str] | None, TARGETS_OPTION] = None,
@@ -75,6 +78,7 @@ def sweep(
         synth_targets=parse_list("--synth-targets", synth_targets) or SYNTH_TARGETS, fmax=fmax, act_format=fmt,
         int_bits=None if int_bits == "auto" or fmt != "pow2" else int_bits, rate_curves=rate_curves,
         rates=parse_rates(rates), rate_images=rate_images, rate_trials=rate_trials,
+        **({"protections": parse_list("--protection", protection)} if protection else {}),
     ) for fmt in formats}
     results = {}
     for fmt, cfg in cfgs.items():

@@ -25,6 +25,7 @@ import numpy as np
 from fault_campaigns.analysis.fit import table_cells as fit_cells
 from fault_campaigns.analysis.masking import sweep_lines as masking_by_width
 from fault_campaigns.planning.config import PROTECTIONS
+from fault_campaigns.sweep.variants import variant_findings
 from quasar import jsonio
 
 NA = "n/a"
@@ -103,7 +104,7 @@ def load_inputs(sweep) -> dict[str, Any]:
         out["accuracy"][b] = state.get(f"accuracy/{b}")
         camp = state.get(f"campaign/{b}")
         out["campaign"][b] = json.loads((Path(camp["dir"]) / "summary.json").read_text()) if camp else None
-        for p in PROTECTIONS:
+        for p in cfg.protections:
             syn = state.get(f"synth/{b}/{p}") if cfg.synth else None
             out["synth"][(b, p)] = json.loads((Path(syn["dir"]) / "synth.json").read_text()) if syn else None
             out["sources"][f"{b}/{p}"] = {
@@ -121,8 +122,9 @@ def build_rows(cfg, inputs: dict[str, Any]) -> list[dict[str, Any]]:
     for b in cfg.bits:
         acc = inputs["accuracy"][b]
         summ = inputs["campaign"][b]
-        eff = summ.get("protection_effect") or {}
-        for p in PROTECTIONS:
+        effects = summ.get("protection_effects") or {"range": summ.get("protection_effect") or {}}
+        for p in cfg.protections:
+            eff = effects.get(p) or {}
             d = summ["designs"][p]
             r = d["rates"]
             row: dict[str, Any] = {
@@ -301,18 +303,31 @@ def plot_accuracy(rows, bits, path: Path) -> None:
     _finish_bits_plot(plt, fig, ax, bits, "test accuracy (%)", "Accuracy vs bit width", path)
 
 
+def _protections(rows) -> list[str]:
+    """The sweep's protection variants in row order (`none` first)."""
+    return list(dict.fromkeys(r["protection"] for r in rows))
+
+
+def _label(p: str) -> str:
+    return "unprotected" if p == "none" else "range protection" if p == "range" else p
+
+
+MARKS = ("o-", "s--", "^-.", "v:", "D-", "P--", "X-.")
+
+
 def plot_sdc(rows, bits, path: Path) -> None:
     plt = _plt()
     x = _xpos(bits)
     fig, ax = plt.subplots(figsize=(6.4, 3.8))
-    for i, p in enumerate(PROTECTIONS):
+    prots = _protections(rows)
+    width = 0.36 / max(1, len(prots) - 1)
+    for i, p in enumerate(prots):
         rs = [r for r in rows if r["protection"] == p]
-        xs = [x[r["bits"]] + (i - 0.5) * 0.18 for r in rs]
+        xs = [x[r["bits"]] + (i - (len(prots) - 1) / 2) * width for r in rs]
         ys = [r["sdc_pct"] for r in rs]
         err = [[max(0.0, r["sdc_pct"] - r["sdc_lo_pct"]) for r in rs], [max(0.0, r["sdc_hi_pct"] - r["sdc_pct"])
                                                                        for r in rs]]
-        ax.errorbar(xs, ys, yerr=err, fmt="o-" if p == "none" else "s--", capsize=3,
-                    label="unprotected" if p == "none" else "range protection")
+        ax.errorbar(xs, ys, yerr=err, fmt=MARKS[i % len(MARKS)], capsize=3, label=_label(p))
     _finish_bits_plot(plt, fig, ax, bits, "SDC rate, % of injected faults",
                       "SDC rate (top-1 changed) with 95% Wilson intervals", path)
 
@@ -321,7 +336,8 @@ def plot_hardware(rows, bits, path: Path, fmax_mode: str = "routed") -> None:
     plt = _plt()
     x = _xpos(bits)
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 3.8))
-    for p, mark in (("none", "o-"), ("range", "s--")):
+    for i, p in enumerate(_protections(rows)):
+        mark = MARKS[i % len(MARKS)]
         rs = [r for r in rows if r["protection"] == p and _num(r["luts"]) is not None]
         a1.plot([x[r["bits"]] for r in rs], [r["luts"] for r in rs], mark, label=f"xc7 with DSP, {p}")
         rs2 = [r for r in rows if r["protection"] == p and _num(r["luts_nodsp"]) is not None]
@@ -346,10 +362,10 @@ def plot_pareto(rows, path: Path) -> None:
     plt = _plt()
     fig, ax = plt.subplots(figsize=(6.8, 4.2))
     usable = [r for r in rows if _num(r[AREA]) is not None]
-    for p, mark in (("none", "o"), ("range", "s")):
+    for i, p in enumerate(_protections(rows)):
         rs = [r for r in usable if r["protection"] == p]
-        ax.scatter([r[AREA] for r in rs], [r["sdc_pct"] for r in rs], marker=mark, s=40,
-                   label="unprotected" if p == "none" else "range protection", zorder=3)
+        ax.scatter([r[AREA] for r in rs], [r["sdc_pct"] for r in rs], marker=MARKS[i % len(MARKS)][0], s=40,
+                   label=_label(p), zorder=3)
     front = sorted([r for r in usable if r["pareto"] == "yes"], key=lambda r: r[AREA])
     if front:
         ax.scatter([r[AREA] for r in front], [r["sdc_pct"] for r in front], s=160, facecolors="none",
@@ -387,18 +403,19 @@ def layer_matrix(inputs, bits, protection: str) -> tuple[list[str], np.ndarray]:
     return layers, m
 
 
-def plot_heatmap(inputs, bits, path: Path) -> None:
+def plot_heatmap(inputs, bits, path: Path, protections: tuple[str, ...] = PROTECTIONS) -> None:
     plt = _plt()
-    mats = {p: layer_matrix(inputs, bits, p) for p in PROTECTIONS}
+    mats = {p: layer_matrix(inputs, bits, p) for p in protections}
     vmax = max(1e-9, max(float(np.nanmax(m)) if np.isfinite(m).any() else 0.0 for _, m in mats.values()))
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6), sharey=True)
-    for ax, p in zip(axes, PROTECTIONS, strict=True):
+    fig, axes = plt.subplots(1, len(protections), figsize=(5 * len(protections), 3.6), sharey=True, squeeze=False)
+    axes = axes[0]
+    for ax, p in zip(axes, protections, strict=True):
         layers, m = mats[p]
         im = ax.imshow(m, cmap="Reds", vmin=0, vmax=vmax, aspect="auto")
         ax.set_xticks(range(len(bits)), [str(b) for b in bits])
         ax.set_yticks(range(len(layers)), layers)
         ax.set_xlabel("bit width")
-        ax.set_title("unprotected" if p == "none" else "range protection")
+        ax.set_title(_label(p))
         for i in range(m.shape[0]):
             for j in range(m.shape[1]):
                 dark = not np.isnan(m[i, j]) and m[i, j] > 0.6 * vmax
@@ -468,36 +485,39 @@ def findings(cfg, rows: list[dict], timing: dict) -> list[str]:
               f"{lo_b['ptq_int_acc_pct']:.2f}% vs {hi_b['ptq_int_acc_pct']:.2f}% {_ref(lo_b, 'PTQ int acc %')}."
         out.append(f"**Accuracy**: {acc}")
     prot = [r for r in rows if r["protection"] == "range"]
-    measurable = [r for r in prot if _num(r["sdc_reduction_pct"]) is not None]
-    fired = max(prot, key=lambda r: r["protection_fired_pct"])
-    if measurable:
-        top = max(measurable, key=lambda r: r["sdc_reduction_pct"])
-        out.append(
-            f"**What protection buys**: the largest relative SDC reduction is {top['sdc_reduction_pct']:.1f}% "
-            f"[{top['sdc_reduction_lo_pct']:.1f}, {top['sdc_reduction_hi_pct']:.1f}] at {top['bits']} bits "
-            f"{_ref(top, 'SDC reduction %')}; per width: "
-            + ", ".join(f"{r['bits']}b " + ("n/a (no SDC unprotected)" if _num(r["sdc_reduction_pct"]) is None
-                                            else f"{r['sdc_reduction_pct']:.1f}%") for r in prot)
-            + f". The protection fired on at most {fired['protection_fired_pct']:.2f}% of faults "
-            f"{_ref(fired, 'protection fired %')}.")
-    else:
-        out.append(
-            "**What protection buys**: no width had an SDC on the unprotected design, so no relative reduction "
-            f"can be measured; the protection fired on at most {fired['protection_fired_pct']:.2f}% of faults "
-            f"{_ref(fired, 'protection fired %')}.")
-    costs = [r for r in prot if _num(r["lut_overhead_pct"]) is not None]
-    if costs:
-        hi = max(costs, key=lambda r: r["lut_overhead_pct"])
-        lo = min(costs, key=lambda r: r["lut_overhead_pct"])
-        fm = [(r, next(n for n in none if n["bits"] == r["bits"])) for r in costs if _num(r["fmax_mhz"]) is not None]
-        fm_txt = ""
-        if fm:
-            fm_txt = " Fmax unprotected -> protected: " + ", ".join(
-                f"{r['bits']}b {n['fmax_mhz']:.1f} -> {r['fmax_mhz']:.1f} MHz" for r, n in fm) + " [Fmax MHz]."
-        span = (f"{lo['lut_overhead_pct']:.1f}% {_ref(lo, 'LUT overhead %')}" if lo is hi else
-                f"from {lo['lut_overhead_pct']:.1f}% {_ref(lo, 'LUT overhead %')} to {hi['lut_overhead_pct']:.1f}% "
-                f"{_ref(hi, 'LUT overhead %')}")
-        out.append(f"**What protection costs**: LUT overhead (xc7 with DSPs) {span}." + fm_txt)
+    if prot:  # today's `range` (a sweep of other variants has no such row)
+        measurable = [r for r in prot if _num(r["sdc_reduction_pct"]) is not None]
+        fired = max(prot, key=lambda r: r["protection_fired_pct"])
+        if measurable:
+            top = max(measurable, key=lambda r: r["sdc_reduction_pct"])
+            out.append(
+                f"**What protection buys**: the largest relative SDC reduction is {top['sdc_reduction_pct']:.1f}% "
+                f"[{top['sdc_reduction_lo_pct']:.1f}, {top['sdc_reduction_hi_pct']:.1f}] at {top['bits']} bits "
+                f"{_ref(top, 'SDC reduction %')}; per width: "
+                + ", ".join(f"{r['bits']}b " + ("n/a (no SDC unprotected)" if _num(r["sdc_reduction_pct"]) is None
+                                                else f"{r['sdc_reduction_pct']:.1f}%") for r in prot)
+                + f". The protection fired on at most {fired['protection_fired_pct']:.2f}% of faults "
+                f"{_ref(fired, 'protection fired %')}.")
+        else:
+            out.append(
+                "**What protection buys**: no width had an SDC on the unprotected design, so no relative reduction "
+                f"can be measured; the protection fired on at most {fired['protection_fired_pct']:.2f}% of faults "
+                f"{_ref(fired, 'protection fired %')}.")
+        costs = [r for r in prot if _num(r["lut_overhead_pct"]) is not None]
+        if costs:
+            hi = max(costs, key=lambda r: r["lut_overhead_pct"])
+            lo = min(costs, key=lambda r: r["lut_overhead_pct"])
+            fm = [(r, next(n for n in none if n["bits"] == r["bits"])) for r in costs
+                  if _num(r["fmax_mhz"]) is not None]
+            fm_txt = ""
+            if fm:
+                fm_txt = " Fmax unprotected -> protected: " + ", ".join(
+                    f"{r['bits']}b {n['fmax_mhz']:.1f} -> {r['fmax_mhz']:.1f} MHz" for r, n in fm) + " [Fmax MHz]."
+            span = (f"{lo['lut_overhead_pct']:.1f}% {_ref(lo, 'LUT overhead %')}" if lo is hi else
+                    f"from {lo['lut_overhead_pct']:.1f}% {_ref(lo, 'LUT overhead %')} to {hi['lut_overhead_pct']:.1f}% "
+                    f"{_ref(hi, 'LUT overhead %')}")
+            out.append(f"**What protection costs**: LUT overhead (xc7 with DSPs) {span}." + fm_txt)
+    out += variant_findings(rows)
     return out
 
 
@@ -574,7 +594,7 @@ def write_sweep_report(sweep, dataset: str) -> dict:
         plot_pareto(rows, out / plots["pareto"])
     else:
         plots.pop("hardware"), plots.pop("pareto")
-    plot_heatmap(inputs, bits, out / plots["heatmap"])
+    plot_heatmap(inputs, bits, out / plots["heatmap"], cfg.protections)
     timing = timing_summary(sweep.state.data)
     bounds = inputs["campaign"][bits[-1]].get("bounds", {})
     text = report_markdown(cfg, rows, timing, plots, dataset, bounds, inputs, rerun_command(sweep))

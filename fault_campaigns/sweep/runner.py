@@ -90,6 +90,7 @@ class SweepConfig:
     rates: tuple[float, ...] = DEFAULT_RATES
     rate_images: int = 60
     rate_trials: int = 1
+    protections: tuple[str, ...] = PROTECTIONS  # protection specs (quasar/protection.py), `none` first
     campaigns: list[CampaignConfig] = field(default_factory=list, compare=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -109,6 +110,12 @@ class SweepConfig:
 
         for b in self.bits:  # a fixed integer-bit count must fit every width: one error before any work
             object.__setattr__(self, "int_bits", check_format(self.act_format, self.int_bits, b))
+        from quasar.protection import parse_specs
+
+        specs = tuple(str(s) for s in parse_specs(tuple(self.protections)))
+        if specs[0] != "none":
+            raise ConfigError(f"the sweep's protections must start with none (the baseline), got {list(specs)}")
+        object.__setattr__(self, "protections", specs)
         # Every campaign's own validation (net, shape, k_max, margins, targets...) before any work.
         object.__setattr__(self, "campaigns", [self.campaign_config(b) for b in self.bits])
         if self.rate_curves:
@@ -119,7 +126,7 @@ class SweepConfig:
     def campaign_config(self, bits: int) -> CampaignConfig:
         return CampaignConfig(
             net=self.net, bits=bits, rows=self.rows, cols=self.cols, k_max=self.k_max,
-            per_channel_bounds=self.per_channel_bounds, protections=PROTECTIONS, data_dir=self.data_dir,
+            per_channel_bounds=self.per_channel_bounds, protections=self.protections, data_dir=self.data_dir,
             images=self.images, golden_images=self.golden_images, targets=self.targets, margin=self.margin,
             confidence=self.confidence, faults=self.faults, seed=self.seed, act_format=self.act_format,
             int_bits=self.int_bits,
@@ -127,15 +134,24 @@ class SweepConfig:
 
     def array_config(self, bits: int, protection: str):
         from hdl_gen import ArrayConfig
+        from quasar.protection import ProtectionSpec
 
-        return ArrayConfig(rows=self.rows, cols=self.cols, act_bits=bits, weight_bits=bits, k_max=self.k_max,
-                           protection=protection, per_channel_bounds=self.per_channel_bounds,
-                           requant="shift" if self.act_format == "pow2" else "mul")
+        spec = ProtectionSpec.parse(protection, "channel" if self.per_channel_bounds else None)
+        requant = "shift" if self.act_format == "pow2" else "mul"
+        if not spec.protected:  # the unprotected design as the sweep always built it
+            return ArrayConfig(rows=self.rows, cols=self.cols, act_bits=bits, weight_bits=bits, k_max=self.k_max,
+                               protection="none", per_channel_bounds=self.per_channel_bounds, requant=requant)
+        return ArrayConfig.from_spec(spec, rows=self.rows, cols=self.cols, act_bits=bits, weight_bits=bits,
+                                     k_max=self.k_max, requant=requant)
 
     def identity(self) -> dict:
         d = asdict(self)
         d.pop("campaigns")
         d.pop("data_dir")  # where the data lives does not change the results
+        if self.protections == PROTECTIONS:
+            d.pop("protections")  # the default list: the identity of sweeps from before the list existed
+        else:
+            d["protections"] = list(self.protections)
         d["bits"], d["targets"], d["synth_targets"] = list(self.bits), list(self.targets), list(self.synth_targets)
         d["rates"] = list(self.rates)
         d["schema"] = SWEEP_SCHEMA
@@ -211,7 +227,7 @@ class _Progress:
     def __init__(self, cfg: SweepConfig, enabled: bool):
         from tqdm import tqdm
 
-        self.cells = [(b, p) for b in cfg.bits for p in PROTECTIONS]
+        self.cells = [(b, p) for b in cfg.bits for p in cfg.protections]
         self.steps_per_cell = 1 + int(cfg.synth)  # campaign share + synthesis
         self.done: dict[tuple[int, str], int] = {c: 0 for c in self.cells}
         self.lock = threading.Lock()
@@ -280,7 +296,7 @@ class Sweep:
         summary_path = run_dir / "summary.json"
         if summary_path.is_file():
             summary = json.loads(summary_path.read_text())
-            if _complete(summary, cc.campaign_id):
+            if _complete(summary, cc.campaign_id, cc.protections):
                 return {"dir": str(run_dir), "cached": True, "reused": True, "wall_s": 0.0}
         resumed = (run_dir / "results.sqlite").is_file()
         t0 = time.perf_counter()
@@ -301,8 +317,9 @@ class Sweep:
 
     def synth_steps(self) -> list[tuple[int, str, str]]:
         """Every (bits, protection, target) step, longest first (see _TARGET_RANK)."""
-        steps = [(b, p, t) for b in self.cfg.bits for p in PROTECTIONS for t in self.cfg.synth_targets]
-        return sorted(steps, key=lambda s: (_TARGET_RANK[s[2]], -s[0], PROTECTIONS.index(s[1])))
+        prots = self.cfg.protections
+        steps = [(b, p, t) for b in self.cfg.bits for p in prots for t in self.cfg.synth_targets]
+        return sorted(steps, key=lambda s: (_TARGET_RANK[s[2]], -s[0], prots.index(s[1])))
 
     # -- the whole sweep ----------------------------------------------------------------------------
     def run(self) -> dict:
@@ -331,7 +348,7 @@ class Sweep:
         slots = threading.Semaphore(1)
         cond = threading.Condition()
         pending = self.synth_steps() if cfg.synth else []
-        left = {(b, p): len(cfg.synth_targets) for b in cfg.bits for p in PROTECTIONS}
+        left = {(b, p): len(cfg.synth_targets) for b in cfg.bits for p in cfg.protections}
         busy: set[tuple[int, str]] = set()
         stop = threading.Event()
 
@@ -378,14 +395,14 @@ class Sweep:
             for b in cfg.bits:
                 bar.start("main", f"train {b}b qat+ptq")
                 record(f"accuracy/{b}", self.accuracy(b))
-                bar.start("main", f"campaign {b}b none+range")
+                bar.start("main", f"campaign {b}b {'+'.join(cfg.protections)}")
                 record(f"campaign/{b}", self.campaign(b))
                 if cfg.rate_curves:
                     from fault_campaigns.sweep.rates import run_curve
 
                     bar.start("main", f"fault-rate curve {b}b none+range")
                     record(f"rates/{b}", run_curve(self, b))
-                bar.finish("main", [(b, p) for p in PROTECTIONS])
+                bar.finish("main", [(b, p) for p in cfg.protections])
             session["foreground_s"] = round(time.perf_counter() - t_start, 2)
             for _ in range(self.synth_jobs - 1):
                 slots.release()
@@ -408,9 +425,9 @@ class Sweep:
         return result
 
 
-def _complete(summary: dict, campaign_id: str) -> bool:
+def _complete(summary: dict, campaign_id: str, protections: tuple[str, ...] = PROTECTIONS) -> bool:
     if summary.get("config", {}).get("campaign_id") != campaign_id:
         return False
     planned = summary.get("faults_planned")
     return all(d.get("rates", {}).get("faults") == planned for d in summary.get("designs", {}).values()) and \
-        set(summary.get("designs", {})) == set(PROTECTIONS)
+        set(summary.get("designs", {})) == set(protections)

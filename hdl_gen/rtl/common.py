@@ -62,4 +62,8 @@ def requant_mul_name(cfg: ArrayConfig) -> str:
 
 
 def protect_name(cfg: ArrayConfig) -> str:
-    return f"quasar_protect_c{cfg.cols}a{cfg.act_bits}{'pc' if cfg.per_channel_bounds else ''}"
+    """quasar_protect_c{C}a{A} (act domain) or ..._c{C}v{V} (acc), then `pc` (per channel), `z` (zero policy)."""
+    values = f"v{cfg.v_bits}" if cfg.protect_domain == "acc" else f"a{cfg.act_bits}"
+    pc = "pc" if cfg.per_channel_bounds else ""
+    zero = "z" if cfg.protect_policy == "zero" else ""
+    return f"quasar_protect_c{cfg.cols}{values}{pc}{zero}"

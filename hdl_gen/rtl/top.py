@@ -58,8 +58,10 @@ def _ports(t: TopParts) -> None:
         t["mult"] = m.Input("mult", C * cfg.M_BITS)
     t["shift"] = m.Input("shift", C * cfg.S_BITS)
     if cfg.protected:
-        t["lo"] = m.Input("lo", cfg.bound_lanes * A)
-        t["hi"] = m.Input("hi", cfg.bound_lanes * A)
+        t["lo"] = m.Input("lo", cfg.bound_lanes * cfg.protect_bits)
+        t["hi"] = m.Input("hi", cfg.bound_lanes * cfg.protect_bits)
+        t["valid_rows"] = m.Input("valid_rows", cfg.valid_rows_bits)
+        t["valid_cols"] = m.Input("valid_cols", C)
     t["out_act"] = m.Output("out_act", R * C * A)
     t["out_logit"] = m.Output("out_logit", R * C * cfg.v_bits)
     t["viol_count"] = m.Output("viol_count", VIOL_BITS)
@@ -237,7 +239,7 @@ def _postproc_row(t: TopParts, postproc: Module) -> None:
     rounded, clamped y_j of the row in pp_j.t_reg; the logit row is captured from v when v is valid."""
     cfg, m = t.cfg, t.m
     R, C, A, V, RB = cfg.rows, cfg.cols, cfg.act_bits, cfg.v_bits, cfg.row_bits
-    v_regs = t["v"]
+    v_regs = t.sig.get("v_protected", t["v"])  # the acc-domain protection sits between the drain and here
     y_wire = []
     for j in range(C):
         yj = m.Wire(f"y_{j}", A)
@@ -265,17 +267,28 @@ def _postproc_row(t: TopParts, postproc: Module) -> None:
     )
 
 
-def _protection(t: TopParts, protect: Module | None) -> None:
-    """Stage 5 (the last): the `prot` instance clamps the oact row and counts violations; with
-    protection `none` the row passes unchanged and the counter port is a constant 0."""
+def _protection(t: TopParts, protect: Module | None, domain: str) -> None:
+    """The `prot` instance in its domain's place: `acc` between the drain's v_j and the post-processing
+    row (the logits row captures the protected v), `act` as the last stage (5) on the oact row. It corrects
+    and counts only the real outputs of the tile: columns set in `valid_cols` of rows below `valid_rows`.
+    With protection `none` the row passes unchanged and the counter port is a constant 0."""
     cfg, m = t.cfg, t.m
-    C, A = cfg.cols, cfg.act_bits
-    oact_cat = Cat(*reversed(t["oact"]))
+    if domain == "act":
+        t["row_value"] = Cat(*reversed(t["oact"]))
     if protect is None:
-        t["viol_count"].assign(Int(0, VIOL_BITS))  # no protection, no counter: documented as always zero
-        t["row_value"] = oact_cat
+        if domain == "act":
+            t["viol_count"].assign(Int(0, VIOL_BITS))  # no protection, no counter: documented as always zero
         return
-    z = m.Wire("z", C * A)
+    if cfg.protect_domain != domain:
+        return
+    C, P, RB, VRB = cfg.cols, cfg.protect_bits, cfg.row_bits, cfg.valid_rows_bits
+    valid, row = (t["v_valid"], t["v_row"]) if domain == "acc" else (t["o_valid"], t["o_row"])
+    values = Cat(*reversed(t["v"])) if domain == "acc" else t["row_value"]
+    row_real = m.Wire("prot_row_real")
+    row_real.assign(zext(row, RB, VRB) < t["valid_rows"])
+    en = m.Wire("prot_en", C)
+    en.assign(vg.Mux(row_real, t["valid_cols"], Int(0, C)))
+    z = m.Wire("z", C * P)
     vc = m.Wire("prot_viol_count", VIOL_BITS)
     m.Instance(
         protect,
@@ -284,8 +297,9 @@ def _protection(t: TopParts, protect: Module | None) -> None:
             ("clk", t["clk"]),
             ("rst", t["rst"]),
             ("clear", t["go"]),
-            ("valid", t["o_valid"]),
-            ("y", oact_cat),
+            ("valid", valid),
+            ("en", en),
+            ("y", values),
             ("lo", t["lo"]),
             ("hi", t["hi"]),
             ("z", z),
@@ -293,7 +307,12 @@ def _protection(t: TopParts, protect: Module | None) -> None:
         ],
     )
     t["viol_count"].assign(vc)
-    t["row_value"] = z
+    if domain == "act":
+        t["row_value"] = z
+        return
+    vp = t["v_protected"] = [m.Wire(f"vp_{j}", P) for j in range(C)]
+    for j in range(C):
+        vp[j].assign(lane(z, j, P))
 
 
 def _output_rows(t: TopParts) -> None:
@@ -318,7 +337,8 @@ def make_top(cfg: ArrayConfig, pe: Module, postproc: Module, protect: Module | N
     _skew_registers(t)
     _pe_grid(t, pe)
     _drain(t)
+    _protection(t, protect, "acc")
     _postproc_row(t, postproc)
-    _protection(t, protect)
+    _protection(t, protect, "act")
     _output_rows(t)
     return t.m

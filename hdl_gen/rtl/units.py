@@ -147,36 +147,50 @@ def make_postproc_shift(cfg: ArrayConfig) -> Module:
 
 
 def make_protect(cfg: ArrayConfig) -> Module:
-    """Range restriction of one row of C output activations plus the tile run's violation counter.
+    """Range protection of one row of C values plus the tile run's violation counter (docs/arithmetic.md).
 
-    z_j = lo_j if y_j < lo_j, hi_j if y_j > hi_j, else y_j; `viol_count` adds the number of lanes
-    clamped whenever `valid`, is zeroed by `clear` (start of a run) and `rst`, and wraps at 2^32
-    (a run clamps at most rows * cols values)."""
-    a_bits, cols, lanes = cfg.act_bits, cfg.cols, cfg.bound_lanes
+    The values are the output activations y (domain `act`, unsigned A bits) or the biased accumulators v
+    (domain `acc`, signed V bits, compared signed). A lane is out of range when `en_j` (it holds a real
+    output of the tile) and y_j < lo_j or y_j > hi_j; then z_j is the violated bound (policy `clamp`) or 0
+    (policy `zero`), else z_j = y_j. `viol_count` adds the number of out-of-range lanes whenever `valid`,
+    is zeroed by `clear` (start of a run) and `rst`, and wraps at 2^32 (a run corrects at most
+    rows * cols values)."""
+    width, cols, lanes = cfg.protect_bits, cfg.cols, cfg.bound_lanes
+    signed = cfg.protect_domain == "acc"
     n_bits = max(1, (cols).bit_length())
     m = Module(protect_name(cfg))
     clk = m.Input("clk")
     rst = m.Input("rst")
     clear = m.Input("clear")
     valid = m.Input("valid")
-    y = m.Input("y", cols * a_bits)
-    lo = m.Input("lo", lanes * a_bits)
-    hi = m.Input("hi", lanes * a_bits)
-    z = m.Output("z", cols * a_bits)
+    en = m.Input("en", cols)
+    y = m.Input("y", cols * width)
+    lo = m.Input("lo", lanes * width)
+    hi = m.Input("hi", lanes * width)
+    z = m.Output("z", cols * width)
     viol_count = m.OutputReg("viol_count", VIOL_BITS)
+    bound_wires = {}
+    for b in range(lanes):
+        for name, vec in (("lo", lo), ("hi", hi)):
+            wire = m.Wire(f"{name}_{b}", width, signed=signed)
+            wire.assign(lane(vec, b, width))
+            bound_wires[name, b] = wire
     zs, flags = [], []
     for j in range(cols):
-        yj = lane(y, j, a_bits)
-        lj = lane(lo, j if lanes > 1 else 0, a_bits)
-        hj = lane(hi, j if lanes > 1 else 0, a_bits)
+        yj = m.Wire(f"y_{j}", width, signed=signed)
+        yj.assign(lane(y, j, width))
+        lj, hj = bound_wires["lo", j if lanes > 1 else 0], bound_wires["hi", j if lanes > 1 else 0]
         below = m.Wire(f"below_{j}")
         above = m.Wire(f"above_{j}")
-        zj = m.Wire(f"z_{j}", a_bits)
+        out = m.Wire(f"out_{j}")
+        zj = m.Wire(f"z_{j}", width)
         below.assign(yj < lj)
         above.assign(yj > hj)
-        zj.assign(Mux(below, lj, Mux(above, hj, yj)))
+        out.assign(vg.Land(en[j], vg.Lor(below, above)))
+        fix = Int(0, width) if cfg.protect_policy == "zero" else Mux(below, lj, hj)
+        zj.assign(Mux(out, fix, yj))
         zs.append(zj)
-        flags.append(zext(below | above, 1, n_bits))
+        flags.append(zext(out, 1, n_bits))
     z.assign(Cat(*reversed(zs)))
     n_viol = m.Wire("n_viol", n_bits)
     total = flags[0]

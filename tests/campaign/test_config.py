@@ -20,6 +20,8 @@ from quasar.errors import QuasarError
         ({"confidence": 1.0}, "confidence"),
         ({"confidence": -0.1}, "confidence"),
         ({"protections": ("tmr",)}, "'tmr'"),
+        ({"protections": ("none", "range:zro")}, "protection spec 'range:zro': unknown part 'zro'"),
+        ({"protections": ("range", "range:clamp")}, "names 'range' twice"),
         ({"fault_model": "flip3"}, "'flip3'"),
         ({"targets": ("wires",)}, "'wires'"),
         ({"golden_images": 5, "images": 2}, "golden images"),
@@ -44,6 +46,13 @@ def test_format_is_part_of_the_campaign_identity(tmp_path):
     assert (base.requant, pow2.requant) == ("mul", "shift")
     assert pow2.default_dir(tmp_path).name.startswith("lenet-a8w8-pow2-8x8-flip-")
     assert fixed.default_dir(tmp_path).name.startswith("lenet-a8w8-pow2i4-8x8-flip-")
+
+
+def test_protections_are_specs_by_canonical_name():
+    cfg = CampaignConfig(protections=("none", "range", "range:zero", "range:acc:channel"))
+    assert cfg.protections == ("none", "range", "range:zero:act:layer", "range:clamp:acc:channel")
+    assert CampaignConfig().protections == ("none", "range")
+    assert CampaignConfig(protections=("none", "range:clamp:act:layer")).campaign_id == CampaignConfig().campaign_id
 
 
 def test_identity_ignores_where_the_data_lives(tmp_path):

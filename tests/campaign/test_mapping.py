@@ -53,7 +53,50 @@ def test_padding_is_zero_fed_and_edge_tiles_are_partial():
         lm.origin(2)
 
 
-def test_last_layer_is_never_range_restricted():
+@pytest.mark.parametrize("protection", ["range", "range:zero:act:channel"])
+def test_padding_lanes_are_neither_corrected_nor_counted(protection):
+    """An edge tile's unused rows and columns see v = bias (and 0): a bias outside the bounds must not
+    count as a violation nor be corrected; the real outputs count exactly as the layer's own do."""
+    rng = np.random.default_rng(4)
+    layer = _layer(5, 3, rng)
+    layer.bias[:] = 40_000  # requantizes far above every bound: padding rows would all violate
+    layer.lo, layer.hi = 0, 2
+    layer.lo_ch, layer.hi_ch = np.zeros(3, np.int64), np.full(3, 2, np.int64)
+    lm = mapping.LayerMap(0, "l", 5, 5, 3, 4, 4, False)
+    x = rng.integers(0, 16, size=(5, 5))
+    ops = mapping.tile_operands(lm, layer, x, 1, protection, False, 4)
+    assert ops.valid == (1, 3)
+    exp = mapping.expect(ops, 4, protection)
+    real = arithmetic.layer(ops.x[:1], ops.w[:, :3], ops.bias[:3], ops.mult[:3], ops.shift[:3], 4,
+                            (np.broadcast_to(ops.lo, (4,))[:3], np.broadcast_to(ops.hi, (4,))[:3]),
+                            "zero" if "zero" in protection else "clamp")
+    assert exp.violations == real["violations"] > 0
+    np.testing.assert_array_equal(exp.act[:1, :3], real["z"])
+    unprotected = arithmetic.layer(ops.x, ops.w, ops.bias, ops.mult, ops.shift, 4)["z"]
+    np.testing.assert_array_equal(exp.act[1:], unprotected[1:])  # padding rows pass as they are
+    assert exp.act[1:, :3].min() > 2  # ... and they were out of range
+
+
+def test_acc_domain_protects_the_last_layer_in_v_units():
+    rng = np.random.default_rng(5)
+    layer = _layer(4, 10, rng, last=True)
+    layer.v_lo, layer.v_hi = -7, 9
+    layer.v_lo_ch, layer.v_hi_ch = np.arange(10, dtype=np.int64) - 20, np.arange(10, dtype=np.int64) + 20
+    lm = mapping.LayerMap(0, "fc3", 1, 4, 10, 2, 8, True)
+    x = rng.integers(0, 16, size=(1, 4))
+    ops = mapping.tile_operands(lm, layer, x, 0, "range:acc", False, 4)
+    assert (ops.lo, ops.hi, ops.valid) == (-7, 9, (1, 8))
+    ops = mapping.tile_operands(lm, layer, x, 1, "range:zero:acc:channel", False, 4)
+    assert list(ops.lo) == [-12, -11] + [-7] * 6 and ops.valid == (1, 2)
+    exp = mapping.expect(ops, 4, "range:zero:acc:channel")
+    v = ops.x @ ops.w + ops.bias
+    out = (v < ops.lo) | (v > ops.hi)
+    out[1:], out[:, 2:] = False, False
+    np.testing.assert_array_equal(exp.logit, np.where(out, 0, v))
+    assert exp.violations == int(out.sum())
+
+
+def test_last_layer_is_not_protected_in_the_act_domain():
     rng = np.random.default_rng(3)
     layer = _layer(4, 10, rng, last=True)
     lm = mapping.LayerMap(0, "fc3", 1, 4, 10, 2, 8, True)

@@ -269,6 +269,8 @@ def test_state_of_another_sweep_is_refused(tmp_path):
         (["--fmax", "signoff"], "fmax must be one of routed, placed"),
         (["--act-format", "calibrated,posit"], "act format must be one of calibrated, pow2; got 'posit'"),
         (["--act-format", "pow2", "--bits", "2,8", "--int-bits", "3"], "must be in 0..2, got 3"),
+        (["--protection", "range,none"], "must start with none"),
+        (["--protection", "none,range:zro"], "unknown part 'zro'"),
     ],
 )
 def test_bad_input_stops_before_any_work(tmp_path, args, message):

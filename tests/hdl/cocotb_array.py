@@ -12,6 +12,7 @@ import os
 import cocotb
 import numpy as np
 
+from hdl_gen.signoff.cocotb_checks import check_protection, random_bounds
 from quasar import arithmetic as ar
 from testbenches.array_tb import ArrayTB, Injection, TileResult, config_from_env
 from testbenches.model import Expected, Tile, golden, operand_index, predict
@@ -42,7 +43,7 @@ def _random_tile(cfg, rng, k: int, bounds: bool = True) -> Tile:  # type: ignore
     # shifts that land the requantized value inside, just around, and far from [0, 2^A - 1]
     scale = max(0, int(typical).bit_length() + (0 if cfg.shift_only else 16) - cfg.act_bits)
     shift = np.clip(scale + rng.integers(-3, 4, cfg.cols), 0, 63)
-    lo, hi = _random_bounds(cfg, rng) if bounds else (0, a_top)
+    lo, hi = random_bounds(cfg, rng, scale=2 * typical) if bounds else (None, None)
     return Tile(x, wt, bias, mult, shift, lo, hi)
 
 
@@ -51,16 +52,8 @@ def _mults(cfg, mult: np.ndarray) -> np.ndarray:  # type: ignore[no-untyped-def]
     return np.ones_like(mult) if cfg.shift_only else mult
 
 
-def _random_bounds(cfg, rng):  # type: ignore[no-untyped-def]
-    a_top = (1 << cfg.act_bits) - 1
-    n = cfg.bound_lanes
-    pair = np.sort(rng.integers(0, a_top + 1, (2, n)), axis=0)
-    lo, hi = pair[0], pair[1]
-    return (lo, hi) if cfg.per_channel_bounds else (int(lo[0]), int(hi[0]))
-
-
 def _load(tb: ArrayTB, tile: Tile) -> None:
-    tb.load(tile.x, tile.wt, tile.bias, tile.mult, tile.shift, tile.lo, tile.hi)
+    tb.load(tile.x, tile.wt, tile.bias, tile.mult, tile.shift, tile.lo, tile.hi, tile.valid)
 
 
 def _check(cfg, got: TileResult, exp: Expected, k: int, what: str) -> None:  # type: ignore[no-untyped-def]
@@ -122,7 +115,7 @@ async def matmul_extremes(dut) -> None:  # type: ignore[no-untyped-def]
     for name, (x, wt) in patterns.items():
         for b, bias in enumerate(biases):
             for p, (mult, shift) in enumerate(params):
-                tile = Tile(x, wt, bias, mult, shift, *_random_bounds(cfg, rng))
+                tile = Tile(x, wt, bias, mult, shift, *random_bounds(cfg, rng))
                 _load(tb, tile)
                 _check(cfg, await tb.run(k), golden(cfg, tile), k, f"{name} bias#{b} params#{p}")
 
@@ -166,7 +159,7 @@ async def postproc_boundaries(dut) -> None:  # type: ignore[no-untyped-def]
         mult = np.array([m for m, _, _ in chunk])
         shift = np.array([s for _, s, _ in chunk])
         bias = np.array([v0 for _, _, v0 in chunk])
-        tile = Tile(x, wt, bias, mult, shift, 0, (1 << cfg.act_bits) - 1)
+        tile = Tile(x, wt, bias, mult, shift)  # bounds that pass everything
         _load(tb, tile)
         got = await tb.run(1)
         exp = golden(cfg, tile)
@@ -196,70 +189,14 @@ async def postproc_random(dut) -> None:  # type: ignore[no-untyped-def]
 
 
 # ---- group 3: protection ------------------------------------------------------------------------
-def _protection_plan(cfg, rng):  # type: ignore[no-untyped-def]
-    """(lo, hi, values): bounds and the protection-input values to drive against them."""
-    a_top = (1 << cfg.act_bits) - 1
-    pairs = [(0, a_top), (0, 0), (a_top, a_top), (1, a_top - 1), (a_top // 3, 2 * a_top // 3)]
-    pairs += [tuple(sorted(rng.integers(0, a_top + 1, 2).tolist())) for _ in range(4)]
-    plan = []
-    for lo, hi in pairs:
-        edges = {lo - 1, lo, hi, hi + 1, 0, a_top}
-        values = sorted(v for v in edges if 0 <= v <= a_top)
-        values += rng.integers(0, a_top + 1, 2 * cfg.rows).tolist()
-        plan.append((lo, hi, values))
-    return plan
-
-
-def _protection_tile(cfg, rng, values: list[int], lo, hi) -> Tile:  # type: ignore[no-untyped-def]
-    """A K = 1 tile whose protection inputs are y[i, j] = values[i] + offset_j (M = 1, S = 0, so
-    y = clamp(v, 0, 2^A - 1) = v): column 0 carries `values` exactly, other columns shifted copies."""
-    a_top = (1 << cfg.act_bits) - 1
-    x = np.array(values, dtype=np.int64).reshape(cfg.rows, 1)
-    offsets = np.concatenate([[0], rng.integers(-2, 3, cfg.cols - 1)])
-    return Tile(x, np.ones((1, cfg.cols), dtype=np.int64), offsets, np.ones(cfg.cols, dtype=np.int64),
-                np.zeros(cfg.cols, dtype=np.int64), lo, hi if hi is not None else a_top)
-
-
 @cocotb.test()
 async def protection_signoff(dut) -> None:  # type: ignore[no-untyped-def]
-    """Every boundary (lo-1, lo, hi, hi+1, 0, 2^A-1) and random values at the protection input: output
-    within [lo, hi], equal to the input when in range, counter = number of violations; `none` alters
-    nothing and counts nothing."""
+    """The sign-off's injection check (hdl_gen.signoff.cocotb_checks.check_protection): every boundary
+    (lo-1, lo, hi, hi+1) and random values at the protection input, full and edge tiles: real outputs
+    out of range become the policy's value, in-range ones and padding lanes pass, the counter counts
+    exactly the corrected real outputs; `none` alters nothing and counts nothing."""
     cfg, tb, rng = _setup(dut, 5)
-    a_top = (1 << cfg.act_bits) - 1
-    seen_violations = seen_in_range = 0
-    for lo, hi, values in _protection_plan(cfg, rng):
-        if cfg.per_channel_bounds:  # column 0 gets the pair under test, the others random pairs
-            rand_lo, rand_hi = _random_bounds(cfg, rng)
-            lo_c, hi_c = rand_lo.copy(), rand_hi.copy()
-            lo_c[0], hi_c[0] = lo, hi
-        else:
-            lo_c, hi_c = lo, hi
-        for start in range(0, len(values), cfg.rows):
-            chunk = values[start : start + cfg.rows]
-            chunk += [chunk[-1]] * (cfg.rows - len(chunk))
-            tile = _protection_tile(cfg, rng, chunk, lo_c, hi_c)
-            _load(tb, tile)
-            got = await tb.run(1)
-            y = np.clip(ar.matmul(tile.x, tile.wt) + tile.bias, 0, a_top)  # the protection input
-            assert y[:, 0].tolist() == chunk
-            if cfg.protected:
-                lo_b = np.broadcast_to(lo_c, (cfg.cols,))
-                hi_b = np.broadcast_to(hi_c, (cfg.cols,))
-                inside = (y >= lo_b) & (y <= hi_b)
-                assert np.all((got.out_act >= lo_b) & (got.out_act <= hi_b)), f"outside [lo, hi]: {got!r}"
-                assert np.array_equal(got.out_act[inside], y[inside]), f"in-range value altered: {got!r}"
-                assert np.array_equal(got.out_act[y < lo_b], np.broadcast_to(lo_b, y.shape)[y < lo_b])
-                assert np.array_equal(got.out_act[y > hi_b], np.broadcast_to(hi_b, y.shape)[y > hi_b])
-                assert got.violations == int(np.count_nonzero(~inside)), f"counter {got.violations}: {got!r}"
-                seen_violations += int(np.count_nonzero(~inside))
-                seen_in_range += int(np.count_nonzero(inside))
-            else:
-                assert np.array_equal(got.out_act, y), f"protection none altered values: {got!r}"
-                assert got.violations == 0
-            _check(cfg, got, golden(cfg, tile), 1, f"protection lo={lo} hi={hi}")
-    if cfg.protected:
-        assert seen_violations > 0 and seen_in_range > 0
+    await check_protection(cfg, tb, rng)
 
 
 @cocotb.test()
@@ -268,7 +205,10 @@ async def protection_counter_per_run(dut) -> None:  # type: ignore[no-untyped-de
     cfg, tb, rng = _setup(dut, 6)
     a_top = (1 << cfg.act_bits) - 1
     zero = np.zeros(cfg.cols, dtype=np.int64) if cfg.per_channel_bounds else 0
-    tile = _protection_tile(cfg, rng, [a_top] * cfg.rows, zero, zero)  # every y > 0 violates hi = 0
+    x = np.full((cfg.rows, 1), a_top, dtype=np.int64)
+    offsets = np.concatenate([[0], rng.integers(-2, 3, cfg.cols - 1)])
+    tile = Tile(x, np.ones((1, cfg.cols), dtype=np.int64), offsets, np.ones(cfg.cols, dtype=np.int64),
+                np.zeros(cfg.cols, dtype=np.int64), zero, zero)  # every v (and y) > 0 violates hi = 0
     _load(tb, tile)
     first = await tb.run(1)
     second = await tb.run(1)
@@ -276,7 +216,7 @@ async def protection_counter_per_run(dut) -> None:  # type: ignore[no-untyped-de
     _check(cfg, first, exp, 1, "first run")
     _check(cfg, second, exp, 1, "second run (counter restarted)")
     if cfg.protected:
-        assert first.violations == int(np.count_nonzero(exp.logits > 0)) > 0
+        assert first.violations == int(np.count_nonzero(ar.matmul(tile.x, tile.wt) + tile.bias > 0)) > 0
 
 
 # ---- group 4: fault behaviour -------------------------------------------------------------------
@@ -294,7 +234,8 @@ def _fault_tile(cfg, rng, clamp: bool = False) -> Tile:  # type: ignore[no-untyp
     w_lo, w_hi = _w_range(cfg)
     x = np.where(tile.x == 0, 1, tile.x)
     wt = np.where(tile.wt == 0, w_hi, tile.wt)
-    return Tile(x, wt, tile.bias, tile.mult, tile.shift, tile.lo, tile.hi)
+    valid = (int(rng.integers(1, cfg.rows + 1)), cfg.cols) if clamp else None  # padding rows pass unprotected
+    return Tile(x, wt, tile.bias, tile.mult, tile.shift, tile.lo, tile.hi, valid)
 
 
 async def _expect_fault(cfg, tb, tile, inj: Injection, what: str) -> bool:  # type: ignore[no-untyped-def]

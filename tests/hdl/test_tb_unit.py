@@ -93,7 +93,7 @@ class _Dut:
     def __init__(self, cfg: ArrayConfig) -> None:
         self.abuf = [_Handle() for _ in range(cfg.k_max)]
         self.wbuf = [_Handle() for _ in range(cfg.k_max)]
-        for port in ("bias", "mult", "shift", "lo", "hi"):
+        for port in ("bias", "mult", "shift", "lo", "hi", "valid_rows", "valid_cols"):
             setattr(self, port, _Handle())
 
 
@@ -113,6 +113,7 @@ def test_loading_deposits_whole_words_and_only_changed_ones() -> None:
     assert [h.value for h in dut.abuf[:3]] == [0x41, 0x52, 0x63]
     assert dut.wbuf[0].value == (7 << 8) | (0xF << 4) | 1
     assert dut.lo.value == 2 and dut.hi.value == 9
+    assert dut.valid_rows.value == 2 and dut.valid_cols.value == 0b111  # default: the whole array is real
     assert tb.words_written == 6
     tb.load(x, wt, [1, 2, 3], 1, 0, 2, 9)
     assert tb.words_written == 6  # identical tile: nothing deposited
@@ -121,6 +122,10 @@ def test_loading_deposits_whole_words_and_only_changed_ones() -> None:
     tb.load_operands(x2, wt)
     assert tb.words_written == 7 and dut.abuf[2].value == 0x03  # one changed word
     assert dut.bias.writes == 1  # unchanged parameters are not driven again
+    tb.load(x2, wt, [1, 2, 3], 1, 0, 2, 9, valid=(1, 2))  # an edge tile: one real row, two real columns
+    assert dut.valid_rows.value == 1 and dut.valid_cols.value == 0b011 and dut.bias.writes == 1
+    with pytest.raises(ConfigError, match=r"valid cols must be in 0..3, got 4"):
+        tb.load_params([1, 2, 3], 1, 0, 2, 9, valid=(1, 4))
     with pytest.raises(ConfigError, match=r"lower bound lo=9 is above upper bound hi=2"):
         tb.load_params([1, 2, 3], 1, 0, 9, 2)
 

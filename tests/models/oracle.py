@@ -7,6 +7,7 @@ requantization, hand-written max-pool and flatten. Slow on purpose; shares no co
 import numpy as np
 
 from quasar import arithmetic
+from quasar.protection import ProtectionSpec
 
 
 def im2col(a: np.ndarray, kernel: int, stride: int, padding: int) -> np.ndarray:
@@ -47,10 +48,14 @@ def run_image(export, codes: np.ndarray, protection: str = "none", per_channel: 
             x = im2col(a.reshape(layer.in_channels, *layer.in_hw), layer.kernel, layer.stride, layer.padding)
         else:
             x = a.reshape(1, -1)
+        spec = ProtectionSpec.parse(protection, "channel" if per_channel else None)
         bounds = None
-        if protection == "range" and not layer.is_last:
-            bounds = (layer.lo_ch, layer.hi_ch) if per_channel else (layer.lo, layer.hi)
-        r = arithmetic.layer(x, layer.weight, layer.bias, layer.mult, layer.shift, export.act_bits, bounds)
+        if spec.protected and spec.domain == "acc":
+            bounds = (layer.v_lo_ch, layer.v_hi_ch) if spec.per_channel else (layer.v_lo, layer.v_hi)
+        elif spec.protected and not layer.is_last:
+            bounds = (layer.lo_ch, layer.hi_ch) if spec.per_channel else (layer.lo, layer.hi)
+        r = arithmetic.layer(x, layer.weight, layer.bias, layer.mult, layer.shift, export.act_bits, bounds,
+                             spec.policy, spec.domain)
         z = r["v"] if layer.is_last else r["z"]
         out.append({"X": x, "v": r["v"], "z": z, "violations": r["violations"]})
         if layer.kind == "conv":

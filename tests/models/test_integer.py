@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from models.export import LayerExport, ModelExport
-from models.integer import IntegerModel
+from models.integer import IntegerModel, has_acc_bounds, set_acc_bounds
 from models.synthetic import random_export
 from quasar import arithmetic
 from quasar.errors import ConfigError
@@ -71,6 +71,46 @@ def test_protection_clamps_like_the_oracle(bits, per_channel):
     for layer, lt in zip(export.layers[:-1], trace.layers[:-1], strict=True):
         lo, hi = (layer.lo_ch, layer.hi_ch) if per_channel else (layer.lo, layer.hi)
         assert np.all(lt.Y >= lo) and np.all(lt.Y <= hi)
+
+
+def _narrow_acc_bounds(export, x, seed):
+    """Accumulator bounds from images x, then narrowed on random channels so that they bite."""
+    set_acc_bounds(export, x)
+    rng = np.random.default_rng(seed)
+    for layer in export.layers:
+        span = np.maximum(1, (layer.v_hi_ch - layer.v_lo_ch) // 4)
+        layer.v_lo_ch = layer.v_lo_ch + rng.integers(0, 2, layer.out_channels) * span
+        layer.v_hi_ch = np.maximum(layer.v_lo_ch, layer.v_hi_ch - rng.integers(0, 2, layer.out_channels) * span)
+        low = int(layer.v_lo_ch.min()) + 1
+        layer.v_lo, layer.v_hi = low, max(low, int(layer.v_hi_ch.max()) - 1)
+    return export
+
+
+@pytest.mark.parametrize("spec", ["range:zero", "range:zero:channel", "range:acc", "range:zero:acc:channel"])
+def test_protection_variants_match_the_oracle(spec):
+    export = _narrow_bounds(random_export("tiny", 4, 4, seed=3), seed=4)
+    x = _images(export, 4, seed=2)
+    _narrow_acc_bounds(export, x, seed=5)
+    trace = _assert_matches_oracle(export, x, spec)
+    assert sum(int(lt.violations.sum()) for lt in trace.layers) > 0  # the bounds did bite
+    if "acc" in spec:  # the logits are protected too
+        assert int(trace.layers[-1].violations.sum()) > 0
+
+
+def test_acc_bounds_from_the_same_images_change_nothing_and_need_extraction():
+    export = random_export("tiny", 8, 8, seed=9, images=6)
+    x = _images(export, 6, seed=123)
+    with pytest.raises(ValueError, match=r"protection 'range:clamp:acc:layer' needs accumulator bounds"):
+        IntegerModel(export, "range:acc")
+    assert not has_acc_bounds(export)
+    set_acc_bounds(export, x)
+    assert has_acc_bounds(export) and export.layers[-1].v_lo is not None  # the logits have bounds too
+    for spec in ("range:acc", "range:zero:acc:channel"):
+        model = IntegerModel(export, spec)
+        trace = model.trace(model.quantize_input(x))
+        assert all(int(lt.violations.sum()) == 0 for lt in trace.layers)
+        np.testing.assert_array_equal(trace.logits, IntegerModel(export).logits(x))
+    assert ModelExport.from_dict(export.to_dict()).layers[0].v_hi == export.layers[0].v_hi  # JSON round trip
 
 
 def test_lenet_protection_matches_the_oracle():
@@ -214,7 +254,7 @@ def test_predict_takes_the_lowest_index_on_a_tie():
 
 def test_unknown_protection_is_refused_with_the_choices():
     export = random_export("tiny", 4, 4, seed=0)
-    with pytest.raises(ConfigError, match="protection must be one of none, range; got 'parity'"):
+    with pytest.raises(ConfigError, match="protection spec 'parity' must start with none or range"):
         IntegerModel(export, protection="parity")
 
 
