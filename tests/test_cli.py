@@ -36,6 +36,9 @@ ACCEPTED = [
       "--targets", "pe_activation", "--targets", "accumulator"], "fault_campaigns.campaign.Campaign",
      lambda a, k: (a[0].protections, a[0].layers, a[0].targets),
      (("none", "range"), ("conv1", "fc1"), ("pe_activation", "accumulator"))),
+    (["rates", "--net", "tiny", "--protection", "none", "--protection", "range", "--rates", "1e-6,1e-5",
+      "--targets", "accumulator"], "fault_campaigns.rate_campaign.RateCampaign",
+     lambda a, k: (a[0].protections, a[0].rates, a[0].targets), (("none", "range"), (1e-6, 1e-5), ("accumulator",))),
     (["sweep", "--net", "tiny", "--bits", "2,4", "--bits", "8", "--synth-targets", "xc7", "--synth-targets", "pnr"],
      "fault_campaigns.sweep.runner.Sweep", lambda a, k: (a[0].bits, a[0].synth_targets), ((2, 4, 8), ("xc7", "pnr"))),
     (["accuracy-table", "--bits", "3", "--bits", "2,8", "--modes", "ptq", "--formats", "pow2"],
@@ -81,7 +84,8 @@ def test_the_list_options_are_all_known():
     assert set(LIST_OPTIONS) == {
         ("campaign", "--protection"), ("campaign", "--targets"), ("campaign", "--layers"),
         ("sweep", "--bits"), ("sweep", "--targets"), ("sweep", "--synth-targets"),
-        ("sweep", "--act-format"),
+        ("sweep", "--act-format"), ("sweep", "--protection"), ("sweep", "--rates"),
+        ("rates", "--protection"), ("rates", "--rates"), ("rates", "--targets"),
         ("accuracy-table", "--bits"), ("accuracy-table", "--modes"), ("accuracy-table", "--formats"),
         ("synth-formats", "--bits"), ("synth-formats", "--targets"),
         ("synth", "--targets"), ("synth", "--seeds"), ("synth-all", "--seeds"),
@@ -100,7 +104,8 @@ def test_list_option_help_shows_the_form(command, flag):
 def _value(command: str, flag: str) -> str:
     return {"--bits": "4", "--protection": "range", "--protections": "range", "--modes": "qat", "--layers": "fc1",
             "--synth-targets": "pnr", "--formats": "pow2",
-            "--act-format": "pow2", "--seeds": "2"}.get(flag, "xc7" if command.startswith("synth") else "accumulator")
+            "--act-format": "pow2", "--seeds": "2",
+            "--rates": "1e-5"}.get(flag, "xc7" if command.startswith("synth") else "accumulator")
 
 
 @pytest.mark.parametrize(("command", "flag"), LIST_OPTIONS, ids=[f"{c}{f}" for c, f in LIST_OPTIONS])

@@ -113,7 +113,7 @@ def test_curve_statistics_and_the_one_point_rate():
     (["--rates", "0"], "fault rate must be strictly between 0 and 1 (per bit per cycle), got 0.0"),
     (["--rates", "-1e-6"], "strictly between 0 and 1"),
     (["--rates", "1e-6,1"], "got 1.0"),
-    (["--rates", ""], "--rates needs at least one fault rate"),
+    (["--rates", ""], "--rates has an empty item"),
     (["--rates", "often"], "fault rate must be a number strictly between 0 and 1, got 'often'"),
     (["--trials", "0"], "trials must be in 1..10000, got 0"),
     (["--images", "0"], "images must be in 1..100000, got 0"),

@@ -163,7 +163,7 @@ def test_bad_formats_are_refused(kw, message):
         (["train", "--net", "tiny", "--bits", "4", "--act-format", "pow2", "--int-bits", "5"],
          "error: int bits (ap_ufixed<4, I> integer bits) must be in 0..4, got 5"),
         (["train", "--net", "tiny", "--int-bits", "2"], "error: int bits ('2') only apply to act format 'pow2'"),
-        (["accuracy-table", "--net", "tiny", "--bits", "4", "8", "--int-bits", "6"],
+        (["accuracy-table", "--net", "tiny", "--bits", "4,8", "--int-bits", "6"],
          "error: int bits (ap_ufixed<4, I> integer bits) must be in 0..4, got 6"),
         (["accuracy-table", "--net", "tiny", "--formats", "pow3"], "error: act format must be one of calibrated, pow2"),
     ],
