@@ -85,6 +85,7 @@ class Campaign:
         self.timings: dict[str, float] = {}
         self.golden_report: dict[str, dict] = {}
         self.session: dict[str, dict] = {}  # per design: fault runs done in this session and their time
+        self._held_before: dict[str, int] = {}  # per design: rows in the store when this session began
         self._client = None  # the Dask client while run() runs
 
     # -- preparation ------------------------------------------------------------------------------
@@ -280,6 +281,7 @@ class Campaign:
         todo = [f for f in faults if f.fault_id not in done]
         log.info("%s: %d faults, %d already stored, %d to run", d.protection, len(faults), len(done), len(todo))
         tally = self.session[d.protection] = {"ran": 0, "wall_s": 0.0}
+        self._held_before[d.protection] = len(done)
         if not todo:
             return tally
         by_group: dict[tuple[int, int, int], list[Fault]] = defaultdict(list)
@@ -410,6 +412,11 @@ class Campaign:
             self.timings["campaign_s"] = time.perf_counter() - t_start
             return write_reports(self, store, faults, self.session)
         except KeyboardInterrupt:
+            if store is not None and store.db.in_transaction:  # a batch cut short is not part of the store
+                store.db.rollback()
+            if store is not None:  # what the store gained, exactly (an interrupt may fall between a
+                for p, tally in self.session.items():  # batch's commit and its count)
+                    tally["ran"] = len(store.done_keys(p)) - self._held_before.get(p, 0)
             if self.session:
                 self._log_session(interrupted=True)
             raise Interrupted(self._interrupted(store, faults)) from None

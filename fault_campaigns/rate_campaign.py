@@ -12,6 +12,7 @@ Order of work (nothing slow starts before every input is checked):
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import time
@@ -20,9 +21,11 @@ from pathlib import Path
 
 from fault_campaigns.campaign import Campaign
 from fault_campaigns.execution.rates import Inference, RateEngine, new_inference
-from fault_campaigns.files import atomic_write
+from fault_campaigns.files import atomic_write, check_out_dir
+from fault_campaigns.lock import RunDirLock
 from fault_campaigns.planning.rates import FlipSpace, RateConfig, draw_flips
 from fault_campaigns.results.rate_store import RateStore
+from quasar.errors import Interrupted
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +53,10 @@ class RateCampaign:
     def prepare(self, golden_check: bool = True) -> None:
         c = self.campaign
         t0 = time.perf_counter()
-        c.prepare()
+        if hasattr(c, "export"):  # the model is in already (run() checks it before creating files)
+            c.prepare_designs()
+        else:
+            c.prepare()
         self.timings.update({f"prepare_{k}": v for k, v in c.timings.items()})
         if golden_check:
             for p, d in c.designs.items():
@@ -106,17 +112,33 @@ class RateCampaign:
         return {"ran": len(todo), **stats}
 
     def run(self) -> dict:
+        # As Campaign.run: one campaign per run directory (locked as soon as it exists), and nothing is
+        # created before the model and data checks pass.
+        with contextlib.ExitStack() as stack:
+            lock = RunDirLock(self.out_dir, "fault-rate campaign", self.cfg.campaign_id)
+            if self.out_dir.is_dir():
+                stack.enter_context(lock)
+            return self._run_locked(stack, lock)
+
+    def _run_locked(self, stack: contextlib.ExitStack, lock: RunDirLock) -> dict:
         from fault_campaigns.analysis.rates import write_rate_reports
 
         t_start, cpu_start = time.perf_counter(), _cpu_seconds()
-        store = RateStore(self.out_dir / RATE_STORE_NAME, self.cfg.campaign_id, self.store_config())
+        path = self.out_dir / RATE_STORE_NAME
+        store = RateStore(path, self.cfg.campaign_id, self.store_config()) if path.exists() else None
         c = self.campaign
         try:
-            atomic_write(self.out_dir / RATE_CONFIG_NAME, json.dumps(self.store_config(), indent=2, sort_keys=True))
             if c.executor == "dask":
                 from fault_campaigns.execution.dask_executor import connect
 
                 c._client = connect(c.scheduler)
+            c.prepare_model()  # a corrupt checkpoint or a missing dataset stops here, before any file is made
+            check_out_dir(self.out_dir)
+            if not lock.held:
+                stack.enter_context(lock)
+            if store is None:
+                store = RateStore(path, self.cfg.campaign_id, self.store_config())
+            atomic_write(self.out_dir / RATE_CONFIG_NAME, json.dumps(self.store_config(), indent=2, sort_keys=True))
             self.prepare()
             t0 = time.perf_counter()
             infs = self.inferences()
@@ -128,8 +150,13 @@ class RateCampaign:
             self.timings["cpu_s"] = sum(cpu) - sum(cpu_start)  # this process and its finished simulators
             self.timings["cpu_self_s"] = cpu[0] - cpu_start[0]  # serial with the simulators within a step
             return write_rate_reports(self, store)
+        except KeyboardInterrupt:
+            held = ("nothing was stored yet" if store is None else f"{store.path} holds "
+                    f"{sum(len(store.done_keys(p)) for p in self.cfg.protections)} inference rows")
+            raise Interrupted(f"{held}; rerun the same command to resume") from None
         finally:
-            store.close()
+            if store is not None:
+                store.close()
             if c._client is not None:
                 c._client.close()
                 c._client = None
