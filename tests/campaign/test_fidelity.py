@@ -58,11 +58,11 @@ def test_fast_path_equals_plain_runs_on_campaign_faults(data_faults, tmp_path):
 
 
 @pytest.mark.parametrize("targets, model", [(("control",), "flip"), (("weight", "accumulator"), "flip"),
-                                            (("pe_product", "pipeline"), "flip"), (("pe_activation",), "stuck1"),
+                                            (("pipeline",), "flip"), (("pe_activation",), "stuck1"),
                                             (("pe_activation",), "mbu2")])
 def test_fast_path_equals_plain_runs_on_other_faults(tmp_path_factory, tmp_path, targets, model):
-    """Control registers (hangs, early and late `done`), weights and accumulators, the PE product and
-    post-processing pipeline registers, stuck-at and multi-bit faults: the cpp clock's exact path, no early stop except
+    """Control registers (hangs, early and late `done`), weights and accumulators, the post-processing
+    pipeline registers, stuck-at and multi-bit faults: the cpp clock's exact path, no early stop except
     for multi-bit PE flips."""
     campaign = _campaign(tmp_path_factory, faults=30, targets=targets, fault_model=model)
     _check(campaign, campaign.fault_list(), tmp_path)

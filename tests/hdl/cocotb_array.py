@@ -280,8 +280,7 @@ async def fault_pe_activation(dut) -> None:  # type: ignore[no-untyped-def]
 
 @cocotb.test()
 async def fault_other_registers(dut) -> None:  # type: ignore[no-untyped-def]
-    """Weight, PE product, accumulator, v, post-processing pipeline (pp_j.p_reg, pp_j.t_reg) and output
-    activation
+    """Weight, accumulator, v, post-processing pipeline (pp_j.p_reg, pp_j.t_reg) and output-activation
     flips match the analytic model at every cycle, with the protection passing everything and with
     random bounds clamping some outputs. A pipeline register's flip counts only at the edge that loaded
     a row (ArrayConfig.stage_edge): at every other cycle the output is golden."""
@@ -291,7 +290,6 @@ async def fault_other_registers(dut) -> None:  # type: ignore[no-untyped-def]
     last = cfg.cols - 1
     sites = [
         (f"pe_{i}_{j}.w_reg", cfg.weight_bits),
-        (f"pe_{i}_{j}.p_reg", cfg.act_bits + cfg.weight_bits),
         (f"pe_{i}_{j}.acc", cfg.acc_bits),
         (f"v_{j}", cfg.v_bits),
         (f"pp_{j}.p_reg", p_bits),
@@ -317,7 +315,7 @@ async def fault_other_registers(dut) -> None:  # type: ignore[no-untyped-def]
                     changed = await _expect_fault(cfg, tb, tile, inj, f"clamp={clamp}")
                     counts[site] = counts.get(site, 0) + changed
                     reg = site.split(".")[-1]
-                    if site.startswith("pp_"):
+                    if reg in stage:
                         loaded = [cfg.stage_edge(tile.k, stage[reg], r) for r in range(cfg.rows)]
                         assert not changed or cycle in loaded, f"{inj}: changed outside the row window"
         assert clamp or all(n > 0 for n in counts.values()), counts
@@ -364,9 +362,9 @@ async def fault_sites_resolve(dut) -> None:  # type: ignore[no-untyped-def]
 
     cfg, tb, _ = _setup(dut, 11)
     sites = json.loads(open(os.environ["QUASAR_FAULT_SITES"]).read())["sites"]
-    # a_reg, w_reg, p_reg, acc per PE; v, p_reg, t_reg, oact per column; busy, done, cyc, k, drain_r,
-    # d_row and 4 valid/row pairs
-    assert len(sites) == 4 * cfg.rows * cfg.cols + 4 * cfg.cols + 14
+    # a_reg, w_reg, acc per PE; v, p_reg, t_reg, oact per column; busy, done, cyc, k, drain_r, d_row and
+    # 4 valid/row pairs
+    assert len(sites) == 3 * cfg.rows * cfg.cols + 4 * cfg.cols + 14
     for s in sites:
         assert len(tb.handle(s["name"])) == s["width"], s
 
