@@ -20,7 +20,7 @@ from pathlib import Path
 
 from fault_campaigns.campaign import Campaign
 from fault_campaigns.execution.rates import Inference, RateEngine, new_inference
-from fault_campaigns.files import atomic_write
+from fault_campaigns.files import atomic_write, check_out_dir
 from fault_campaigns.planning.rates import FlipSpace, RateConfig, draw_flips
 from fault_campaigns.results.rate_store import RateStore
 
@@ -50,7 +50,9 @@ class RateCampaign:
     def prepare(self, golden_check: bool = True) -> None:
         c = self.campaign
         t0 = time.perf_counter()
-        c.prepare()
+        if not hasattr(c, "export"):  # run() prepares the model before it creates the run directory
+            c.prepare_model()
+        c.prepare_designs()
         self.timings.update({f"prepare_{k}": v for k, v in c.timings.items()})
         if golden_check:
             for p, d in c.designs.items():
@@ -109,8 +111,12 @@ class RateCampaign:
         from fault_campaigns.analysis.rates import write_rate_reports
 
         t_start, cpu_start = time.perf_counter(), _cpu_seconds()
-        store = RateStore(self.out_dir / RATE_STORE_NAME, self.cfg.campaign_id, self.store_config())
         c = self.campaign
+        path = self.out_dir / RATE_STORE_NAME
+        if not path.exists():  # a bad checkpoint or a missing dataset stops here, before any file is made
+            c.prepare_model()
+            check_out_dir(self.out_dir)  # the Campaign only probes it
+        store = RateStore(path, self.cfg.campaign_id, self.store_config())
         try:
             atomic_write(self.out_dir / RATE_CONFIG_NAME, json.dumps(self.store_config(), indent=2, sort_keys=True))
             if c.executor == "dask":
