@@ -53,10 +53,9 @@ class RateCampaign:
     def prepare(self, golden_check: bool = True) -> None:
         c = self.campaign
         t0 = time.perf_counter()
-        if hasattr(c, "export"):  # the model is in already (run() checks it before creating files)
-            c.prepare_designs()
-        else:
-            c.prepare()
+        if not hasattr(c, "export"):  # run() prepares the model before it creates the run directory
+            c.prepare_model()
+        c.prepare_designs()
         self.timings.update({f"prepare_{k}": v for k, v in c.timings.items()})
         if golden_check:
             for p, d in c.designs.items():

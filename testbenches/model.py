@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hdl_gen.config import OPERAND_LAG, ArrayConfig
+from hdl_gen.config import MAC_LAG, OPERAND_LAG, ArrayConfig
 from quasar import arithmetic as ar
 from quasar.errors import ConfigError
 
@@ -35,6 +35,7 @@ __all__ = [
     "operand_index",
     "postproc_registers",
     "predict",
+    "predict_many",
 ]
 # the drain stage each modelled post-accumulator register belongs to (hdl_gen.config.DRAIN_STAGES)
 _STAGE = {"v": "v", "p_reg": "product", "t_reg": "shifted", "oact": "oact"}
@@ -200,54 +201,77 @@ def _pipeline_flip(cfg: ArrayConfig, reg: str, v: int, mult: int, shift: int, ma
     accumulator v is flipped by `mask` while it holds that row (oact itself: y ^ mask)."""
     if reg == "oact":
         return y ^ mask
+    return _postproc(cfg, v, mult, shift, {reg: mask})
+
+
+def _postproc(cfg: ArrayConfig, v: int, mult: int, shift: int, masks: dict[str, int]) -> int:
+    """The activation oact_j takes for biased accumulator v when its row meets the flips `masks`
+    ({'p_reg'|'t_reg'|'oact': mask}) in the post-processing pipeline, in dataflow order."""
     p_bits = cfg.p_bits  # V + 16, or V in a shift-only design (M = 1)
     p, t = postproc_registers(v, mult, shift)
-    if reg == "p_reg":
-        p = _signed(p ^ mask, p_bits)
+    if masks.get("p_reg"):
+        p = _signed(p ^ masks["p_reg"], p_bits)
         t = (2 * p) >> shift
-    else:  # t_reg
-        t = _signed(t ^ mask, p_bits + 1)
-    return oact_from_t(cfg, t)
+    if masks.get("t_reg"):
+        t = _signed(t ^ masks["t_reg"], p_bits + 1)
+    return oact_from_t(cfg, t) ^ masks.get("oact", 0)
+
+
+def _entry_edge(k: int, i: int, j: int) -> int:
+    """The edge at which the product of operand index k enters acc(i, j) (ArrayConfig.products_in: a_reg
+    holds it after edge k + OPERAND_LAG + i + j, p_reg MAC_LAG - 1 edges later, acc at the next)."""
+    return k + OPERAND_LAG + MAC_LAG + i + j
+
+
 def predict_many(cfg: ArrayConfig, tile: Tile, flips) -> Expected:  # type: ignore[no-untyped-def]
     """What the array outputs with several transient flips in one tile run: `flips` is a sequence of
-    (site, mask, cycle) of data registers (a_reg, w_reg, acc, v, oact), composed in dataflow order.
+    (site, mask, cycle) of data registers (a_reg, w_reg, the PE product p_reg, acc, v, the
+    post-processing pp_j.p_reg and pp_j.t_reg, oact), composed in dataflow order.
 
-    Same timing as `predict` (keep the two in step): an operand flipped in a_reg(i, j) (or w_reg) is
-    seen, XORed with any later flip of the same operand further along its row (column), by every PE
-    it still reaches; a product counts when it enters acc(i, j) before the drain samples row i (index
-    k enters at edge k + 3 + i + j; padding operands are zeros, so a flipped padding activation only
-    matters where it meets a flipped padding weight); accumulator flips XOR the partial sum at their
-    edge and the sum wraps at ACC bits; then v (logit) flips, requantization, oact flips, protection.
-    With one flip this equals `predict` (tests/campaign/test_rates_model.py)."""
+    Same timing as `predict` (keep the two in step; both from ArrayConfig's timing helpers): an operand
+    flipped in a_reg(i, j) (or w_reg) is seen, XORed with any later flip of the same operand further
+    along its row (column), by every PE it still reaches; the product of index k sits in p_reg(i, j)
+    after edge `_entry_edge(k, i, j) - 1`, where a flip XORs the (possibly already flipped) product at
+    A+W bits; it counts when it enters acc(i, j) before the drain samples row i (edge
+    `stage_edge(K, "v", i)`; padding operands are zeros, so a flipped padding activation only matters
+    where it meets a flipped padding weight, a flipped padding product always); accumulator flips XOR
+    the partial sum at their edge and the sum wraps at ACC bits; then, for a drained row, v (logit)
+    flips, the requantization product p_reg, the shifted t_reg, oact, protection.
+    With one flip this equals `predict` (tests/campaign/test_rates_plan.py)."""
     R, C = cfg.rows, cfg.cols
     x = np.asarray(tile.x, dtype=np.int64)
     wt = np.asarray(tile.wt, dtype=np.int64)
     K = x.shape[1]
-    drain = K + C + 2  # the drain samples row r at edge drain + r
+    drained = [cfg.stage_edge(K, "v", i) for i in range(R)]  # the drain samples row i at this edge
     a_masks: dict[tuple[int, int], list[tuple[int, int]]] = {}  # (i, k): [(j, mask)]
     w_masks: dict[tuple[int, int], list[tuple[int, int]]] = {}  # (j, k): [(i, mask)]
+    p_masks: dict[tuple[int, int, int], int] = {}  # (i, j, k): mask of the product register
     acc_flips: dict[tuple[int, int], list[tuple[int, int]]] = {}  # (i, j): [(cycle, mask)]
-    v_masks: dict[tuple[int, int], int] = {}
-    o_masks: dict[tuple[int, int], int] = {}
+    row_masks: dict[tuple[int, int], dict[str, int]] = {}  # (r, j): {v|p_reg|t_reg|oact: mask}
     for site, mask, cycle in flips:
         reg, i, j = _parse(site)
         if reg == "a_reg":
             a_masks.setdefault((i, operand_index(cycle, i, j)), []).append((j, mask))
         elif reg == "w_reg":
             w_masks.setdefault((j, operand_index(cycle, i, j)), []).append((i, mask))
+        elif reg == "prod":
+            if cycle + 1 < drained[i]:  # acc adds it at the next edge, before the drain samples row i
+                key = (i, j, cycle + 1 - _entry_edge(0, i, j))
+                p_masks[key] = p_masks.get(key, 0) ^ mask
         elif reg == "acc":
-            if cycle <= K + C + 1 + i:  # before the drain samples row i
+            if cycle < drained[i]:  # before the drain samples row i
                 acc_flips.setdefault((i, j), []).append((cycle, mask))
-        elif reg in ("v", "oact"):
-            r = cycle - drain - (reg == "oact")
-            if 0 <= r < R:
-                masks = v_masks if reg == "v" else o_masks
-                masks[(r, j)] = masks.get((r, j), 0) ^ mask
+        elif reg in _STAGE:
+            r = cycle - cfg.stage_edge(K, _STAGE[reg], 0)
+            if 0 <= r < R:  # the register holds row r (the next edge passes it on)
+                masks = row_masks.setdefault((r, j), {})
+                masks[reg] = masks.get(reg, 0) ^ mask
         else:
             raise ConfigError(f"the analytic model does not cover register {site!r}")
     w_top = (1 << cfg.weight_bits) - 1
+    prod_bits = cfg.act_bits + cfg.weight_bits
 
-    def operand(i: int, j: int, k: int) -> int:
+    def product_change(i: int, j: int, k: int) -> int:
         a = int(x[i, k]) if 0 <= k < K else 0
         for jj, m in a_masks.get((i, k), ()):
             if jj <= j:
@@ -256,14 +280,18 @@ def predict_many(cfg: ArrayConfig, tile: Tile, flips) -> Expected:  # type: igno
         for ii, m in w_masks.get((j, k), ()):
             if ii <= i:
                 w ^= m
-        return a * _signed(w, cfg.weight_bits) - (int(x[i, k]) * int(wt[k, j]) if 0 <= k < K else 0)
+        p = a * _signed(w, cfg.weight_bits)
+        if (i, j, k) in p_masks:
+            p = _signed(p ^ p_masks[(i, j, k)], prod_bits)
+        return p - (int(x[i, k]) * int(wt[k, j]) if 0 <= k < K else 0)
 
     delta: dict[tuple[int, int], dict[int, int]] = {}  # (i, j): {operand index: product change}
     touched = {(i, j, k) for (i, k), fl in a_masks.items() for j in range(min(j for j, _ in fl), C)}
     touched |= {(i, j, k) for (j, k), fl in w_masks.items() for i in range(min(i for i, _ in fl), R)}
+    touched |= set(p_masks)
     for i, j, k in touched:
-        if k <= K + C - 2 - j:  # entered acc(i, j) before the drain read it
-            d = operand(i, j, k)
+        if _entry_edge(k, i, j) < drained[i]:  # entered acc(i, j) before the drain read it
+            d = product_change(i, j, k)
             if d:
                 delta.setdefault((i, j), {})[k] = d
     acc = ar.matmul(x, wt)
@@ -277,16 +305,19 @@ def predict_many(cfg: ArrayConfig, tile: Tile, flips) -> Expected:  # type: igno
         cur = 0
         done: set[int] = set()
         for cycle, mask in sorted(fl, key=lambda f: f[0]):
-            entered = [k for k in products if k <= cycle - 3 - i - j and k not in done]
+            entered = [k for k in products if _entry_edge(k, i, j) <= cycle and k not in done]
             cur += sum(products[k] for k in entered)
             done.update(entered)
             cur = _signed(cur ^ mask, cfg.acc_bits)
         acc[i, j] = cur + sum(v for k, v in products.items() if k not in done)
     acc = (acc + (1 << (cfg.acc_bits - 1))) % (1 << cfg.acc_bits) - (1 << (cfg.acc_bits - 1))  # ACC-bit wrap
     logits = acc + np.asarray(tile.bias, dtype=np.int64)
-    for (r, j), m in v_masks.items():
-        logits[r, j] = _signed(int(logits[r, j]) ^ m, cfg.v_bits)
+    for (r, j), masks in row_masks.items():
+        if masks.get("v"):
+            logits[r, j] = _signed(int(logits[r, j]) ^ masks["v"], cfg.v_bits)
     y = ar.requantize(logits, tile.mult, tile.shift, cfg.act_bits)
-    for (r, j), m in o_masks.items():
-        y[r, j] ^= m
+    mult, shift = np.asarray(tile.mult), np.asarray(tile.shift)
+    for (r, j), masks in row_masks.items():
+        if any(masks.get(reg) for reg in ("p_reg", "t_reg", "oact")):
+            y[r, j] = _postproc(cfg, int(logits[r, j]), int(mult[j]), int(shift[j]), masks)
     return finish(cfg, tile, logits, y)

@@ -226,12 +226,12 @@ def summarize(rc, frame: pd.DataFrame) -> dict:  # type: ignore[no-untyped-def]
 
 
 def write_rate_reports(rc, store) -> dict:  # type: ignore[no-untyped-def]
-    from fault_campaigns.analysis.report import _json_default
     from fault_campaigns.files import atomic_write
+    from quasar import jsonio
 
     summary = summarize(rc, store.frame())
     out = rc.out_dir
     plot(summary, out / "accuracy_vs_rate.png")
-    atomic_write(out / "rates.json", json.dumps(summary, indent=2, default=_json_default))
+    atomic_write(out / "rates.json", jsonio.dumps(summary, indent=2))
     atomic_write(out / "rates.md", markdown(summary))
     return summary

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from fault_campaigns.planning.rates import check_rates
+from quasar import jsonio
 from quasar.errors import check_range
 
 log = logging.getLogger(__name__)
@@ -145,7 +146,7 @@ def run_rate_bench(bc: RateBenchConfig, out: Path) -> dict:
     inf = sum(d["inferences"] for d in result["designs"].values())
     result.update(rtl_inferences_per_s=inf / total["rtl"], software_inferences_per_s=inf / total["software"],
                   ratio=total["software"] / total["rtl"])
-    atomic_write(out / "rates_bench.json", json.dumps(result, indent=2, default=float))
+    atomic_write(out / "rates_bench.json", jsonio.dumps(result, indent=2, default=float))
     atomic_write(out / "rates_bench.md", markdown(result))
     return result
 

@@ -10,12 +10,14 @@ from the plain numpy oracle `quasar.arithmetic`, never from the RTL.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from dataclasses import dataclass
 
 import numpy as np
 
+from hdl_gen.config import ArrayConfig
 from quasar import arithmetic
 from quasar.protection import ProtectionSpec
 
@@ -167,15 +169,18 @@ def diff_entries(got: np.ndarray, want: np.ndarray) -> list[list[int]]:
 
 
 # -- live and idle faults -------------------------------------------------------------------------------
-# Register timing of a tile run (docs/rtl.md, "Timing of a tile run"; testbenches.model.operand_index is
-# the analytic fault model's, checked against the RTL by the regression). tests/campaign/test_live.py
-# checks live_fault against faults injected into the RTL, so a timing change that is not followed here fails.
-_SITE = re.compile(r"pe_(\d+)_(\d+)\.(a_reg|w_reg|acc)|(oact|v)_(\d+)")
+# Register timing of a tile run: hdl_gen.config's helpers (docs/rtl.md, "Timing of a tile run"), the same
+# the analytic fault model uses. tests/campaign/test_live.py checks live_fault against faults injected into
+# the RTL, so a timing change that is not followed here fails.
+_SITE = re.compile(r"pe_(\d+)_(\d+)\.(a_reg|w_reg|p_reg|acc)|(oact|v)_(\d+)|pp_(\d+)\.(p_reg|t_reg)")
+# the drain stage (hdl_gen.config.DRAIN_STAGES) of each register a drained row passes through
+_STAGE = {"v": "v", "p_reg": "product", "t_reg": "shifted", "oact": "oact"}
 
 
-def drain_edge(k: int, cols: int) -> int:
-    """D: the edge at which the drain samples row 0's accumulators (row r at D + r)."""
-    return k + cols + 2
+@functools.lru_cache(maxsize=256)
+def _timing(rows: int, cols: int, k: int) -> ArrayConfig:
+    """An array config with this shape that runs reduction length k: the owner of the timing helpers."""
+    return ArrayConfig(rows=rows, cols=cols, k_max=k)
 
 
 def live_fault(lm: LayerMap, tile: int, site: str, cycle: int, model: str = "flip") -> bool:
@@ -183,15 +188,17 @@ def live_fault(lm: LayerMap, tile: int, site: str, cycle: int, model: str = "fli
 
     Idle: the register holds padding or nothing that is read again when the fault lands: a PE row or
     column of padding (the R-1 unused rows of a fully connected tile at batch 1), an operand slot
-    outside 0 <= k < K, an accumulator after the drain read it, a drain/output register while it holds
-    a padding row, or the last layer's output-activation registers (its logits leave from v). Whether
-    a live fault then changes anything depends on the data (a zero weight, the rounding): that is
-    masking, not idleness. Control registers are always counted live."""
+    outside 0 <= k < K, a PE product register or accumulator whose content the drain no longer reads,
+    a drain, post-processing or output register while it holds a padding row (or no row), or the last
+    layer's post-processing and output-activation registers (its logits leave from v). Whether a live
+    fault then changes anything depends on the data (a zero weight, the rounding): that is masking, not
+    idleness. Control registers are always counted live."""
     m = _SITE.fullmatch(site)
     if m is None:
         return True
     vp, vn = lm.valid(tile)
     k, stuck = lm.reduction, model.startswith("stuck")
+    cfg = _timing(lm.rows, lm.cols, k)
     if m.group(3):
         from testbenches.model import operand_index
 
@@ -200,13 +207,15 @@ def live_fault(lm: LayerMap, tile: int, site: str, cycle: int, model: str = "fli
             return False
         if stuck:
             return True
-        if reg == "acc":
-            return cycle <= drain_edge(k, lm.cols) - 1 + i
+        if reg == "acc":  # the drain samples row i's accumulators at this edge
+            return cycle < cfg.stage_edge(k, "v", i)
+        if reg == "p_reg":  # acc adds it (a product, or 0 outside the operands) at the next edge
+            return cycle + 1 < cfg.stage_edge(k, "v", i)
         return 0 <= operand_index(cycle, i, j) < k
-    reg, j = m.group(4), int(m.group(5))
-    if j >= vn or (reg == "oact" and lm.is_last):
+    reg, j = (m.group(4), int(m.group(5))) if m.group(4) else (m.group(7), int(m.group(6)))
+    if j >= vn or (reg != "v" and lm.is_last):
         return False
     if stuck:
         return True
-    r = cycle - drain_edge(k, lm.cols) - (1 if reg == "oact" else 0)
+    r = cycle - cfg.stage_edge(k, _STAGE[reg], 0)  # the row the register holds after edge `cycle`
     return 0 <= r < vp

@@ -645,6 +645,18 @@ def rerun_command(sweep) -> str:
         args.append("--no-synth")
     elif tuple(cfg.synth_targets) != SYNTH_TARGETS:
         args += ["--synth-targets", ",".join(cfg.synth_targets)]
+    if cfg.act_format != base.act_format:
+        args += ["--act-format", cfg.act_format]
+    if cfg.int_bits is not None and cfg.act_format == "pow2":
+        args += ["--int-bits", str(cfg.int_bits)]
+    if not cfg.rate_curves:
+        args.append("--no-rate-curves")
+    else:
+        if tuple(cfg.rates) != tuple(base.rates):
+            args += ["--rates", ",".join(repr(float(r)) for r in cfg.rates)]
+        for name in ("rate_images", "rate_trials"):
+            if getattr(cfg, name) != getattr(base, name):
+                args += [f"--{name.replace('_', '-')}", str(getattr(cfg, name))]
     if cfg.data_dir:
         args += ["--data-dir", str(cfg.data_dir)]
     runs = Path(getattr(sweep, "runs_dir", "runs"))

@@ -1,11 +1,14 @@
 """Idle faults are exactly those the mapping says cannot reach a real output.
 
-The independent computation: every register of a 4x4 array (activations, weights, accumulators, the
-drain's v and the output activations), flipped at every cycle of a padded tile on the RTL itself, with
-operands chosen so that any change of a real value shows (every real activation and weight non-zero,
-M = 1, S = 0, no clamping bound): a fault is live when the RTL shows a changed real output (the
-biased accumulators v, or the activations of a hidden layer). `mapping.live_fault` must agree on every
-one of them, for a hidden layer and for the last layer (whose output activations nothing reads).
+The independent computation: every register of a 4x4 array (activations, weights, PE products,
+accumulators, the drain's v, the post-processing pipeline and the output activations), flipped at every
+cycle of a padded tile on the RTL itself, with operands chosen so that any change of a real value shows
+(every real activation and weight non-zero, M = 1, S = 0, no clamping bound; the post-processing
+registers, whose value the activation's clamp may hide, flip their sign bit, which sends a positive
+v's activation to 0 and a negative one's to 2^A - 1, and no real v is 0): a fault is live when the RTL shows
+a changed real output (the biased accumulators v, or the activations of a hidden layer).
+`mapping.live_fault` must agree on every one of them, for a hidden layer and for the last layer (whose
+output activations nothing reads).
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from fault_campaigns.results.classify import valid_diff
 
 pytestmark = [pytest.mark.sim, pytest.mark.xdist_group("campaign")]
 
-KINDS = ("pe_activation", "weight", "accumulator", "output_activation")
+KINDS = ("pe_activation", "weight", "accumulator", "pipeline", "output_activation")
 
 
 @pytest.fixture(scope="module")
@@ -43,6 +46,7 @@ def _group(cfg, lm: mapping.LayerMap, runs: list[dict]) -> dict:
     ops = mapping.TileOperands(x, w, np.where(real, 2, 0), real.astype(np.int64), np.zeros(lm.cols, np.int64),
                                np.zeros(lm.cols, np.int64), np.full(lm.cols, 15, np.int64))
     exp = mapping.expect(ops, cfg.act_bits, "range")
+    assert (exp.logit[:lm.pixels, :lm.channels] != 0).all()  # a sign flip of p_reg/t_reg moves every real output
     return {"key": (0, lm.index, 0), "ops": ops, "act": exp.act, "logit": exp.logit, "violations": exp.violations,
             "is_last": lm.is_last, "max_cycles": 4 * cfg.tile_cycles(lm.reduction) + 64, "runs": runs,
             "early_stop": False}
@@ -55,7 +59,9 @@ def test_idle_faults_are_exactly_those_the_rtl_never_shows(design, is_last, tmp_
     sites = load_sites(str(built.design.sites_path), KINDS)
     cycles = cfg.tile_cycles(lm.reduction)
     faults = [(s.name, c) for s in sites for c in range(cycles)]
-    runs = [{"id": i, "site": name, "mask": 1, "cycle": c, "model": "flip"} for i, (name, c) in enumerate(faults)]
+    mask = {s.name: 1 << (s.width - 1) if s.kind == "pipeline" else 1 for s in sites}
+    runs = [{"id": i, "site": name, "mask": mask[name], "cycle": c, "model": "flip"}
+            for i, (name, c) in enumerate(faults)]
     records: list[dict] = []
     LocalExecutor(built, tmp_path, workers=1).run([_group(cfg, lm, runs)], records.extend,
                                                   lambda *a: pytest.fail(str(a)))

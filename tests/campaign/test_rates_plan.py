@@ -13,7 +13,7 @@ from fault_campaigns.planning.rates import FlipSpace, RateConfig, check_rates, d
 from hdl_gen import ArrayConfig
 from quasar.cli import main
 from quasar.errors import ConfigError
-from testbenches.model import Tile, predict, predict_many
+from testbenches.model import Tile, golden, postproc_registers, predict, predict_many
 
 SITES = [Site("pe_0_0.a_reg", 4, "pe_activation", 0, 0), Site("pe_0_0.acc", 15, "accumulator", 0, 0),
          Site("oact_0", 4, "output_activation", None, 0)]
@@ -51,23 +51,33 @@ def test_tile_runs_merge_bits_of_one_register_and_cycle():
     assert len({c for _, _, c in runs[(0, 0)]}) == len(runs[(0, 0)])  # one deposit per register and cycle
 
 
-@pytest.mark.parametrize("protection", ["none", "range"])
-def test_predict_many_equals_predict_for_one_flip(protection):
-    cfg = ArrayConfig(rows=4, cols=4, act_bits=4, weight_bits=4, k_max=16, protection=protection)
+@pytest.mark.parametrize(("protection", "requant"), [("none", "mul"), ("range", "mul"), ("range", "shift")])
+def test_predict_many_equals_predict_for_one_flip(protection, requant):
+    cfg = ArrayConfig(rows=4, cols=4, act_bits=4, weight_bits=4, k_max=16, protection=protection, requant=requant)
     rng = np.random.default_rng(7)
-    names = ([f"pe_{i}_{j}.{r}" for i in range(4) for j in range(4) for r in ("a_reg", "w_reg", "acc")]
-             + [f"v_{j}" for j in range(4)] + [f"oact_{j}" for j in range(4)])
-    width = {"a_reg": 4, "w_reg": 4, "acc": cfg.acc_bits, "v": cfg.v_bits, "oact": 4}
-    for _ in range(300):
+    names = ([f"pe_{i}_{j}.{r}" for i in range(4) for j in range(4) for r in ("a_reg", "w_reg", "p_reg", "acc")]
+             + 4 * ([f"{r}_{j}" for j in range(4) for r in ("v", "oact")]  # as many draws as the PEs'
+                    + [f"pp_{j}.{r}" for j in range(4) for r in ("p_reg", "t_reg")]))
+    width = {"a_reg": 4, "w_reg": 4, "p_reg": 8, "acc": cfg.acc_bits, "v": cfg.v_bits, "oact": 4,
+             "pp.p_reg": cfg.p_bits, "pp.t_reg": cfg.p_bits + 1}
+    changed = dict.fromkeys(width, 0)
+    for n in range(600):
         k = int(rng.integers(1, 17))
+        mult = np.ones(4, np.int64) if requant == "shift" else rng.integers(0, 3000, 4)
         tile = Tile(rng.integers(0, 16, (4, k)), rng.integers(-7, 8, (k, 4)), rng.integers(-40, 40, 4),
-                    rng.integers(0, 3000, 4), rng.integers(0, 12, 4), 2, 12)
-        site = names[int(rng.integers(len(names)))]
-        reg = site.split(".")[1] if "." in site else site.split("_")[0]
-        mask, cycle = 1 << int(rng.integers(width[reg])), int(rng.integers(cfg.tile_cycles(k)))
+                    mult, rng.integers(0, 12, 4) + (0 if requant == "shift" else 8), 2, 12)  # y mostly unclamped
+        site = names[n % len(names)]
+        reg = site.split(".")[1] if site.startswith("pe_") else site.split("_")[0]
+        reg = "pp." + site.split(".")[1] if site.startswith("pp_") else reg
+        # the drained rows' registers hold a row only late in the run: draw their cycles from there
+        first = 0 if site.startswith("pe_") else k + cfg.cols
+        mask, cycle = 1 << int(rng.integers(width[reg])), int(rng.integers(first, cfg.tile_cycles(k) + 1))
         one, many = predict(cfg, tile, site, mask, cycle), predict_many(cfg, tile, [(site, mask, cycle)])
         assert np.array_equal(one.out_act, many.out_act) and np.array_equal(one.logits, many.logits), site
         assert one.violations == many.violations
+        g = golden(cfg, tile)
+        changed[reg] += not (np.array_equal(one.out_act, g.out_act) and np.array_equal(one.logits, g.logits))
+    assert min(changed.values()) >= 3, changed  # every register kind's flips did change outputs
 
 
 def test_predict_many_composes_flips():
@@ -81,6 +91,17 @@ def test_predict_many_composes_flips():
     assert both.logits[0, 0] == gold[0, 0] + ((3 ^ 1) - 3) * 1 and both.logits[0, 1] == gold[0, 1]
     # two flips of one accumulator bit before any product: the partial sum 0 flips twice, nothing changes
     assert np.array_equal(predict_many(cfg, tile, [("pe_1_1.acc", 4, 0), ("pe_1_1.acc", 4, 1)]).logits, gold)
+    # the flipped operand's product (2 * 1) then flips bit 7 in p_reg(0, 0) one edge later (8 bits, signed)
+    prod = predict_many(cfg, tile, [("pe_0_0.a_reg", 1, 2), ("pe_0_0.p_reg", 0x80, 3)])
+    assert prod.logits[0, 0] == gold[0, 0] - 3 + (2 ^ 0x80) - 256 and prod.logits[0, 1] == gold[0, 1] - 2
+    # row 1 of column 0 meets a flip in pp_0.p_reg and, one edge later, in pp_0.t_reg
+    p, _ = postproc_registers(gold[1, 0], 1 << 10, 10)
+    p ^= 1 << 12
+    t = ((2 * p) >> 10) ^ 2
+    pp = predict_many(cfg, tile, [("pp_0.p_reg", 1 << 12, cfg.stage_edge(2, "product", 1)),
+                                  ("pp_0.t_reg", 2, cfg.stage_edge(2, "shifted", 1))])
+    assert pp.out_act[1, 0] == min(max((t + 1) >> 1, 0), 15) != golden(cfg, tile).out_act[1, 0]
+    assert np.array_equal(pp.logits, gold)
 
 
 def test_curve_statistics_and_the_one_point_rate():

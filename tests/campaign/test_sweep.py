@@ -188,7 +188,7 @@ def test_a_sweep_without_synthesis_says_so(swept):
     report = (out / "report.md").read_text()
     assert "--no-synth" in report.split("Rerun with `", 1)[1].split("`", 1)[0]
     assert "the rest was synthesis" not in report and "(no synthesis in this sweep: `--no-synth`)" in report
-    assert "fewest LUTs" not in report and "the narrowest design (fewest bits: this sweep has no LUT figures)" in report
+    assert "smallest area" not in report and "the fewest bits (no area figures: this sweep has no xc7-nodsp" in report
 
     def refuse(name):
         raise ValueError(name)
