@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hdl_gen.config import MAC_LAG, OPERAND_LAG, ArrayConfig
+from hdl_gen.config import OPERAND_LAG, ArrayConfig
 from quasar import arithmetic as ar
 from quasar.errors import ConfigError
 
@@ -218,9 +218,9 @@ def _postproc(cfg: ArrayConfig, v: int, mult: int, shift: int, masks: dict[str, 
 
 
 def _entry_edge(k: int, i: int, j: int) -> int:
-    """The edge at which the product of operand index k enters acc(i, j) (ArrayConfig.products_in: a_reg
-    holds it after edge k + OPERAND_LAG + i + j, p_reg MAC_LAG - 1 edges later, acc at the next)."""
-    return k + OPERAND_LAG + MAC_LAG + i + j
+    """The edge at which the product of operand index k enters acc(i, j): a_reg and w_reg hold it after
+    edge k + OPERAND_LAG + i + j, and acc adds their product at the next edge (docs/rtl.md, "Timing")."""
+    return k + OPERAND_LAG + 1 + i + j
 
 
 def predict_many(cfg: ArrayConfig, tile: Tile, flips) -> Expected:  # type: ignore[no-untyped-def]
