@@ -251,7 +251,7 @@ def software_run_groups(array_cfg) -> RunGroups:  # type: ignore[no-untyped-def]
         for g in groups:
             ops = g["ops"]
             tile = Tile(np.asarray(ops.x, np.int64), np.asarray(ops.w, np.int64), ops.bias, ops.mult, ops.shift,
-                        ops.lo, ops.hi)
+                        ops.lo, ops.hi, getattr(ops, "valid", None))  # the protection acts on real lanes only
             want = g["logit"] if g["is_last"] else g["act"]
             for run in g["runs"]:
                 t0 = time.perf_counter()

@@ -625,18 +625,11 @@ def rerun_command(sweep) -> str:
 
     cfg, base = sweep.cfg, SweepConfig()
     args = ["quasar", "sweep", "--net", cfg.net, "--bits", ",".join(map(str, cfg.bits))]
-    for name in ("rows", "cols", "k_max", "images", "margin", "confidence", "faults", "seed", "fmax", "act_format",
-                 "rate_images", "rate_trials"):
+    for name in ("rows", "cols", "k_max", "images", "margin", "confidence", "faults", "seed", "fmax"):
         if getattr(cfg, name) != getattr(base, name):
             args += [f"--{name.replace('_', '-')}", str(getattr(cfg, name))]
-    if cfg.int_bits is not None:
-        args += ["--int-bits", str(cfg.int_bits)]
     if tuple(cfg.protections) != tuple(base.protections):
         args += ["--protection", ",".join(cfg.protections)]
-    if tuple(cfg.rates) != tuple(base.rates):
-        args += ["--rates", ",".join(f"{r:g}" for r in cfg.rates)]
-    if not cfg.rate_curves:
-        args.append("--no-rate-curves")
     if cfg.per_channel_bounds:
         args.append("--per-channel-bounds")
     if tuple(cfg.targets) != DEFAULT_TARGETS:

@@ -277,7 +277,7 @@ def test_pow2_campaign_runs_on_the_shift_only_design(tmp_path):
     """The pow2 format end to end: a pow2 model on shift-only designs (no multiplier), golden check
     bit-exact, RTL outcomes equal to the analytic model's, the headroom section in the report, and with
     fixed integer bits above the data the protection fires on some faults."""
-    cfg = CampaignConfig(**{**SETTINGS, "faults": 60, "act_format": "pow2", "int_bits": 4})
+    cfg = CampaignConfig(**{**SETTINGS, "faults": 200, "act_format": "pow2", "int_bits": 4})
     campaign = Campaign(cfg, tmp_path / "run", workers=2, progress=False)
     summary = campaign.run()
     assert {d.array.requant for d in campaign.designs.values()} == {"shift"}

@@ -74,5 +74,6 @@ def test_idle_faults_are_exactly_those_the_rtl_never_shows(design, is_last, tmp_
         if shown != mapping.live_fault(lm, 0, name, c):
             wrong.append((name, c, shown))
     live = sum(mapping.live_fault(lm, 0, n, c) for n, c in faults)
-    assert 0.1 * len(faults) < live < 0.9 * len(faults)  # both classes are well represented
+    assert 0.05 * len(faults) < live < 0.9 * len(faults)  # both classes are well represented (the last
+    # layer's post-processing and output registers are all idle, so its live share is near 10%)
     assert not wrong, f"{len(wrong)} faults where the mapping and the RTL disagree, e.g. {wrong[:8]}"
