@@ -21,7 +21,6 @@ per batch), logs the session, and raises `Interrupted` saying what the store hol
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
@@ -34,7 +33,7 @@ import numpy as np
 
 from fault_campaigns.execution.executor import LocalExecutor
 from fault_campaigns.files import atomic_write, check_out_dir, probe_out_dir
-from fault_campaigns.lock import RunDirLock
+from fault_campaigns.lock import lock_once_created
 from fault_campaigns.planning import mapping
 from fault_campaigns.planning.config import CampaignConfig
 from fault_campaigns.planning.faults import Fault, LayerSpace, load_sites, plan
@@ -377,13 +376,10 @@ class Campaign:
         # One campaign per run directory: a second one is refused before it touches anything. A directory
         # that does not exist yet is locked as soon as it is created (after the model and data checks, so
         # that a failed check leaves nothing behind).
-        with contextlib.ExitStack() as stack:
-            lock = RunDirLock(self.out_dir, "campaign", self.cfg.campaign_id)
-            if self.out_dir.is_dir():
-                stack.enter_context(lock)
-            return self._run_locked(time.perf_counter(), stack, lock)
+        with lock_once_created(self.out_dir, "campaign", self.cfg.campaign_id) as hold:
+            return self._run_locked(time.perf_counter(), hold)
 
-    def _run_locked(self, t_start: float, stack: contextlib.ExitStack, lock: RunDirLock) -> dict:
+    def _run_locked(self, t_start: float, hold) -> dict:  # type: ignore[no-untyped-def]
         from fault_campaigns.analysis.report import write_reports
 
         path = self.out_dir / STORE_NAME
@@ -397,8 +393,7 @@ class Campaign:
                 self._client = connect(self.scheduler)
             self.prepare_model()  # a corrupt checkpoint or a missing dataset stops here, before any file is made
             check_out_dir(self.out_dir)
-            if not lock.held:
-                stack.enter_context(lock)
+            hold()
             if store is None:
                 store = ResultStore(path, self.cfg.campaign_id, self.store_config())
             atomic_write(self.out_dir / "campaign.json", json.dumps(self.store_config(), indent=2, sort_keys=True))

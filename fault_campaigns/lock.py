@@ -9,6 +9,7 @@ removed on release. A refused second campaign writes nothing in the directory.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
@@ -76,3 +77,20 @@ class RunDirLock:
 
     def __exit__(self, *exc: object) -> None:
         self.release()
+
+
+@contextlib.contextmanager
+def lock_once_created(directory: Path, what: str, ident: str = ""):
+    """Hold `directory` for the whole `with` block: at once if it exists, else from the moment the caller,
+    having created it (after its checks, so that a failed check leaves nothing behind), calls the
+    yielded `hold()`. Raises RunDirBusy when another campaign or sweep holds it."""
+    lock = RunDirLock(directory, what, ident)
+    with contextlib.ExitStack() as stack:
+        if Path(directory).is_dir():
+            stack.enter_context(lock)
+
+        def hold() -> None:
+            if not lock.held:
+                stack.enter_context(lock)
+
+        yield hold

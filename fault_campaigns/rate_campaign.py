@@ -12,7 +12,6 @@ Order of work (nothing slow starts before every input is checked):
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import time
@@ -22,7 +21,7 @@ from pathlib import Path
 from fault_campaigns.campaign import Campaign
 from fault_campaigns.execution.rates import Inference, RateEngine, new_inference
 from fault_campaigns.files import atomic_write, check_out_dir
-from fault_campaigns.lock import RunDirLock
+from fault_campaigns.lock import lock_once_created
 from fault_campaigns.planning.rates import FlipSpace, RateConfig, draw_flips
 from fault_campaigns.results.rate_store import RateStore
 from quasar.errors import Interrupted
@@ -113,13 +112,10 @@ class RateCampaign:
     def run(self) -> dict:
         # As Campaign.run: one campaign per run directory (locked as soon as it exists), and nothing is
         # created before the model and data checks pass.
-        with contextlib.ExitStack() as stack:
-            lock = RunDirLock(self.out_dir, "fault-rate campaign", self.cfg.campaign_id)
-            if self.out_dir.is_dir():
-                stack.enter_context(lock)
-            return self._run_locked(stack, lock)
+        with lock_once_created(self.out_dir, "fault-rate campaign", self.cfg.campaign_id) as hold:
+            return self._run_locked(hold)
 
-    def _run_locked(self, stack: contextlib.ExitStack, lock: RunDirLock) -> dict:
+    def _run_locked(self, hold) -> dict:  # type: ignore[no-untyped-def]
         from fault_campaigns.analysis.rates import write_rate_reports
 
         t_start, cpu_start = time.perf_counter(), _cpu_seconds()
@@ -133,8 +129,7 @@ class RateCampaign:
                 c._client = connect(c.scheduler)
             c.prepare_model()  # a corrupt checkpoint or a missing dataset stops here, before any file is made
             check_out_dir(self.out_dir)
-            if not lock.held:
-                stack.enter_context(lock)
+            hold()
             if store is None:
                 store = RateStore(path, self.cfg.campaign_id, self.store_config())
             atomic_write(self.out_dir / RATE_CONFIG_NAME, json.dumps(self.store_config(), indent=2, sort_keys=True))
