@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from fault_campaigns.sweep.report import cell
+from fault_campaigns.sweep.table import cell
 
 # (row key, header) of the columns repeated per format
 FORMAT_COLUMNS: list[tuple[str, str]] = [
