@@ -80,7 +80,6 @@ def make_postproc(cfg: ArrayConfig, mul: Module) -> Module:
     (no enable, no reset): which of their values count is the top's valid pipeline's business."""
     v_bits, a_bits = cfg.v_bits, cfg.act_bits
     p_bits = v_bits + cfg.M_BITS
-    t_bits = p_bits + 1
     m = Module(postproc_name(cfg))
     clk = m.Input("clk")
     v = m.Input("v", v_bits)
@@ -89,23 +88,7 @@ def make_postproc(cfg: ArrayConfig, mul: Module) -> Module:
     y = m.Output("y", a_bits)
     p = m.Wire("p", p_bits, signed=True)
     m.Instance(mul, "mul", ports=[("v", v), ("mult", mult), ("p", p)])
-    p_reg = m.Reg("p_reg", p_bits, signed=True)
-    t_reg = m.Reg("t_reg", t_bits, signed=True)
-    p2 = m.Wire("p2", t_bits, signed=True)
-    p2.assign(Cat(p_reg, Int(0, 1)))
-    # its own wire: `>>>` of a signed operand, kept arithmetic whatever surrounds it
-    t = m.Wire("t", t_bits, signed=True)
-    t.assign(Sra(p2, shift))
-    m.Always(vg.Posedge(clk))(p_reg(p), t_reg(t))
-    # one bit wider than t: t + 1 never wraps, not even for a t_reg value that a fault produced
-    t_inc = m.Wire("t_inc", t_bits + 1, signed=True)
-    t_inc.assign(sext(t_reg, t_bits, t_bits + 1) + Int(1, t_bits + 1))
-    r = m.Wire("r", t_bits + 1, signed=True)
-    r.assign(Sra(t_inc, Int(1, 1)))
-    negative = r[t_bits]
-    too_big = vg.Uor(r[a_bits:t_bits])
-    y.assign(Mux(negative, Int(0, a_bits), Mux(too_big, Int((1 << a_bits) - 1, a_bits), r[0:a_bits])))
-    return m
+    return _shift_round_clamp(m, clk, p, p_bits, shift, y, a_bits)
 
 
 def make_postproc_shift(cfg: ArrayConfig) -> Module:
@@ -118,29 +101,12 @@ def make_postproc_shift(cfg: ArrayConfig) -> Module:
     - `y` = clamp(floor((t + 1) / 2), 0, 2^A - 1), combinational (the top registers it as oact_j)."""
     v_bits, a_bits = cfg.v_bits, cfg.act_bits
     p_bits = cfg.p_bits  # = V
-    t_bits = p_bits + 1
     m = Module(postproc_name(cfg))
     clk = m.Input("clk")
     v = m.Input("v", v_bits)
     shift = m.Input("shift", cfg.S_BITS)
     y = m.Output("y", a_bits)
-    p_reg = m.Reg("p_reg", p_bits, signed=True)
-    t_reg = m.Reg("t_reg", t_bits, signed=True)
-    p2 = m.Wire("p2", t_bits, signed=True)
-    p2.assign(Cat(p_reg, Int(0, 1)))
-    # its own wire: `>>>` of a signed operand, kept arithmetic whatever surrounds it
-    t = m.Wire("t", t_bits, signed=True)
-    t.assign(Sra(p2, shift))
-    m.Always(vg.Posedge(clk))(p_reg(v), t_reg(t))
-    # one bit wider than t: t + 1 never wraps, not even for a t_reg value that a fault produced
-    t_inc = m.Wire("t_inc", t_bits + 1, signed=True)
-    t_inc.assign(sext(t_reg, t_bits, t_bits + 1) + Int(1, t_bits + 1))
-    r = m.Wire("r", t_bits + 1, signed=True)
-    r.assign(Sra(t_inc, Int(1, 1)))
-    negative = r[t_bits]
-    too_big = vg.Uor(r[a_bits:t_bits])
-    y.assign(Mux(negative, Int(0, a_bits), Mux(too_big, Int((1 << a_bits) - 1, a_bits), r[0:a_bits])))
-    return m
+    return _shift_round_clamp(m, clk, v, p_bits, shift, y, a_bits)
 
 
 def make_protect(cfg: ArrayConfig) -> Module:
@@ -199,4 +165,28 @@ def make_protect(cfg: ArrayConfig) -> Module:
             viol_count(viol_count + zext(n_viol, n_bits, VIOL_BITS))
         )
     )
+    return m
+
+
+def _shift_round_clamp(m: Module, clk, p_in, p_bits: int, shift, y, a_bits: int) -> Module:  # type: ignore[no-untyped-def]
+    """The post-processing pipeline behind the product, shared by both datapaths: `p_reg` takes `p_in`,
+    `t_reg` = floor(2 p_reg / 2^S) (one arithmetic shift of {p_reg, 0}), and the combinational output
+    y = clamp(floor((t_reg + 1) / 2), 0, 2^A - 1) (docs/arithmetic.md; the top registers it as oact_j)."""
+    t_bits = p_bits + 1
+    p_reg = m.Reg("p_reg", p_bits, signed=True)
+    t_reg = m.Reg("t_reg", t_bits, signed=True)
+    p2 = m.Wire("p2", t_bits, signed=True)
+    p2.assign(Cat(p_reg, Int(0, 1)))
+    # its own wire: `>>>` of a signed operand, kept arithmetic whatever surrounds it
+    t = m.Wire("t", t_bits, signed=True)
+    t.assign(Sra(p2, shift))
+    m.Always(vg.Posedge(clk))(p_reg(p_in), t_reg(t))
+    # one bit wider than t: t + 1 never wraps, not even for a t_reg value that a fault produced
+    t_inc = m.Wire("t_inc", t_bits + 1, signed=True)
+    t_inc.assign(sext(t_reg, t_bits, t_bits + 1) + Int(1, t_bits + 1))
+    r = m.Wire("r", t_bits + 1, signed=True)
+    r.assign(Sra(t_inc, Int(1, 1)))
+    negative = r[t_bits]
+    too_big = vg.Uor(r[a_bits:t_bits])
+    y.assign(Mux(negative, Int(0, a_bits), Mux(too_big, Int((1 << a_bits) - 1, a_bits), r[0:a_bits])))
     return m
