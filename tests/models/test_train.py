@@ -281,6 +281,36 @@ def test_cli_train_writes_metrics_and_export(trained, tmp_path, capsys, monkeypa
     assert "integer accuracy" in printed and "metrics.json" in printed
 
 
+@pytest.mark.parametrize("config", [
+    TrainConfig("tiny", act_bits=4, weight_bits=4),
+    TrainConfig("lenet", act_bits=16, weight_bits=8, mode="ptq", seed=3),
+    TrainConfig("tiny", act_bits=8, weight_bits=8, act_format="pow2", int_bits=3),
+    TrainConfig("tiny", act_bits=6, weight_bits=6, act_format="pow2"),
+], ids=["calibrated", "ptq-seed", "pow2-int3", "pow2-auto"])
+def test_train_command_rebuilds_the_same_config(config, monkeypatch, tmp_path):
+    """The command a bad-checkpoint message names, parsed by `quasar train`, asks for the same cache entry."""
+    import shlex
+
+    import models.train
+    from models.train import train_command
+
+    seen = []
+
+    class _Stop(Exception):
+        pass
+
+    def fake(cfg, **_kw):
+        seen.append(cfg)
+        raise _Stop
+
+    monkeypatch.setattr(models.train, "get_or_train", fake)
+    argv = shlex.split(train_command(config))
+    assert argv[:2] == ["quasar", "train"]
+    with pytest.raises(_Stop):
+        main([*argv[1:], "--out", str(tmp_path)])
+    assert seen[0].key == config.key, (argv, seen[0], config)
+
+
 def test_interrupted_training_exits_130_and_caches_nothing(tmp_path):
     """Ctrl-C while `quasar train` trains: one `interrupted:` line, exit status 130, no cache entry."""
     import signal
