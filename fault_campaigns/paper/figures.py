@@ -4,9 +4,10 @@ Reliability is the reference group's measure: accuracy under faults = correct / 
 of fault runs whose faulty top-1 equals the label (a hang or crash counts as wrong). The protection's gain is
 paired: the same faults on both designs, so its interval comes from a seeded paired bootstrap over the faults
 (the points figure through `stats.paired_reduction`, the relative one here, on the same resampled faults).
-Two scopes: `all` (every planned fault, uniform over register, bit and cycle: the campaign's fault space) and
-`live` (the faults the mapping says can reach a real output: the flip hit a value in use, as when the study
-flipped a layer's output value). The LUT overhead is read from the sweep's rows (Yosys xc7, synth.json).
+Three scopes: `all` (every planned fault, uniform over register, bit and cycle: the campaign's fault space),
+`live` (the faults the mapping says can reach a real output: the flip hit a value in use) and `live-oact` (live
+flips in the output-activation registers, which hold a layer's output values: the study's fault model, a bit
+flip in one value of a layer's output). The LUT overhead is read from the sweep's rows (Yosys xc7, synth.json).
 Pure functions of data frames and dicts: never reads or writes a file.
 """
 
@@ -22,7 +23,8 @@ from fault_campaigns.results.classify import SDC_OUTCOMES
 from fault_campaigns.stats import paired_reduction, rate
 
 SCOPES = {"all": "every fault (uniform over register, bit and cycle)",
-          "live": "live faults only (the flip hit a value that reaches a real output)"}
+          "live": "live faults (the flip hit a value that reaches a real output)",
+          "live-oact": "live output-activation flips (a flipped value of a layer's output: the study's fault model)"}
 RESAMPLES = 2000
 
 
@@ -31,7 +33,10 @@ def _correct(df: pd.DataFrame) -> np.ndarray:
 
 
 def _scoped(df: pd.DataFrame, scope: str) -> pd.DataFrame:
-    return df if scope == "all" else df[df["live"].fillna(1).astype(int) == 1]
+    if scope == "all":
+        return df
+    live = df[df["live"].fillna(1).astype(int) == 1]
+    return live if scope == "live" else live[live["kind"] == "output_activation"]
 
 
 def paired_gain(correct_u: np.ndarray, correct_p: np.ndarray, confidence: float, seed: int) -> dict[str, Any]:
@@ -59,12 +64,19 @@ def paired_gain(correct_u: np.ndarray, correct_p: np.ndarray, confidence: float,
             "relative_high": None if math.isnan(hi) else float(hi)}
 
 
-def design_figures(frame: pd.DataFrame, confidence: float, seed: int) -> dict[str, dict[str, Any]]:
+def _designs(frame: pd.DataFrame, order: tuple[str, ...] | None):
+    """(protection, rows) in the preset's order (the store sorts by name)."""
+    names = [p for p in (order or ()) if p in set(frame.protection)] or sorted(set(frame.protection))
+    return [(p, frame[frame.protection == p]) for p in names]
+
+
+def design_figures(frame: pd.DataFrame, confidence: float, seed: int,
+                   order: tuple[str, ...] | None = None) -> dict[str, dict[str, Any]]:
     """Per design and scope: accuracy under faults (Wilson interval); for protected designs the paired gain
     against `none` on the faults both ran."""
     base = frame[frame.protection == "none"].set_index("fault_id")
     out: dict[str, dict[str, Any]] = {}
-    for p, g in frame.groupby("protection", sort=False):
+    for p, g in _designs(frame, order):
         g = g.set_index("fault_id")
         common = base.index.intersection(g.index)
         d: dict[str, Any] = {}
@@ -80,7 +92,7 @@ def design_figures(frame: pd.DataFrame, confidence: float, seed: int) -> dict[st
     return out
 
 
-def control(frame: pd.DataFrame, confidence: float, seed: int) -> dict[str, Any]:
+def control(frame: pd.DataFrame, confidence: float, seed: int, order: tuple[str, ...] | None = None) -> dict[str, Any]:
     """The positive control and the reasons behind a small effect: does the fault list hurt the unprotected
     design (golden accuracy vs accuracy under faults on the same runs, paired), and per protected design how
     many faults made it fire (per register kind), how many of those were SDCs unprotected, how many it
@@ -101,7 +113,9 @@ def control(frame: pd.DataFrame, confidence: float, seed: int) -> dict[str, Any]
         "sdc_by_kind": {str(k): int(v) for k, v in u.loc[sdc_u, "kind"].value_counts().sort_index().items()},
         "designs": {},
     }
-    for p, g in frame[frame.protection != "none"].groupby("protection", sort=False):
+    for p, g in _designs(frame, order):
+        if p == "none":
+            continue
         g = g.set_index("fault_id")
         common = u.index.intersection(g.index)
         fired = g.loc[common, "protection_fired"].fillna(0).astype(int) == 1

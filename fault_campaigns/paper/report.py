@@ -46,18 +46,28 @@ def _num(x: Any, fmt: str = "{:,.0f}") -> str:
 
 
 def reliability_table(widths: dict[int, dict]) -> list[str]:
-    """Table 2: per (bits, protection) accuracy under faults over all and over live faults, the paired gain in
-    points and relative, and the LUTs."""
-    lines = ["| bits | protection | acc. all faults % | gain pp all | gain % all | acc. live faults % | gain pp live "
-             "| gain % live | LUT (xc7) | LUT overhead % |", "|---|---|---|---|---|---|---|---|---|---|"]
+    """Table 2: per (bits, protection, scope) accuracy under faults and the paired gain, points and relative."""
+    from fault_campaigns.paper.figures import SCOPES
+
+    lines = ["| bits | protection | scope | faults | accuracy under faults % | gain pp | gain % |",
+             "|---|---|---|---|---|---|---|"]
+    for b, w in widths.items():
+        for scope in SCOPES:
+            for p, d in w["designs"].items():
+                c = d[scope]
+                lines.append(f"| {b} | {p} | {scope} | {c['accuracy']['total']:,} | {_acc(c['accuracy'])} | "
+                             f"{_gain_pp(c.get('gain'))} | {_gain_rel(c.get('gain'))} |")
+    return lines
+
+
+def hardware_table(widths: dict[int, dict]) -> list[str]:
+    """Table 5: per (bits, protection) the xc7 LUTs and FFs and the LUT overhead over `none`."""
+    lines = ["| bits | protection | LUT (xc7) | FF | LUT overhead % |", "|---|---|---|---|---|"]
     for b, w in widths.items():
         for p, d in w["designs"].items():
             hw = d.get("hardware") or {}
-            a, lv = d["all"], d["live"]
-            lines.append(f"| {b} | {p} | {_acc(a['accuracy'])} | {_gain_pp(a.get('gain'))} "
-                         f"| {_gain_rel(a.get('gain'))} "
-                         f"| {_acc(lv['accuracy'])} | {_gain_pp(lv.get('gain'))} | {_gain_rel(lv.get('gain'))} "
-                         f"| {_num(hw.get('luts'))} | {_num(hw.get('lut_overhead_pct'), '{:+.2f}')} |")
+            lines.append(f"| {b} | {p} | {_num(hw.get('luts'))} | {_num(hw.get('ffs'))} | "
+                         f"{_num(hw.get('lut_overhead_pct'), '{:+.2f}')} |")
     return lines
 
 
@@ -104,6 +114,7 @@ def accuracy_table(widths: dict[int, dict]) -> list[str]:
 def headline(widths: dict[int, dict]) -> dict[str, Any]:
     """Per protected design and scope, the widths' largest relative gain (the study reports "up to"), and the
     range of the LUT overhead over the widths."""
+    from fault_campaigns.paper.figures import SCOPES
     from fault_campaigns.paper.figures import headline as best
 
     prots = [p for p in next(iter(widths.values()))["designs"] if p != "none"]
@@ -111,36 +122,43 @@ def headline(widths: dict[int, dict]) -> dict[str, Any]:
     for p in prots:
         overs = [w["designs"][p]["hardware"]["lut_overhead_pct"] for w in widths.values()
                  if (w["designs"][p].get("hardware") or {}).get("lut_overhead_pct") is not None]
-        out[p] = {"all": best(widths, p, "all"), "live": best(widths, p, "live"),
+        out[p] = {**{scope: best(widths, p, scope) for scope in SCOPES},
                   "lut_overhead_pct": [min(overs), max(overs)] if overs else None}
     return out
 
 
-def _best_text(h: dict | None, scope: str) -> str:
+def _best_text(h: dict | None) -> str:
     if h is None:
-        return "n/a (no accuracy under faults to compare)"
+        return "n/a (no fault in this scope, or no correct run unprotected)"
     g = h["gain"]
-    return (f"{_gain_rel(g)} relative, {_gain_pp(g)} pp, at {h['bits']} bits "
-            f"[T2 {h['bits']}b/{h['protection']}: gain % {scope}]")
+    return (f"{_gain_rel(g)} relative ({_gain_pp(g)} pp) at {h['bits']} bits "
+            f"[T2 {h['bits']}b/{h['protection']}/{h['scope']}: gain %]")
+
+
+def _lut_text(h: dict, p: str) -> str:
+    lut = h["lut_overhead_pct"]
+    return "no synthesis" if lut is None else f"{lut[0]:+.2f}% to {lut[1]:+.2f}% [T5 */{p}: LUT overhead %]"
 
 
 def findings(widths: dict[int, dict], head: dict[str, Any]) -> list[str]:
     """Sentences computed from the tables; each cites its cells."""
+    from fault_campaigns.paper.figures import SCOPES
+
     out = []
     for p, h in head.items():
-        lut = h["lut_overhead_pct"]
-        cost = "no synthesis" if lut is None else f"{lut[0]:+.2f}% to {lut[1]:+.2f}% LUTs [T2 */{p}: LUT overhead %]"
-        out.append(f"**{p}**: up to {_best_text(h['all'], 'all')} over all faults; up to "
-                   f"{_best_text(h['live'], 'live')} over live faults; {cost}.")
+        out.append(f"**{p}**: up to " + "; ".join(f"{_best_text(h[s])} over {s} faults" for s in SCOPES)
+                   + f"; LUTs {_lut_text(h, p)}.")
     for b, w in widths.items():
         c = w["control"]
         fired = {p: d["fired"] for p, d in c["designs"].items()}
         hurt = ("the faults lower the unprotected accuracy" if c["faults_hurt"] else
                 "the faults do not lower the unprotected accuracy measurably")
+        oact = c["live_by_kind"].get("output_activation", 0)
         out.append(f"**{b} bits, positive control**: {hurt} ({100 * c['drop_points']:+.2f} pp "
-                   f"[{100 * c['drop_low']:+.2f}, "
-                   f"{100 * c['drop_high']:+.2f}] [T3 {b}b: drop]); {c['sdc_unprotected']} of {c['faults']:,} faults "
-                   f"change the unprotected top-1 [T3 {b}b: SDC]; the protection fired on "
+                   f"[{100 * c['drop_low']:+.2f}, {100 * c['drop_high']:+.2f}] [T3 {b}b: drop]); "
+                   f"{c['sdc_unprotected']} of {c['faults']:,} faults change the unprotected top-1 [T3 {b}b: SDC]; "
+                   f"{c['live_faults']:,} are "
+                   f"live, {oact:,} of them in output-activation registers [T3 {b}b: live]; the protection fired on "
                    + ", ".join(f"{n} ({p})" for p, n in fired.items()) + f" [T3 {b}b: fired].")
     return out
 
@@ -166,6 +184,8 @@ def rerun_command(cfg) -> str:  # type: ignore[no-untyped-def]
 
 
 def markdown(cfg, widths: dict[int, dict], head: dict, run: dict) -> str:  # type: ignore[no-untyped-def]
+    from fault_campaigns.paper.figures import SCOPES
+
     fmts = ", ".join(w["format"] for w in widths.values())
     lines = [
         f"# The reference study's conditions: {cfg.net}, activations {fmts}", "",
@@ -174,20 +194,19 @@ def markdown(cfg, widths: dict[int, dict], head: dict, run: dict) -> str:  # typ
         f"reliability by up to ~{PAPER['lenet_improvement_pct']:.0f}% for under {PAPER['lut_overhead_pct_below']:.0f}% "
         "more LUTs. Here: the generated RTL of a "
         f"{cfg.rows}x{cfg.cols} systolic array with shift-only requantization, one bit flip per fault run in "
-        f"{', '.join(cfg.targets)} registers (register, bit and cycle uniform; Leveugle sample sizes per layer), "
-        f"{cfg.images} test images, seed {cfg.seed}, the same fault list on every design; accuracy under faults "
-        "over all faults and over live ones (the flip hit a value that reaches a real output, as when the study "
-        "flipped an output value). Gains are paired (same faults), 95% percentile intervals from a seeded "
-        "bootstrap; relative gain = acc(protected) / acc(none) - 1. LUTs: Yosys `synth_xilinx` (xc7, with DSPs).",
+        f"{', '.join(cfg.targets)} registers (register, bit and cycle uniform; "
+        + (f"{cfg.faults} faults per layer" if cfg.faults else "Leveugle sample sizes per layer")
+        + f"), {cfg.images} test images, seed {cfg.seed}, the same fault list on every design. Gains are paired "
+        "(same faults), 95% percentile intervals from a seeded bootstrap; relative gain = acc(protected) / "
+        "acc(none) - 1. LUTs: Yosys `synth_xilinx` (xc7, with DSPs). Scopes: "
+        + "; ".join(f"`{k}` = {v}" for k, v in SCOPES.items()) + ".",
         "", "## Beside the study", "",
-        "| | study (LeNet-5) | measured here |", "|---|---|---|",
+        "| | study (LeNet-5) | measured here (largest over the widths) |", "|---|---|---|",
     ]
     for p, h in head.items():
-        lut = h["lut_overhead_pct"]
-        lines.append(f"| reliability improvement, `{p}` | up to ~{PAPER['lenet_improvement_pct']:.0f}% | all faults: "
-                     f"{_best_text(h['all'], 'all')}; live faults: {_best_text(h['live'], 'live')} |")
-        lines.append(f"| LUT overhead, `{p}` | < {PAPER['lut_overhead_pct_below']:.0f}% | "
-                     + ("no synthesis" if lut is None else f"{lut[0]:+.2f}% to {lut[1]:+.2f}%") + " |")
+        lines.append(f"| reliability improvement, `{p}` | up to ~{PAPER['lenet_improvement_pct']:.0f}% | "
+                     + "; ".join(f"{s}: {_best_text(h[s])}" for s in SCOPES) + " |")
+        lines.append(f"| LUT overhead, `{p}` | < {PAPER['lut_overhead_pct_below']:.0f}% | {_lut_text(h, p)} |")
     lines += ["", "## Findings", "", *[f"- {f}" for f in findings(widths, head)],
               "", "## T1: accuracy of each width (QAT is the model the campaigns run)", "", *accuracy_table(widths),
               "", "## T2: accuracy under single faults and what each protection buys (paired)", "",
@@ -201,6 +220,7 @@ def markdown(cfg, widths: dict[int, dict], head: dict, run: dict) -> str:  # typ
               "", "## T4: headroom between the per-layer bounds and the format's top code", "",
               "A flip that sets a free top bit always leaves [lo, hi] and is caught; a flip below it stays in range.",
               "", *headroom_table(widths),
+              "", "## T5: hardware cost (Yosys xc7, with DSPs)", "", *hardware_table(widths),
               "", "## Run", "",
               f"- rerun: `{rerun_command(cfg)}` (or `make paper`); it resumes from the stores and caches",
               f"- sweep (table, synthesis, campaigns' sources): `{run['sweep_dir']}`",
@@ -213,11 +233,11 @@ def markdown(cfg, widths: dict[int, dict], head: dict, run: dict) -> str:  # typ
 
 
 def console_summary(widths: dict[int, dict], head: dict, out_dir: Path) -> str:
-    lines = ["Beside the study (LeNet-5: up to ~34% reliability improvement, < 10% LUTs):"]
+    from fault_campaigns.paper.figures import SCOPES
+
+    lines = ["Beside the study (LeNet-5: up to ~34% reliability improvement, < 10% LUTs), largest over the widths:"]
     for p, h in head.items():
-        lut = h["lut_overhead_pct"]
-        lines.append(f"  {p}: all faults {_best_text(h['all'], 'all')}; live {_best_text(h['live'], 'live')}; LUT "
-                     + ("n/a" if lut is None else f"{lut[0]:+.2f}%..{lut[1]:+.2f}%"))
+        lines.append(f"  {p}: " + "; ".join(f"{s} {_best_text(h[s])}" for s in SCOPES) + f"; LUT {_lut_text(h, p)}")
     lines += ["", *reliability_table(widths), "", f"report: {out_dir / 'paper.md'}"]
     return "\n".join(lines)
 

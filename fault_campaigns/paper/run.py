@@ -102,7 +102,7 @@ def width_figures(cfg: PaperConfig, sweep_cfg, bits: int, campaign_dir: Path, ro
     cc = sweep_cfg.campaigns[sweep_cfg.bits.index(bits)]
     frame = store_frame(campaign_dir, cc.campaign_id)
     seed = cfg.seed
-    designs = figures.design_figures(frame, cfg.confidence, seed)
+    designs = figures.design_figures(frame, cfg.confidence, seed, cfg.protections)
     hw = figures.overhead(rows, bits)
     for p in designs:
         designs[p]["hardware"] = hw.get(p)
@@ -115,7 +115,7 @@ def width_figures(cfg: PaperConfig, sweep_cfg, bits: int, campaign_dir: Path, ro
                          "ptq_integer": row.get("ptq_int_acc_pct")},
         "headroom": (summary.get("headroom") or {}).get("layers", []),
         "designs": designs,
-        "control": figures.control(frame, cfg.confidence, seed),
+        "control": figures.control(frame, cfg.confidence, seed, cfg.protections),
     }
 
 

@@ -96,6 +96,7 @@ def test_control_counts_firing_restoring_and_the_drop():
     des = figures.design_figures(_frame(rows), 0.95, seed=0)
     assert des["none"]["all"]["accuracy"]["count"] == 2 and des["none"]["live"]["accuracy"]["total"] == 2
     assert des["range"]["all"]["gain"]["points"] == 0 and des["range"]["live"]["gain"]["faults"] == 2
+    assert des["range"]["live-oact"]["gain"]["faults"] == 1 and des["range"]["live-oact"]["gain"]["points"] == 1
 
 
 def test_overhead_is_read_from_the_rows_luts():
