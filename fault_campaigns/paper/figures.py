@@ -127,8 +127,28 @@ def control(frame: pd.DataFrame, confidence: float, seed: int, order: tuple[str,
             "fired_and_sdc_unprotected": int((fired & was).sum()),
             "restored": int((was & ~sdc_p).sum()), "new_sdc": int((~was & sdc_p).sum()), "sdc": int(sdc_p.sum()),
         }
+    out["oact_by_bit"] = oact_by_bit(frame, order)
     out["fires"] = any(d["fired"] > 0 for d in out["designs"].values())
     out["faults_hurt"] = bool(drop.absolute_low > 0)
+    return out
+
+
+def oact_by_bit(frame: pd.DataFrame, order: tuple[str, ...] | None = None) -> dict[str, dict[str, Any]]:
+    """Live output-activation flips (the study's fault model) per flipped bit: how many, how many changed the
+    unprotected top-1, and per protected design how many made it fire and how many still changed the top-1."""
+    live = frame[(frame["live"].fillna(1).astype(int) == 1) & (frame["kind"] == "output_activation")]
+    u = live[live.protection == "none"].set_index("fault_id")
+    out: dict[str, dict[str, Any]] = {}
+    for bit, g in u.groupby("bit"):
+        row: dict[str, Any] = {"flips": len(g), "sdc_unprotected": int(g["outcome"].isin(SDC_OUTCOMES).sum()),
+                               "designs": {}}
+        for p, d in _designs(live, order):
+            if p == "none":
+                continue
+            d = d.set_index("fault_id").reindex(g.index)
+            row["designs"][p] = {"fired": int((d["protection_fired"].fillna(0).astype(int) == 1).sum()),
+                                 "sdc": int(d["outcome"].isin(SDC_OUTCOMES).sum())}
+        out[str(int(bit))] = row
     return out
 
 

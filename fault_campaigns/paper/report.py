@@ -91,6 +91,18 @@ def control_table(widths: dict[int, dict]) -> list[str]:
     return lines
 
 
+def bit_table(widths: dict[int, dict]) -> list[str]:
+    """Table 3b: live output-activation flips per flipped bit, unprotected SDCs, and per design fired / SDC."""
+    prots = [p for p in next(iter(widths.values()))["designs"] if p != "none"]
+    lines = ["| bits | flipped bit | live oact flips | SDC (none) | " + " | ".join(f"{p}: fired / SDC" for p in prots)
+             + " |", "|---|---|---|---|" + "---|" * len(prots)]
+    for b, w in widths.items():
+        for bit, r in sorted(w["control"]["oact_by_bit"].items(), key=lambda kv: int(kv[0])):
+            cells = [f"{r['designs'][p]['fired']} / {r['designs'][p]['sdc']}" for p in prots]
+            lines.append(f"| {b} | {bit} | {r['flips']} | {r['sdc_unprotected']} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def headroom_table(widths: dict[int, dict]) -> list[str]:
     """Table 4: per width and hidden layer, the per-layer bound hi against the format's top code."""
     lines = ["| bits | layer | format | hi (codes) | top code | headroom (codes) | free top bits |",
@@ -217,6 +229,9 @@ def markdown(cfg, widths: dict[int, dict], head: dict, run: dict) -> str:  # typ
               "Fired = the protection corrected at least one real output more than in the golden run. Restored = "
               "unprotected SDCs (top-1 changed) that the design classified as golden; new SDCs = the reverse.", "",
               *control_table(widths),
+              "", "## T3b: live output-activation flips (the study's fault model) by flipped bit", "",
+              "Bit 0 is the least significant; the top bits of `ap_ufixed<A,7>` are its integer bits (+64 for the "
+              "top one).", "", *bit_table(widths),
               "", "## T4: headroom between the per-layer bounds and the format's top code", "",
               "A flip that sets a free top bit always leaves [lo, hi] and is caught; a flip below it stays in range.",
               "", *headroom_table(widths),

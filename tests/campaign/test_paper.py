@@ -75,7 +75,7 @@ def test_paired_gain_is_points_and_relative_on_the_same_faults():
 def _frame(rows: list[tuple]) -> pd.DataFrame:
     cols = ("protection", "fault_id", "label", "golden_top1", "faulty_top1", "live", "kind", "protection_fired",
             "outcome")
-    return pd.DataFrame(rows, columns=cols)
+    return pd.DataFrame(rows, columns=cols).assign(bit=2)
 
 
 def test_control_counts_firing_restoring_and_the_drop():
@@ -93,6 +93,7 @@ def test_control_counts_firing_restoring_and_the_drop():
     d = c["designs"]["range"]
     assert d == {"fired": 1, "fired_by_kind": {"output_activation": 1}, "fired_and_sdc_unprotected": 1,
                  "restored": 1, "new_sdc": 1, "sdc": 1}
+    assert c["oact_by_bit"] == {"2": {"flips": 1, "sdc_unprotected": 1, "designs": {"range": {"fired": 1, "sdc": 0}}}}
     des = figures.design_figures(_frame(rows), 0.95, seed=0)
     assert des["none"]["all"]["accuracy"]["count"] == 2 and des["none"]["live"]["accuracy"]["total"] == 2
     assert des["range"]["all"]["gain"]["points"] == 0 and des["range"]["live"]["gain"]["faults"] == 2
