@@ -122,7 +122,7 @@ def width_figures(cfg: PaperConfig, sweep_cfg, bits: int, campaign_dir: Path, ro
 def run_paper(cfg: PaperConfig, runs_dir: Path = Path("runs"), out: Path | None = None, workers: int | None = None,
               progress: bool = True) -> dict[str, Any]:
     """Run (or resume) the preset's sweep, then compute and write its figures; returns paper.json's content."""
-    from fault_campaigns.files import check_out_dir
+    from fault_campaigns.files import check_out_dir, probe_out_dir
     from fault_campaigns.paper.report import write_paper
     from fault_campaigns.sweep.runner import Sweep
 
@@ -132,8 +132,9 @@ def run_paper(cfg: PaperConfig, runs_dir: Path = Path("runs"), out: Path | None 
     out_dir = Path(out).resolve() if out is not None else cfg.default_dir(runs_dir).resolve()
     sweep = Sweep(sweep_cfg, sweep_cfg.default_dir(runs_dir), runs_dir=runs_dir, workers=workers,
                   progress=progress)  # checks the dataset before any directory is made
-    check_out_dir(out_dir)
+    probe_out_dir(out_dir)  # an unwritable --out fails now, not after the sweep; nothing is created yet
     result = sweep.run()
+    check_out_dir(out_dir)
     widths = {}
     for b in sweep_cfg.bits:
         step = sweep.state.get(f"campaign/{b}")

@@ -158,3 +158,14 @@ def test_preset_plumbing_figures_come_from_the_stores(tmp_path, capsys):
     gain = again["widths"]["8"]["designs"]["range"]["all"]["gain"]
     assert gain["protected"] == 0.0 and gain["points"] == pytest.approx(-acc_u)
     assert again["headline"]["range"]["all"]["gain"]["relative"] == pytest.approx(-1.0)
+
+
+def test_an_unwritable_out_is_refused_before_the_sweep(tmp_path, capsys):
+    (tmp_path / "file").write_text("")
+    argv = ["paper", "--net", "tiny", "--bits", "8", "--int-bits", "4", "--runs-dir", str(tmp_path / "runs"),
+            "--out", str(tmp_path / "file" / "paper")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"error: output directory {str(tmp_path / 'file' / 'paper')!r} is not writable: "
+                   f"{str(tmp_path / 'file')!r} is not a directory"], err
+    assert not (tmp_path / "runs" / "campaign").exists()  # nothing ran
