@@ -237,7 +237,8 @@ def markdown(cfg, widths: dict[int, dict], head: dict, run: dict) -> str:  # typ
               "", *headroom_table(widths),
               "", "## T5: hardware cost (Yosys xc7, with DSPs)", "", *hardware_table(widths),
               "", "## Run", "",
-              f"- rerun: `{rerun_command(cfg)}` (or `make paper`); it resumes from the stores and caches",
+              f"- rerun: `{rerun_command(cfg)}`" + (" (= `make paper`)" if rerun_command(cfg) == "quasar paper" else "")
+              + "; it resumes from the stores and caches",
               f"- sweep (table, synthesis, campaigns' sources): `{run['sweep_dir']}`",
               *[f"- {b} bits: campaign `{w['campaign_dir']}` ({w['store_rows']:,} stored fault runs)"
                 for b, w in widths.items()],
