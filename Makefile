@@ -28,6 +28,9 @@ SWEEP_DATA = $(if $(DATA),--data-dir "$(DATA)",)
 SWEEP_ARGS ?=
 # `make replay RUN=DIR FAULT=ID [PROTECTION=none|range]`: PROTECTION only when given (the CLI's default is none).
 REPLAY_PROTECTION = $(if $(filter command line environment,$(origin PROTECTION)),--protection "$(PROTECTION)",)
+# `make paper`: the reference study's conditions (docs/paper.md); BITS="16 8" picks the widths (default: the
+# CLI's 16 12 8), PAPER_ARGS more options of `quasar paper` (e.g. "--no-synth", "--images 64").
+PAPER_ARGS ?=
 # `make signoff`: SIGNOFF_ARGS more options of `quasar signoff` (e.g. "--no-synth", "--tiles 100").
 SIGNOFF_ARGS ?=
 
@@ -45,7 +48,7 @@ ifneq ($(shell command -v ccache 2>/dev/null),)
 export OBJCACHE ?= ccache
 endif
 
-.PHONY: help venv test test-fast lint campaign rates bench sweep replay gen-rtl signoff synth synth-overhead synth-all \
+.PHONY: help venv test test-fast lint campaign rates bench sweep paper replay gen-rtl signoff synth synth-overhead synth-all \
 	synth-fmax train accuracy-table \
 	clean distclean
 
@@ -54,6 +57,7 @@ help:
 	@echo "make rates NET=lenet BITS=8      the accuracy-vs-fault-rate curve alone"
 	@echo "make bench                       RTL vs software-level injection speed, agreement, fidelity"
 	@echo "make sweep NET=lenet [BITS=\"2 4 8\"]  accuracy, SDC rate, area and Fmax for every bit width"
+	@echo "make paper [BITS=\"16 12 8\"]     the reference study's conditions: ap_ufixed<A,7>, accuracy under faults"
 	@echo "make test                        run the test suite (creates .venv on first use)"
 	@echo "make test-fast                   the tests that need no simulator, synthesis or training"
 	@echo "make lint                        ruff"
@@ -97,6 +101,9 @@ rates: $(STAMP)
 
 sweep: $(STAMP)
 	$(QUASAR) sweep --net $(NET) $(SWEEP_BITS) --rows $(ROWS) --cols $(COLS) --runs-dir $(OUT) $(SWEEP_DATA) $(SWEEP_ARGS)
+
+paper: $(STAMP)
+	$(QUASAR) paper --net $(NET) $(SWEEP_BITS) --rows $(ROWS) --cols $(COLS) --runs-dir $(OUT) $(SWEEP_DATA) $(PAPER_ARGS)
 
 replay: $(STAMP)
 	@test -n "$(RUN)" -a -n "$(FAULT)" || { echo "error: make replay needs RUN=<campaign run directory> and" \

@@ -41,7 +41,8 @@ ENVIRONMENT_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, err
 
 # Each module defines `register(app: typer.Typer) -> None`.
 COMMAND_MODULES = ("hdl_gen.cli", "hdl_gen.synth.cli", "hdl_gen.signoff.cli", "models.cli", "fault_campaigns.cli",
-                   "fault_campaigns.sweep.cli", "fault_campaigns.bench.cli", "fault_campaigns.rates_cli")
+                   "fault_campaigns.sweep.cli", "fault_campaigns.bench.cli", "fault_campaigns.rates_cli",
+                   "fault_campaigns.paper.cli")
 
 for _name in COMMAND_MODULES:
     importlib.import_module(_name).register(app)

@@ -46,3 +46,9 @@ def test_sweep_bits_reach_the_cli_comma_separated(tmp_path, bits):
 
 def test_help_says_where_gen_rtl_writes(tmp_path):
     assert "OUT=DIR   write the RTL to DIR/rtl" in _make(tmp_path, "help").stdout
+
+
+def test_paper_passes_bits_only_when_given(tmp_path):
+    assert '--bits "16,8"' in _quasar_line(_make(tmp_path, "-n", "paper", "BITS=16 8"))
+    line = _quasar_line(_make(tmp_path, "-n", "paper"))
+    assert " paper --net lenet " in line and "--bits" not in line  # the preset's widths, not BITS ?= 8
