@@ -22,7 +22,7 @@ from fault_campaigns.campaign import Campaign
 from fault_campaigns.execution.rates import Inference, RateEngine, new_inference
 from fault_campaigns.files import atomic_write, check_out_dir
 from fault_campaigns.lock import lock_once_created
-from fault_campaigns.planning.rates import FlipSpace, RateConfig, draw_flips
+from fault_campaigns.planning.rates import FlipSpace, RateConfig, draw_flip_arrays
 from fault_campaigns.results.rate_store import RateStore
 from quasar.errors import Interrupted
 
@@ -72,7 +72,7 @@ class RateCampaign:
         c = self.campaign
         if keys is None:
             keys = [(r, i, t) for r in self.cfg.rates for i in range(self.cfg.images) for t in range(self.cfg.trials)]
-        return [new_inference(r, i, t, draw_flips(self.space, self.cfg.seed, int(c.image_index[i]), t, r))
+        return [new_inference(r, i, t, draw_flip_arrays(self.space, self.cfg.seed, int(c.image_index[i]), t, r))
                 for r, i, t in keys]
 
     def run_groups_for(self, d, tag: str):  # type: ignore[no-untyped-def]
@@ -91,7 +91,7 @@ class RateCampaign:
 
     def run_design(self, d, store: RateStore, infs: list[Inference]) -> dict:  # type: ignore[no-untyped-def]
         done = store.done_keys(d.protection)
-        todo = [Inference(i.rate, i.image, i.trial, i.flips, i.runs) for i in infs if i.key not in done]
+        todo = [Inference(i.rate, i.image, i.trial, i.flips) for i in infs if i.key not in done]
         log.info("fault rates, %s: %d inferences, %d already stored, %d to run", d.protection, len(infs),
                  len(infs) - len(todo), len(todo))
         if not todo:

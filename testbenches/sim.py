@@ -99,6 +99,59 @@ int quasar_put_words(const char* name, int count, int words32, const uint32_t* d
     vpi_release_handle(mem);
     return written;
 }
+// ---- every flip of a tile run in one call (ArrayTB.run_flips): no Python between the flips ----
+static std::vector<vpiHandle> quasar_handles;
+static std::vector<int> quasar_widths;
+// A register's id for quasar_run_flips (its VPI handle kept for the process's life); -1 when unknown.
+int quasar_handle(const char* name) {
+    vpiHandle h = vpi_handle_by_name(const_cast<PLI_BYTE8*>(name), nullptr);
+    if (!h) return -1;
+    quasar_handles.push_back(h);
+    quasar_widths.push_back(vpi_get(vpiSize, h));
+    return static_cast<int>(quasar_handles.size()) - 1;
+}
+int quasar_width(int id) { return quasar_widths.at(id); }
+// Invert bit `bit` of register `id` now (a deposit between two edges, as a VPI write from Python).
+static void quasar_flip_bit(int id, int bit) {
+    vpiHandle h = quasar_handles[id];
+    s_vpi_vecval vec[8];
+    int words = (quasar_widths[id] + 31) / 32;
+    s_vpi_value value;
+    value.format = vpiVectorVal;
+    vpi_get_value(h, &value);
+    for (int w = 0; w < words && w < 8; ++w) {
+        vec[w].aval = value.value.vector[w].aval;
+        vec[w].bval = 0;
+    }
+    vec[bit / 32].aval ^= 1u << (bit % 32);
+    value.value.vector = vec;
+    vpi_put_value(h, &value, nullptr, vpiNoDelay);
+}
+// The rest of a tile run after edge 0 with `n` single-bit flips sorted by cycle: flip i inverts bit
+// bits[i] of register ids[i] right after edge cycles[i] (flips of one register and cycle are one
+// deposit). Same semantics as the Python loop of ArrayTB._run_cpp: a flip lands unless `done` rose at
+// or before its edge; `done` raised by a deposit itself ends the run at that edge; flips after
+// `max_cycles` are dropped. Returns the edges from edge 0 to `done` (or max_cycles); *finished is 1
+// when `done` rose.
+int quasar_run_flips(int n, const int32_t* cycles, const int32_t* ids, const int32_t* bits, int max_cycles,
+                     int* finished) {
+    int cur = 0;
+    *finished = 1;
+    for (int i = 0; i < n; ++i) {
+        if (cycles[i] > max_cycles) break;
+        if (cycles[i] > cur) {
+            cur += quasar_cycles(cycles[i] - cur, 1);
+            if (quasar_top->done) return cur;
+        }
+        quasar_flip_bit(ids[i], bits[i]);
+        bool last = i + 1 == n || cycles[i + 1] != cycles[i] || ids[i + 1] != ids[i];
+        if (last && quasar_settle()) return cur;  // the deposit itself raised done (a control register)
+    }
+    if (cur < max_cycles) cur += quasar_cycles(max_cycles - cur, 1);
+    if (quasar_top->done) return cur;
+    *finished = 0;
+    return max_cycles;
+}
 // Read the signal `name` into `out` (`words32` chunks, least significant first); -1 when unknown.
 int quasar_get_words(const char* name, int words32, uint32_t* out) {
     vpiHandle h = vpi_handle_by_name(const_cast<PLI_BYTE8*>(name), nullptr);

@@ -59,6 +59,11 @@ def _records_equal(a: dict, b: dict) -> bool:
     return (a["fin"], a["viol"], sorted(map(tuple, a["diff"]))) == (b["fin"], b["viol"], sorted(map(tuple, b["diff"])))
 
 
+def single_runs(groups: list[dict]) -> dict[int, dict]:
+    """{run id: a group holding that run alone}: what a captured tile run is checked with."""
+    return {r["id"]: {**g, "runs": [r]} for g in groups for r in g["runs"]}
+
+
 def tile_checks(rc, d, captured: list[tuple[dict, dict]], workers: int):  # type: ignore[no-untyped-def]
     """Every captured RTL tile run (group, record) against the multi-flip dataflow model and against the
     plain reference path (the GPI-clocked build): (equal to model, equal to plain, plain seconds)."""
@@ -100,7 +105,7 @@ def run_rate_bench(bc: RateBenchConfig, out: Path) -> dict:
         rtl_run = rc.run_groups_for(d, f"bench-{p}-")
 
         def capture(groups, on_results, on_lost, rtl_run=rtl_run, captured=captured):  # type: ignore[no-untyped-def]
-            by_id = {g["runs"][0]["id"]: g for g in groups}
+            by_id = single_runs(groups)
 
             def got(records):  # type: ignore[no-untyped-def]
                 captured.extend((by_id[r["id"]], r) for r in records)
@@ -111,7 +116,7 @@ def run_rate_bench(bc: RateBenchConfig, out: Path) -> dict:
         timing = {}
         rows = {}
         for name, runner in (("rtl", capture), ("software", software_run_groups(d.array))):
-            fresh = [Inference(i.rate, i.image, i.trial, i.flips, i.runs) for i in infs]
+            fresh = [Inference(i.rate, i.image, i.trial, i.flips) for i in infs]
             got_rows: list[dict] = []
             t0 = time.perf_counter()
             stats = RateEngine(rc.campaign, d, runner).run(fresh, got_rows.extend)
@@ -122,7 +127,8 @@ def run_rate_bench(bc: RateBenchConfig, out: Path) -> dict:
         model_ok, plain_ok, plain_s = tile_checks(rc, d, captured, bc.workers)
         for (g, _), ok_m, ok_p in zip(captured, model_ok, plain_ok, strict=True):
             if not (ok_m and ok_p) and len(mismatches) < 5:
-                mismatches.append({"design": p, "layer_tile": list(g["key"]), "flips": g["runs"][0]["flips"],
+                mismatches.append({"design": p, "layer_tile": list(g["key"]),
+                                   "flips": np.asarray(g["runs"][0]["flips"]).tolist(),
                                    "model": ok_m, "plain": ok_p})
         n = len(infs)
         result["designs"][p] = {

@@ -164,6 +164,9 @@ async def run_shard(dut):
     with open(os.environ["QUASAR_RESULTS"], "a", buffering=1) as out:
         out.write('{"ready":1}\n')  # from here on, a crash is the fault's doing, not the set-up's
         for group in job["groups"]:
+            if group.get("rate"):
+                await _rate_group(tb, cfg, group, out, prof, total, t_start)
+                continue
             t0, c0 = time.perf_counter(), time.process_time()
             ops = group["ops"]
             tb.load(ops.x, ops.w, ops.bias, ops.mult, ops.shift, ops.lo, ops.hi, getattr(ops, "valid", None))
@@ -215,6 +218,42 @@ async def run_shard(dut):
                 out.write("".join(line + "\n" for line in lines))
                 prof["write_s"] += time.perf_counter() - t1
                 prof["write_cpu_s"] += time.process_time() - c1
+
+
+async def _rate_group(tb, cfg: ArrayConfig, group: dict, out, prof: dict, total: int, t_start: float) -> None:  # type: ignore[no-untyped-def]
+    """The tile runs of a fault-rate campaign on one tile (`execution/rates.py`): the weight side is
+    loaded once, each run brings its activations (its real rows), its flips (n x 3: cycle, site
+    index, bit; all applied inside one run, in one C call on the cpp clock) and the integer model's
+    output for its real lanes; its line holds where the RTL's output differs from that."""
+    ops, k, is_last, sites = group["ops"], group["k"], group["is_last"], group["sites"]
+    x = np.zeros((cfg.rows, k), np.int64)
+    first = True
+    for run in group["runs"]:
+        t0, c0 = time.perf_counter(), time.process_time()
+        x[:len(run["x"])] = run["x"]
+        if first:
+            tb.load(x, ops.w, ops.bias, ops.mult, ops.shift, ops.lo, ops.hi, getattr(ops, "valid", None))
+            first = False
+            prof["groups"] += 1
+        else:
+            tb.load_x(x)
+        t1, c1 = time.perf_counter(), time.process_time()
+        res = await tb.run_flips(k, run["flips"], sites, max_cycles=group["max_cycles"])
+        want = run["want"]
+        got = (res.logits if is_last else res.out_act)[:want.shape[0], :want.shape[1]]
+        diff = diff_entries(got, want) if res.finished else []
+        t2, c2 = time.perf_counter(), time.process_time()
+        line = _line(run["id"], bool(res.finished), int(res.cycles), int(res.violations), diff, t2 - t1)
+        prof["load_s"] += t1 - t0
+        prof["load_cpu_s"] += c1 - c0
+        prof["run_s"] += t2 - t1
+        prof["run_cpu_s"] += c2 - c1
+        prof["runs"] += 1
+        if prof["runs"] == total:  # before the last line: the executor ends this process after it
+            _write_profile(prof, t_start, tb)
+        out.write(line + "\n")
+        prof["write_s"] += time.perf_counter() - t2
+        prof["write_cpu_s"] += time.process_time() - c2
 
 
 def _batches(runs: list[dict], stopped: dict[int, tuple]) -> list[list[dict]]:

@@ -1,0 +1,309 @@
+"""The cpp clock of the array testbench: Python steps the clock through the simulator's C++ main.
+
+A cpp build (testbenches.sim.build(cfg, clock="cpp")) exports a few C functions from its main
+(testbenches/sim.py, CPP_MAIN_EXTRA), found here with ctypes: N clock cycles, settle, bulk buffer
+writes and reads, and every flip of a tile run in one call (`run_flips`). `CppClockMixin` holds the
+ArrayTB methods that run tiles on it; the fault-cycle semantics are the GPI path's (array_tb.py):
+a flip after edge e lands between edges e and e + 1, cycles count edges from edge 0 to `done`.
+This module never builds anything and holds no testbench state of its own.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from quasar.errors import ConfigError, check_range
+
+if TYPE_CHECKING:
+    from testbenches.array_tb import Injection
+
+# Registers of the datapath: a fault there cannot move `done` (the sequencer never reads them), so
+# the run ends exactly tile_cycles(k) edges after edge 0 and the testbench can sleep until then.
+DATA_SITE = re.compile(r"pe_\d+_\d+\.(a_reg|w_reg|acc)|pp_\d+\.(p_reg|t_reg)|oact_\d+|v_\d+")
+
+
+def read_value(h) -> int:  # type: ignore[no-untyped-def]
+    """The handle's value as an unsigned int (Verilator is two-state: never X or Z)."""
+    try:
+        return int(h._handle.get_signal_val_binstr(), 2)  # skips building a LogicArray: the hot path
+    except AttributeError:  # not a cocotb handle (unit tests' stand-ins)
+        value = h.value
+        return value.to_unsigned() if hasattr(value, "to_unsigned") else int(value)
+
+
+_RAW: dict[int, tuple[object, object, int, bool]] = {}  # id(handle): (handle, raw handle, width, signed)
+
+
+def put_value(h, value: int) -> None:  # type: ignore[no-untyped-def]
+    """Deposit `value` (unsigned) with the next clock step, not at a ReadWrite phase: the cpp clock has
+    none. The raw handle, width and signedness are looked up once per handle."""
+    known = _RAW.get(id(h))
+    if known is None or known[0] is not h:
+        known = (h, h._handle, len(h), bool(h._handle.get_signed()))
+        _RAW[id(h)] = known
+    _, raw, width, signed = known
+    if width <= 32:
+        if signed and value >= 1 << (width - 1):
+            value -= 1 << width
+        raw.set_signal_val_int(0, value)
+    else:
+        raw.set_signal_val_binstr(0, f"{value:0{width}b}")
+
+
+def put_stuck(stuck) -> None:  # type: ignore[no-untyped-def]
+    for h, mask, ones in stuck:
+        put_value(h, (read_value(h) & ~mask) | ones)
+
+
+class CppClock:
+    """The functions a cpp build's C++ main exports (testbenches/sim.py, CPP_MAIN_EXTRA)."""
+
+    def __init__(self) -> None:
+        import ctypes
+
+        lib = ctypes.CDLL(None)
+        try:
+            self.cycles = lib.quasar_cycles
+            self.settle = lib.quasar_settle
+            self.done = lib.quasar_done
+        except AttributeError:
+            raise ConfigError("this simulator has no C++ clock: start it from a cpp build "
+                              "(testbenches.sim.build(cfg, clock='cpp'))") from None
+        self.cycles.argtypes = [ctypes.c_int, ctypes.c_int]
+        self.cycles.restype = ctypes.c_int
+        self.settle.restype = ctypes.c_int
+        self.done.restype = ctypes.c_int
+        self._put_words, self._get_words = lib.quasar_put_words, lib.quasar_get_words
+        self._put_words.argtypes = [ctypes.c_char_p, ctypes.c_int, ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p]
+        self._get_words.argtypes = [ctypes.c_char_p, ctypes.c_int, ctypes.c_void_p]
+        self._handle_id, self._width, self._run_flips = lib.quasar_handle, lib.quasar_width, lib.quasar_run_flips
+        self._handle_id.argtypes, self._handle_id.restype = [ctypes.c_char_p], ctypes.c_int
+        self._width.argtypes, self._width.restype = [ctypes.c_int], ctypes.c_int
+        self._run_flips.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int,
+                                    ctypes.c_void_p]
+        self._run_flips.restype = ctypes.c_int
+        self._finished = np.zeros(1, np.int32)
+        self._ids: dict[str, tuple[int, int]] = {}  # register: (C id, width)
+        self._tables: dict[int, tuple[object, np.ndarray, np.ndarray]] = {}  # id(sites): (sites, ids, widths)
+        self._names: dict[str, bytes] = {}
+        self._buffers: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # name: (words held, known)
+
+    def name(self, tb, signal: str) -> bytes:  # type: ignore[no-untyped-def]
+        """The VPI name of a signal of the array, as the C functions look it up."""
+        got = self._names.get(signal)
+        if got is None:
+            got = f"{tb.dut._path}.{signal}".encode()
+            self._names[signal] = got
+        return got
+
+    def site_table(self, tb, sites: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:  # type: ignore[no-untyped-def]
+        """(C ids, widths) of the registers `sites`, looked up once per list (a job's site table)."""
+        known = self._tables.get(id(sites))
+        if known is not None and known[0] is sites:
+            return known[1], known[2]
+        ids, widths = [], []
+        for site in sites:
+            got = self._ids.get(site)
+            if got is None:
+                n = self._handle_id(self.name(tb, site))
+                if n < 0:
+                    raise ConfigError(f"no register {site!r} in the design (see fault_sites.json)")
+                got = self._ids[site] = (n, self._width(n))
+            ids.append(got[0])
+            widths.append(got[1])
+        table = (np.asarray(ids, np.int32), np.asarray(widths, np.int32))
+        self._tables[id(sites)] = (sites, *table)
+        return table
+
+    def run_flips(self, cycles: np.ndarray, ids: np.ndarray, bits: np.ndarray, max_cycles: int) -> tuple[bool, int]:
+        """The rest of a tile run after edge 0 with these single-bit flips (sorted by cycle), in one C call:
+        (finished, cycles), as ArrayTB._run_cpp's loop gives them."""
+        cycles, ids, bits = (np.ascontiguousarray(a, np.int32) for a in (cycles, ids, bits))
+        n = self._run_flips(len(cycles), cycles.ctypes.data, ids.ctypes.data, bits.ctypes.data, int(max_cycles),
+                            self._finished.ctypes.data)
+        return bool(self._finished[0]), int(n)
+
+    def write_buffer(self, tb, signal: str, words: np.ndarray) -> None:  # type: ignore[no-untyped-def]
+        """Deposit the rows of `words` (pack_u32) into the memory `signal` from index 0, only those
+        that differ from what it holds."""
+        n, chunks = words.shape
+        held, known = self._buffers.get(signal, (None, None))
+        if held is None or held.shape[1] != chunks:
+            held, known = np.zeros((tb.cfg.k_max, chunks), np.uint32), np.zeros(tb.cfg.k_max, bool)
+            self._buffers[signal] = (held, known)
+        changed = ~known[:n] | np.any(words != held[:n], axis=1)
+        count = int(changed.sum())
+        if not count:
+            return
+        flags = np.ascontiguousarray(changed, dtype=np.uint8)
+        words = np.ascontiguousarray(words)
+        if self._put_words(self.name(tb, signal), n, chunks, words.ctypes.data, flags.ctypes.data) != count:
+            raise ConfigError(f"could not write {signal!r} through the C++ main")
+        held[:n], known[:n] = words, True
+        tb.words_written += count
+
+    def read(self, tb, signal: str, width: int) -> np.ndarray:  # type: ignore[no-untyped-def]
+        out = np.empty((width + 31) // 32, np.uint32)
+        if self._get_words(self.name(tb, signal), len(out), out.ctypes.data) != 0:
+            raise ConfigError(f"could not read {signal!r} through the C++ main")
+        return out
+
+
+class CppClockMixin:
+    """ArrayTB's tile runs on the cpp clock (self._c is a CppClock)."""
+
+    def _reset_cpp(self, cycles: int = 2) -> None:
+        dut, c = self.dut, self._c
+        put_value(dut.start, 0)
+        put_value(dut.ld_en, 0)
+        put_value(dut.rst, 1)
+        c.cycles(cycles, 0)
+        put_value(dut.rst, 0)
+        c.cycles(1, 0)
+        self._needs_reset = False
+
+    def _start_cpp(self, k: int, stuck=()) -> None:  # type: ignore[no-untyped-def]
+        """Edge 0: the array samples start (stuck bits imposed before it and right after it)."""
+        dut, c = self.dut, self._c
+        put_value(dut.k, k)
+        put_value(dut.start, 1)
+        if stuck:
+            put_stuck(stuck)
+            c.settle()
+        c.cycles(1, 0)
+        put_value(dut.start, 0)
+
+    def _run_cpp(self, k: int, flips, stuck, max_cycles: int) -> tuple[bool, int]:  # type: ignore[no-untyped-def]
+        """(finished, cycles) with the gpi path's semantics: each flip lands after edge `cycle` unless
+        `done` rose at or before that edge; `done` raised by a flip itself ends the run at that cycle;
+        stuck bits are imposed after every edge (after the edge's own update)."""
+        c = self._c
+        self._start_cpp(k, stuck)
+        cur = 0
+        if stuck:
+            if c.done():
+                return True, 0
+            put_stuck(stuck)
+            if c.settle():
+                return True, 0
+            while cur < max_cycles:
+                c.cycles(1, 0)
+                cur += 1
+                if c.done():
+                    return True, cur
+                put_stuck(stuck)
+                if c.settle():
+                    return True, cur
+            return False, max_cycles
+        for cycle, h, mask in flips:
+            if cycle > max_cycles:
+                break
+            if cycle > cur:
+                cur += c.cycles(cycle - cur, 1)
+                if c.done():
+                    return True, cur
+            put_value(h, read_value(h) ^ mask)
+            if c.settle():  # the flip itself raised done (a control register)
+                return True, cur
+        if cur < max_cycles:
+            cur += c.cycles(max_cycles - cur, 1)
+        return (True, cur) if c.done() else (False, max_cycles)
+
+    async def run_stopped(self, k: int, injections: Sequence[Injection], stop_after: int,
+                          probe: Sequence[str]) -> list[int]:
+        """A tile run with data-register flips (cpp clock only) that ends right after edge `stop_after`
+        (< tile_cycles(k)) instead of at `done`: returns the raw values of the `probe` registers then,
+        and resets the array (one edge). For campaigns that finish a tile from the golden state plus
+        the observed difference; tests/campaign/test_fidelity.py proves that equal to full runs."""
+        return (await self.run_probed(k, [(injections, stop_after, probe)]))[0]
+
+    async def run_probed(self, k: int, items: Sequence[tuple[Sequence[Injection], int, Sequence[str]]]
+                         ) -> list[list[int]]:
+        """Several stopped runs in one pass (cpp clock only): item (injections, stop_after, probe) gets
+        its flips and, right after edge `stop_after`, the values of its `probe` registers, as if it ran
+        alone. The caller must only combine items that cannot see each other's flips before their own
+        probe (e.g. PE activation flips of different rows probing their own rows' accumulators)."""
+        if self._c is None:
+            raise ConfigError("run_stopped needs a cpp-clock build (testbenches.sim.build(cfg, clock='cpp'))")
+        if not self._params_loaded:
+            raise ConfigError("call load_params (or load) before run")
+        k = check_range("k", k, 1, self._loaded_k)
+        span = self.cfg.tile_cycles(k)
+        events = []  # (cycle, order, ...): flips after edge `cycle`, probes after it too
+        for n, (injections, stop_after, probe) in enumerate(items):
+            check_range("stop_after", stop_after, 0, span - 1)
+            for inj in injections:
+                if inj.model != "flip" or DATA_SITE.fullmatch(inj.site) is None:
+                    raise ConfigError(f"run_stopped takes flips of data registers only, got {inj!r}")
+                check_range(f"cycle of the fault in {inj.site} (stop_after={stop_after})", inj.cycle, 0,
+                            stop_after)
+                h = self.handle(inj.site)
+                if inj.mask >= 1 << len(h):
+                    raise ConfigError(f"mask {inj.mask:#x} does not fit the {len(h)}-bit register {inj.site}")
+                events.append((inj.cycle, 0, n, h, inj.mask))
+            events.append((stop_after, 1, n, [self.handle(p) for p in probe], 0))
+        events.sort(key=lambda e: (e[0], e[1], e[2]))
+        c = self._c
+        if self._needs_reset:
+            self._reset_cpp()
+        self._start_cpp(k)
+        cur = 0
+        values: list[list[int]] = [[] for _ in items]
+        for cycle, kind, n, h, mask in events:
+            if cycle > cur:
+                cur += c.cycles(cycle - cur, 0)
+            if kind == 0:
+                put_value(h, read_value(h) ^ mask)
+            else:  # reads see the state right after the edge: flips queued at this cycle land later
+                values[n] = [read_value(x) for x in h]
+        self._reset_cpp(1)
+        return values
+
+    async def run_flips(self, k: int, flips: np.ndarray, sites: Sequence[str], max_cycles: int | None = None):  # type: ignore[no-untyped-def]
+        """A tile run with many transient single-bit flips: `flips` (n x 3 ints: cycle, index into
+        `sites`, bit), sorted by cycle; bits of one register at one cycle are one deposit. On the cpp
+        clock every flip is applied inside one C call (the model steps and flips in C); on the GPI
+        clock the flips become Injections of `run`. Same results as `run` with those Injections."""
+        flips = np.asarray(flips, np.int64).reshape(-1, 3)
+        if self._c is None:
+            return await self.run(k, merged_injections(flips, sites), max_cycles)
+        if not self._params_loaded:
+            raise ConfigError("call load_params (or load) before run")
+        k = check_range("k", k, 1, self._loaded_k)
+        span = self.cfg.tile_cycles(k)
+        max_cycles = check_range("max_cycles", self.default_max_cycles(k) if max_cycles is None else max_cycles,
+                                 1, 1 << 30)
+        ids, widths = self._c.site_table(self, sites)
+        cycles, site, bits = flips[:, 0], flips[:, 1], flips[:, 2]
+        if len(flips):
+            if site.min() < 0 or site.max() >= len(ids):
+                raise ConfigError(f"flip site index must be in 0..{len(ids) - 1}, got {int(site.max())}")
+            if cycles.min() < 0 or cycles.max() > span - 1 or np.any(np.diff(cycles) < 0):
+                raise ConfigError(f"flip cycles must be sorted and in 0..{span - 1} (k={k}), got "
+                                  f"{cycles.tolist()[:8]}...")
+            bad = (bits < 0) | (bits >= widths[site])
+            if bad.any():
+                n = int(np.argmax(bad))
+                raise ConfigError(f"bit {int(bits[n])} does not fit the {int(widths[site[n]])}-bit register "
+                                  f"{sites[int(site[n])]}")
+        if self._needs_reset:
+            self._reset_cpp()
+        self._start_cpp(k)
+        finished, cycles_run = self._c.run_flips(cycles, ids[site], bits, max_cycles)
+        self._needs_reset = (not finished) or cycles_run != span
+        return self.read_result(cycles_run, finished)
+
+
+def merged_injections(flips: np.ndarray, sites: Sequence[str]) -> list[Injection]:
+    """The flips (n x 3: cycle, site index, bit) as Injections, the bits of one register and cycle in
+    one mask, in cycle order."""
+    from testbenches.array_tb import Injection
+
+    masks: dict[tuple[int, int], int] = {}
+    for cycle, site, bit in np.asarray(flips, np.int64).reshape(-1, 3).tolist():
+        masks[(cycle, site)] = masks.get((cycle, site), 0) | (1 << bit)
+    return [Injection(sites[site], mask, cycle) for (cycle, site), mask in masks.items()]
