@@ -83,8 +83,7 @@ class CppClock:
         self._handle_id, self._width, self._run_flips = lib.quasar_handle, lib.quasar_width, lib.quasar_run_flips
         self._handle_id.argtypes, self._handle_id.restype = [ctypes.c_char_p], ctypes.c_int
         self._width.argtypes, self._width.restype = [ctypes.c_int], ctypes.c_int
-        self._run_flips.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int,
-                                    ctypes.c_void_p]
+        self._run_flips.argtypes = [ctypes.c_int] * 4 + [ctypes.c_void_p] * 3 + [ctypes.c_int, ctypes.c_void_p]
         self._run_flips.restype = ctypes.c_int
         self._finished = np.zeros(1, np.int32)
         self._ids: dict[str, tuple[int, int]] = {}  # register: (C id, width)
@@ -119,13 +118,25 @@ class CppClock:
         self._tables[id(sites)] = (sites, *table)
         return table
 
-    def run_flips(self, cycles: np.ndarray, ids: np.ndarray, bits: np.ndarray, max_cycles: int) -> tuple[bool, int]:
-        """The rest of a tile run after edge 0 with these single-bit flips (sorted by cycle), in one C call:
-        (finished, cycles), as ArrayTB._run_cpp's loop gives them."""
+    def run_flips(self, tb, k: int, cycles: np.ndarray, ids: np.ndarray, bits: np.ndarray,  # type: ignore[no-untyped-def]
+                  max_cycles: int) -> tuple[bool, int]:
+        """A tile run (edge 0 included) with these single-bit flips (sorted by cycle), in one C call:
+        (finished, cycles), as ArrayTB._start_cpp and _run_cpp's loop give them."""
+        ports = self._ids.get("k"), self._ids.get("start")
+        if ports[0] is None or ports[1] is None:
+            self.site_table(tb, ["k", "start"])
+            ports = self._ids["k"], self._ids["start"]
         cycles, ids, bits = (np.ascontiguousarray(a, np.int32) for a in (cycles, ids, bits))
-        n = self._run_flips(len(cycles), cycles.ctypes.data, ids.ctypes.data, bits.ctypes.data, int(max_cycles),
-                            self._finished.ctypes.data)
+        n = self._run_flips(ports[0][0], ports[1][0], int(k), len(cycles), cycles.ctypes.data, ids.ctypes.data,
+                            bits.ctypes.data, int(max_cycles), self._finished.ctypes.data)
         return bool(self._finished[0]), int(n)
+
+    def read_lanes(self, tb, signal: str, width: int, signed: bool) -> np.ndarray:  # type: ignore[no-untyped-def]
+        """The rows x cols values of an output port (out_act, out_logit) as int64."""
+        from testbenches.array_tb import unpack_u32
+
+        n = tb.cfg.rows * tb.cfg.cols
+        return unpack_u32(self.read(tb, signal, n * width), n, width, signed).reshape(tb.cfg.rows, tb.cfg.cols)
 
     def write_buffer(self, tb, signal: str, words: np.ndarray) -> None:  # type: ignore[no-untyped-def]
         """Deposit the rows of `words` (pack_u32) into the memory `signal` from index 0, only those
@@ -263,39 +274,89 @@ class CppClockMixin:
         self._reset_cpp(1)
         return values
 
-    async def run_flips(self, k: int, flips: np.ndarray, sites: Sequence[str], max_cycles: int | None = None):  # type: ignore[no-untyped-def]
+    def check_flips(self, k: int, flips: np.ndarray, sites: Sequence[str], runs: Sequence[int] = ()) -> None:  # type: ignore[no-untyped-def]
+        """Validate flips (n x 3: cycle, site index, bit) for runs of reduction length k: cycles in
+        0 .. tile_cycles(k) - 1 and sorted within each run (`runs`: where each run after the first
+        starts, for several runs checked at once), sites known, bits inside their registers."""
+        flips = np.asarray(flips).reshape(-1, 3)
+        if not len(flips):
+            return
+        span = self.cfg.tile_cycles(k)
+        cycles, site, bits = flips[:, 0], flips[:, 1], flips[:, 2]
+        if site.min() < 0 or site.max() >= len(sites):
+            raise ConfigError(f"flip site index must be in 0..{len(sites) - 1}, "
+                              f"got {int(site.min())}..{int(site.max())}")
+        step = np.diff(cycles)
+        if len(runs):
+            step[np.asarray(runs, np.int64) - 1] = 0
+        if cycles.min() < 0 or cycles.max() > span - 1 or np.any(step < 0):
+            raise ConfigError(f"flip cycles must be sorted and in 0..{span - 1} (k={k}), got {cycles.tolist()[:8]}...")
+        if self._c is not None:
+            _, widths = self._c.site_table(self, sites)
+        else:
+            widths = np.asarray([len(self.handle(s)) for s in sites], np.int64)
+        bad = (bits < 0) | (bits >= widths[site])
+        if bad.any():
+            n = int(np.argmax(bad))
+            raise ConfigError(f"bit {int(bits[n])} does not fit the {int(widths[site[n]])}-bit register "
+                              f"{sites[int(site[n])]}")
+
+    async def run_flips(self, k: int, flips: np.ndarray, sites: Sequence[str], max_cycles: int | None = None,  # type: ignore[no-untyped-def]
+                        checked: bool = False) -> FlipRun:
         """A tile run with many transient single-bit flips: `flips` (n x 3 ints: cycle, index into
         `sites`, bit), sorted by cycle; bits of one register at one cycle are one deposit. On the cpp
-        clock every flip is applied inside one C call (the model steps and flips in C); on the GPI
-        clock the flips become Injections of `run`. Same results as `run` with those Injections."""
-        flips = np.asarray(flips, np.int64).reshape(-1, 3)
+        clock the run (start, every flip, the end) is one C call and only the outputs asked for are read;
+        on the GPI clock the flips become Injections of `run`. Same results as `run` with those
+        Injections. `checked`: the caller already ran check_flips on them."""
+        flips = np.asarray(flips).reshape(-1, 3)
+        if not checked:
+            self.check_flips(k, flips, sites)
         if self._c is None:
-            return await self.run(k, merged_injections(flips, sites), max_cycles)
+            return FlipRun.of(await self.run(k, merged_injections(flips, sites), max_cycles))
         if not self._params_loaded:
             raise ConfigError("call load_params (or load) before run")
         k = check_range("k", k, 1, self._loaded_k)
         span = self.cfg.tile_cycles(k)
         max_cycles = check_range("max_cycles", self.default_max_cycles(k) if max_cycles is None else max_cycles,
                                  1, 1 << 30)
-        ids, widths = self._c.site_table(self, sites)
-        cycles, site, bits = flips[:, 0], flips[:, 1], flips[:, 2]
-        if len(flips):
-            if site.min() < 0 or site.max() >= len(ids):
-                raise ConfigError(f"flip site index must be in 0..{len(ids) - 1}, got {int(site.max())}")
-            if cycles.min() < 0 or cycles.max() > span - 1 or np.any(np.diff(cycles) < 0):
-                raise ConfigError(f"flip cycles must be sorted and in 0..{span - 1} (k={k}), got "
-                                  f"{cycles.tolist()[:8]}...")
-            bad = (bits < 0) | (bits >= widths[site])
-            if bad.any():
-                n = int(np.argmax(bad))
-                raise ConfigError(f"bit {int(bits[n])} does not fit the {int(widths[site[n]])}-bit register "
-                                  f"{sites[int(site[n])]}")
+        ids, _ = self._c.site_table(self, sites)
         if self._needs_reset:
             self._reset_cpp()
-        self._start_cpp(k)
-        finished, cycles_run = self._c.run_flips(cycles, ids[site], bits, max_cycles)
+        finished, cycles_run = self._c.run_flips(self, k, flips[:, 0], ids[flips[:, 1]], flips[:, 2], max_cycles)
         self._needs_reset = (not finished) or cycles_run != span
-        return self.read_result(cycles_run, finished)
+        return FlipRun(self, finished, cycles_run)
+
+
+class FlipRun:
+    """What a run_flips tile run produced; the outputs are read from the simulator when first asked for
+    (a campaign needs the activations of a hidden layer or the logits of the last, not both)."""
+
+    def __init__(self, tb, finished: bool, cycles: int, result=None):  # type: ignore[no-untyped-def]
+        self.tb, self.finished, self.cycles, self._result = tb, finished, cycles, result
+
+    @classmethod
+    def of(cls, result) -> FlipRun:  # type: ignore[no-untyped-def]
+        return cls(None, result.finished, result.cycles, result)
+
+    @property
+    def out_act(self) -> np.ndarray:
+        if self._result is not None:
+            return self._result.out_act
+        return self.tb._c.read_lanes(self.tb, "out_act", self.tb.cfg.act_bits, False)
+
+    @property
+    def logits(self) -> np.ndarray:
+        if self._result is not None:
+            return self._result.logits
+        return self.tb._c.read_lanes(self.tb, "out_logit", self.tb.cfg.v_bits, True)
+
+    @property
+    def violations(self) -> int:
+        if self._result is not None:
+            return self._result.violations
+        if not self.tb.cfg.protected:
+            return 0  # no protection, no counter (the port is tied to 0)
+        return int(self.tb._c.read(self.tb, "viol_count", 32)[0])
 
 
 def merged_injections(flips: np.ndarray, sites: Sequence[str]) -> list[Injection]:

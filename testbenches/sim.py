@@ -127,14 +127,25 @@ static void quasar_flip_bit(int id, int bit) {
     value.value.vector = vec;
     vpi_put_value(h, &value, nullptr, vpiNoDelay);
 }
-// The rest of a tile run after edge 0 with `n` single-bit flips sorted by cycle: flip i inverts bit
-// bits[i] of register ids[i] right after edge cycles[i] (flips of one register and cycle are one
+// A tile run of reduction length k (ports `k` and `start` by id) with `n` single-bit flips sorted by
+// cycle: flip i inverts bit bits[i] of register ids[i] right after edge cycles[i] (flips of one register and cycle are one
 // deposit). Same semantics as the Python loop of ArrayTB._run_cpp: a flip lands unless `done` rose at
 // or before its edge; `done` raised by a deposit itself ends the run at that edge; flips after
 // `max_cycles` are dropped. Returns the edges from edge 0 to `done` (or max_cycles); *finished is 1
 // when `done` rose.
-int quasar_run_flips(int n, const int32_t* cycles, const int32_t* ids, const int32_t* bits, int max_cycles,
-                     int* finished) {
+static void quasar_put_int(int id, int value) {
+    s_vpi_value v;
+    v.format = vpiIntVal;
+    v.value.integer = value;
+    vpi_put_value(quasar_handles[id], &v, nullptr, vpiNoDelay);
+}
+int quasar_run_flips(int k_id, int start_id, int k, int n, const int32_t* cycles, const int32_t* ids,
+                     const int32_t* bits, int max_cycles, int* finished) {
+    // edge 0 samples start (ArrayTB._start_cpp)
+    quasar_put_int(k_id, k);
+    quasar_put_int(start_id, 1);
+    quasar_cycles(1, 0);
+    quasar_put_int(start_id, 0);
     int cur = 0;
     *finished = 1;
     for (int i = 0; i < n; ++i) {

@@ -228,6 +228,9 @@ async def _rate_group(tb, cfg: ArrayConfig, group: dict, out, prof: dict, total:
     ops, k, is_last, sites = group["ops"], group["k"], group["is_last"], group["sites"]
     x = np.zeros((cfg.rows, k), np.int64)
     first = True
+    starts = np.cumsum([len(run["flips"]) for run in group["runs"]])  # where each next run's flips start
+    starts = starts[(starts > 0) & (starts < starts[-1])]
+    tb.check_flips(k, np.concatenate([run["flips"] for run in group["runs"]]), sites, starts)
     for run in group["runs"]:
         t0, c0 = time.perf_counter(), time.process_time()
         x[:len(run["x"])] = run["x"]
@@ -238,7 +241,7 @@ async def _rate_group(tb, cfg: ArrayConfig, group: dict, out, prof: dict, total:
         else:
             tb.load_x(x)
         t1, c1 = time.perf_counter(), time.process_time()
-        res = await tb.run_flips(k, run["flips"], sites, max_cycles=group["max_cycles"])
+        res = await tb.run_flips(k, run["flips"], sites, max_cycles=group["max_cycles"], checked=True)
         want = run["want"]
         got = (res.logits if is_last else res.out_act)[:want.shape[0], :want.shape[1]]
         diff = diff_entries(got, want) if res.finished else []
