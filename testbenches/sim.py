@@ -128,8 +128,8 @@ static void quasar_flip_bit(int id, int bit) {
     vpi_put_value(h, &value, nullptr, vpiNoDelay);
 }
 // A tile run of reduction length k (ports `k` and `start` by id) with `n` single-bit flips sorted by
-// cycle: flip i inverts bit bits[i] of register ids[i] right after edge cycles[i] (flips of one register and cycle are one
-// deposit). Same semantics as the Python loop of ArrayTB._run_cpp: a flip lands unless `done` rose at
+// cycle: flip i inverts bit bits[i] of register ids[i] right after edge cycles[i] (flips of one
+// register and cycle are one deposit). Same semantics as the Python loop of ArrayTB._run_cpp: a flip lands unless `done` rose at
 // or before its edge; `done` raised by a deposit itself ends the run at that edge; flips after
 // `max_cycles` are dropped. Returns the edges from edge 0 to `done` (or max_cycles); *finished is 1
 // when `done` rose.
