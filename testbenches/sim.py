@@ -127,18 +127,18 @@ static void quasar_flip_bit(int id, int bit) {
     value.value.vector = vec;
     vpi_put_value(h, &value, nullptr, vpiNoDelay);
 }
-// A tile run of reduction length k (ports `k` and `start` by id) with `n` single-bit flips sorted by
-// cycle: flip i inverts bit bits[i] of register ids[i] right after edge cycles[i] (flips of one
-// register and cycle are one deposit). Same semantics as the Python loop of ArrayTB._run_cpp: a flip lands unless `done` rose at
-// or before its edge; `done` raised by a deposit itself ends the run at that edge; flips after
-// `max_cycles` are dropped. Returns the edges from edge 0 to `done` (or max_cycles); *finished is 1
-// when `done` rose.
 static void quasar_put_int(int id, int value) {
     s_vpi_value v;
     v.format = vpiIntVal;
     v.value.integer = value;
     vpi_put_value(quasar_handles[id], &v, nullptr, vpiNoDelay);
 }
+// A tile run of reduction length k (ports `k` and `start` by id) with `n` single-bit flips sorted by
+// cycle: flip i inverts bit bits[i] of register ids[i] right after edge cycles[i] (flips of one
+// register and cycle are one deposit). Same semantics as ArrayTB._start_cpp and the Python loop of
+// ArrayTB._run_cpp: a flip lands unless `done` rose at or before its edge; `done` raised by a deposit
+// itself ends the run at that edge; flips after `max_cycles` are dropped. Returns the edges from
+// edge 0 to `done` (or max_cycles); *finished is 1 when `done` rose.
 int quasar_run_flips(int k_id, int start_id, int k, int n, const int32_t* cycles, const int32_t* ids,
                      const int32_t* bits, int max_cycles, int* finished) {
     // edge 0 samples start (ArrayTB._start_cpp)
