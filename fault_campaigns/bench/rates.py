@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from fault_campaigns.execution.rate_jobs import run_parts, single_runs
 from fault_campaigns.planning.rates import check_rates
 from quasar import jsonio
 from quasar.errors import check_range
@@ -57,11 +58,6 @@ class RateBenchConfig:
 
 def _records_equal(a: dict, b: dict) -> bool:
     return (a["fin"], a["viol"], sorted(map(tuple, a["diff"]))) == (b["fin"], b["viol"], sorted(map(tuple, b["diff"])))
-
-
-def single_runs(groups: list[dict]) -> dict[int, dict]:
-    """{run id: a group holding that run alone}: what a captured tile run is checked with."""
-    return {r["id"]: {**g, "runs": [r]} for g in groups for r in g["runs"]}
 
 
 def tile_checks(rc, d, captured: list[tuple[dict, dict]], workers: int):  # type: ignore[no-untyped-def]
@@ -128,7 +124,7 @@ def run_rate_bench(bc: RateBenchConfig, out: Path) -> dict:
         for (g, _), ok_m, ok_p in zip(captured, model_ok, plain_ok, strict=True):
             if not (ok_m and ok_p) and len(mismatches) < 5:
                 mismatches.append({"design": p, "layer_tile": list(g["key"]),
-                                   "flips": np.asarray(g["runs"][0]["flips"]).tolist(),
+                                   "flips": run_parts(g, g["runs"][0])[2].tolist(),
                                    "model": ok_m, "plain": ok_p})
         n = len(infs)
         result["designs"][p] = {

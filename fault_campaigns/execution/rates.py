@@ -27,9 +27,11 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from fault_campaigns.execution.rate_jobs import GroupBuilder, run_parts
 from fault_campaigns.planning import mapping
 from fault_campaigns.planning.rates import FlipArrays
 from fault_campaigns.results.classify import outcome
+from quasar import arithmetic
 
 RunGroups = Callable[[list[dict], Callable[[list[dict]], None], Callable[[int, str, str], None]], None]
 
@@ -116,38 +118,23 @@ class RateEngine:
             self._tiles[key] = got
         return got
 
-    def _tile_violations(self, t: dict, x: np.ndarray) -> int:
-        """The integer model's protection events in this tile on input x (the RTL's count replaces them)."""
-        (p0, vp), (_, _) = t["rows"], t["cols"]
-        xt = np.zeros((self.maps[0].rows, t["k"]), np.int64)
-        xt[:vp] = x[p0:p0 + vp]
-        return mapping.expect(replace(t["full"], x=xt), self.a_bits, self.d.protection).violations
-
-    def _run(self, inf: Inference, layer: int, tile: int, x: np.ndarray, y: np.ndarray, flips: np.ndarray,
-             rid: int, golden_input: bool) -> tuple[tuple[int, int], dict, dict, int]:
-        """(tile key, shared tile part, this run's job, the model's protection events in the tile)."""
-        t = self._tile(layer, tile, x)
-        (p0, vp), (n0, vn) = t["rows"], t["cols"]
-        viol = 0
-        if self.protected:
-            gkey = (inf.image, layer, tile)
-            if golden_input and gkey in self._gold_tile_viol:
-                viol = self._gold_tile_viol[gkey]
-            else:
-                viol = self._tile_violations(t, x)
-                if golden_input:
-                    self._gold_tile_viol[gkey] = viol
-        # the expected output is the integer model's layer output on the same input (bit-exact with the
-        # RTL, as the golden check proves): no oracle call per run; the simulator reports the difference
-        run = {"id": rid, "x": x[p0:p0 + vp].astype(self.x_dtype),
-               "want": np.array(y[p0:p0 + vp, n0:n0 + vn], copy=True), "flips": flips}
-        return (layer, tile), t, run, viol
+    def _tile_violations(self, t: dict, xs: np.ndarray) -> np.ndarray:
+        """The integer model's protection events in this tile for each input (n x real rows x K) (the
+        RTL's count replaces them): the contract (docs/arithmetic.md) on the tile's real lanes only, as the
+        protection counts them, for a batch of runs of one tile at once."""
+        ops, (_, vn) = t["full"], t["cols"]
+        v = arithmetic.matmul(xs, ops.w[:, :vn]) + np.asarray(ops.bias, np.int64)[:vn]
+        lo, hi = (np.asarray(b, np.int64)[:vn] if np.ndim(b) else int(b) for b in (ops.lo, ops.hi))
+        spec = self.d.array.spec
+        if spec.domain != "acc":
+            v = arithmetic.requantize(v, np.asarray(ops.mult)[:vn], np.asarray(ops.shift)[:vn], self.a_bits)
+        return ((v < lo) | (v > hi)).reshape(len(xs), -1).sum(axis=1)
 
     # -- one layer of a chunk ------------------------------------------------------------------------
     def _prepare_layer(self, infs: list[Inference], layer: int, next_id: int, groups: dict):
-        """Add the RTL jobs of `layer` for `infs` to `groups` {(layer, tile): group}; compute the integer
-        model's layer output for each inference that needs one. Returns (pending {run id: (inference,
-        layer, tile, model violations)}, next id)."""
+        """Add the RTL jobs of `layer` for `infs` to `groups` {(layer, tile): GroupBuilder}; compute the
+        integer model's layer output for each inference that needs one. Returns (pending {run id:
+        [inference, layer, tile, model violations in the tile]}, next id)."""
         t0 = time.perf_counter()
         diverged = [inf for inf in infs if inf.lost is None and inf.y is not None]
         xs: dict[int, np.ndarray] = {}
@@ -159,7 +146,8 @@ class RateEngine:
                 xs[id(inf)] = x[b]
                 inf.y = y[b]
                 inf.violations += int(viol[b])
-        pending = {}
+        pending: dict[int, list] = {}
+        count: dict[tuple[int, int], list] = {}  # tile: [(run id, golden key or None, rows)] still to count
         for inf in infs:
             if inf.lost is not None:
                 continue
@@ -175,15 +163,31 @@ class RateEngine:
             else:
                 x = xs[id(inf)]
             for tile, flips in flipped:
-                key, t, run, viol = self._run(inf, layer, tile, x, inf.y, flips, next_id, golden_input)
-                group = groups.get(key)
-                if group is None:
-                    group = groups[key] = {"key": key, "rate": True, "ops": t["ops"], "k": t["k"],
-                                           "is_last": t["is_last"], "max_cycles": t["max_cycles"],
-                                           "sites": self.sites, "runs": []}
-                group["runs"].append(run)
-                pending[next_id] = (inf, layer, tile, viol)
+                t = self._tile(layer, tile, x)
+                (p0, vp), (n0, vn) = t["rows"], t["cols"]
+                builder = groups.get((layer, tile))
+                if builder is None:
+                    builder = groups[(layer, tile)] = GroupBuilder({
+                        "key": (layer, tile), "rate": True, "ops": t["ops"], "k": t["k"], "is_last": t["is_last"],
+                        "max_cycles": t["max_cycles"], "sites": self.sites})
+                # the expected output is the integer model's layer output on the same input (bit-exact with
+                # the RTL, as the golden check proves): no oracle call per run; the simulator reports the
+                # difference
+                builder.add(next_id, x[p0:p0 + vp], np.array(inf.y[p0:p0 + vp, n0:n0 + vn], copy=True), flips)
+                pending[next_id] = [inf, layer, tile, 0]
+                if self.protected:
+                    gkey = (inf.image, layer, tile) if golden_input else None
+                    if gkey in self._gold_tile_viol:
+                        pending[next_id][3] = self._gold_tile_viol[gkey]
+                    else:
+                        count.setdefault((layer, tile), []).append((next_id, gkey, x[p0:p0 + vp]))
                 next_id += 1
+        for key, todo in count.items():
+            got = self._tile_violations(self._tiles[key], np.stack([rows for _, _, rows in todo]))
+            for (rid, gkey, _), n in zip(todo, got.tolist(), strict=True):
+                pending[rid][3] = n
+                if gkey is not None:
+                    self._gold_tile_viol[gkey] = n
         self.stats["model_s"] += time.perf_counter() - t0
         return pending, next_id
 
@@ -228,7 +232,8 @@ class RateEngine:
             for c, layer in active:
                 p, next_id = self._prepare_layer(chunks[c], layer, next_id, by_tile)
                 pending.update(p)
-            groups = [by_tile[k] for k in sorted(by_tile)]  # a tile's weights stay in the buffers between its runs
+            # one group per tile, in tile order: a tile's weights stay in the buffers between its runs
+            groups = [by_tile[k].group(self.x_dtype) for k in sorted(by_tile)]
             records: list[dict] = []
             lost: list[tuple[int, str]] = []
             self.stats["steps"] += 1
@@ -286,11 +291,11 @@ def tile_flips(flips: np.ndarray, sites: Sequence[str]) -> list[tuple[str, int, 
     return [(sites[site], mask, cycle) for (cycle, site), mask in masks.items()]
 
 
-def padded_x(group: dict, run: dict, rows: int) -> np.ndarray:
+def padded_x(group: dict, x: np.ndarray, rows: int) -> np.ndarray:
     """A run's activations (its real rows) padded to the array's rows, as the RTL is fed."""
-    x = np.zeros((rows, group["k"]), np.int64)
-    x[:len(run["x"])] = run["x"]
-    return x
+    out = np.zeros((rows, group["k"]), np.int64)
+    out[:len(x)] = x
+    return out
 
 
 def software_run_groups(array_cfg) -> RunGroups:  # type: ignore[no-untyped-def]
@@ -305,11 +310,11 @@ def software_run_groups(array_cfg) -> RunGroups:  # type: ignore[no-untyped-def]
             ops = g["ops"]
             for run in g["runs"]:
                 t0 = time.perf_counter()
-                tile = Tile(padded_x(g, run, array_cfg.rows), np.asarray(ops.w, np.int64), ops.bias, ops.mult,
+                x, want, flips = run_parts(g, run)
+                tile = Tile(padded_x(g, x, array_cfg.rows), np.asarray(ops.w, np.int64), ops.bias, ops.mult,
                             ops.shift, ops.lo, ops.hi, getattr(ops, "valid", None))  # protection on real lanes only
-                exp = predict_many(array_cfg, tile, tile_flips(run["flips"], g["sites"]))
+                exp = predict_many(array_cfg, tile, tile_flips(flips, g["sites"]))
                 got = np.asarray(exp.logits if g["is_last"] else exp.out_act)
-                want = run["want"]
                 out.append({"id": run["id"], "fin": True, "cyc": array_cfg.tile_cycles(tile.k),
                             "viol": int(exp.violations),
                             "diff": mapping.diff_entries(got[:want.shape[0], :want.shape[1]], want),

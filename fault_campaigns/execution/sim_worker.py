@@ -22,6 +22,7 @@ import time
 import cocotb
 import numpy as np
 
+from fault_campaigns.execution.rate_jobs import run_parts
 from fault_campaigns.planning.mapping import diff_entries
 from hdl_gen import ArrayConfig
 from testbenches.array_tb import ArrayTB, Injection
@@ -205,8 +206,6 @@ async def run_shard(dut):
                     injections = []
                     if run["site"] is not None:
                         injections = [Injection(run["site"], run["mask"], run["cycle"], run["model"])]
-                    elif run.get("flips"):  # a fault-rate run: every flip of the tile run in one run
-                        injections = [Injection(site, mask, cycle) for site, mask, cycle in run["flips"]]
                     res = await tb.run(ops.k, injections, max_cycles=group["max_cycles"])
                     t1, c1 = time.perf_counter(), time.process_time()
                     lines = [result_line(run["id"], res, want, group["is_last"], t1 - t0, group["logit"])]
@@ -228,12 +227,13 @@ async def _rate_group(tb, cfg: ArrayConfig, group: dict, out, prof: dict, total:
     ops, k, is_last, sites = group["ops"], group["k"], group["is_last"], group["sites"]
     x = np.zeros((cfg.rows, k), np.int64)
     first = True
-    starts = np.cumsum([len(run["flips"]) for run in group["runs"]])  # where each next run's flips start
-    starts = starts[(starts > 0) & (starts < starts[-1])]
-    tb.check_flips(k, np.concatenate([run["flips"] for run in group["runs"]]), sites, starts)
+    flips_all = group["flips"]
+    starts = sorted({run["at"][2] for run in group["runs"]} - {0})  # where a next run's flips begin
+    tb.check_flips(k, flips_all, sites, [s for s in starts if s < len(flips_all)])
     for run in group["runs"]:
         t0, c0 = time.perf_counter(), time.process_time()
-        x[:len(run["x"])] = run["x"]
+        rows, want, flips = run_parts(group, run)
+        x[:len(rows)] = rows
         if first:
             tb.load(x, ops.w, ops.bias, ops.mult, ops.shift, ops.lo, ops.hi, getattr(ops, "valid", None))
             first = False
@@ -241,8 +241,7 @@ async def _rate_group(tb, cfg: ArrayConfig, group: dict, out, prof: dict, total:
         else:
             tb.load_x(x)
         t1, c1 = time.perf_counter(), time.process_time()
-        res = await tb.run_flips(k, run["flips"], sites, max_cycles=group["max_cycles"], checked=True)
-        want = run["want"]
+        res = await tb.run_flips(k, flips, sites, max_cycles=group["max_cycles"], checked=True)
         got = (res.logits if is_last else res.out_act)[:want.shape[0], :want.shape[1]]
         diff = diff_entries(got, want) if res.finished else []
         t2, c2 = time.perf_counter(), time.process_time()

@@ -14,7 +14,8 @@ import time
 import numpy as np
 import pytest
 
-from fault_campaigns.bench.rates import single_runs, tile_checks
+from fault_campaigns.bench.rates import tile_checks
+from fault_campaigns.execution.rate_jobs import run_parts, single_runs
 from fault_campaigns.execution.rates import Inference, RateEngine
 from fault_campaigns.planning.rates import DEFAULT_RATE_TARGETS, RateConfig
 from fault_campaigns.rate_campaign import RATE_STORE_NAME, RateCampaign
@@ -76,9 +77,10 @@ def test_multi_flip_tile_runs_equal_plain_runs_and_the_dataflow_model(finished):
             run(groups, lambda recs: (captured.extend((by_id[r["id"]], r) for r in recs), on_results(recs)), on_lost)
 
         RateEngine(rc.campaign, d, capture).run(infs, lambda rows: None)
-        multi = sum(len(g["runs"][0]["flips"]) > 1 for g, _ in captured)
+        flips = [run_parts(g, g["runs"][0])[2] for g, _ in captured]
+        multi = sum(len(f) > 1 for f in flips)
         kind = {s.name: s.kind for s in rc.campaign.sites}
-        seen = {kind[g["sites"][site]] for g, _ in captured for _, site, _ in g["runs"][0]["flips"].tolist()}
+        seen = {kind[captured[0][0]["sites"][site]] for f in flips for _, site, _ in f.tolist()}
         assert seen == set(DEFAULT_RATE_TARGETS) >= {"pipeline"}, seen  # every targeted kind flipped
         changed = sum(bool(r["diff"]) for _, r in captured)
         assert len(captured) >= 100 and multi >= 50 and changed >= 20, (len(captured), multi, changed)

@@ -1,0 +1,49 @@
+"""The job format of fault-rate tile runs: the runs of one tile packed into a few arrays.
+
+A group (one tile of one layer, `execution/rates.py`) carries what its runs share (`ops`: the padded
+weight side and parameters; `k`, `is_last`, `max_cycles`, `sites`: the register names flips index)
+and three arrays holding every run back to back: `x` (the runs' real activation rows, K wide),
+`want` (the integer model's output on those rows and the tile's real columns) and `flips` (n x 3:
+cycle, site index, bit; sorted by cycle within a run). A run is {"id", "at": (x0, x1, f0, f1)}: its
+rows x[x0:x1] / want[x0:x1] and flips[f0:f1]. Pickling a few arrays per tile instead of three per run
+is what keeps job files cheap at hundreds of thousands of runs. Nothing here simulates.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+class GroupBuilder:
+    """Collects the runs of one tile, then packs them (`group()`)."""
+
+    def __init__(self, head: dict):
+        self.head = head
+        self.ids: list[int] = []
+        self.x: list[np.ndarray] = []
+        self.want: list[np.ndarray] = []
+        self.flips: list[np.ndarray] = []
+
+    def add(self, rid: int, x: np.ndarray, want: np.ndarray, flips: np.ndarray) -> None:
+        self.ids.append(rid)
+        self.x.append(x)
+        self.want.append(want)
+        self.flips.append(flips)
+
+    def group(self, x_dtype) -> dict:  # type: ignore[no-untyped-def]
+        rows = np.cumsum([0] + [len(x) for x in self.x]).tolist()
+        nf = np.cumsum([0] + [len(f) for f in self.flips]).tolist()
+        runs = [{"id": rid, "at": (rows[n], rows[n + 1], nf[n], nf[n + 1])} for n, rid in enumerate(self.ids)]
+        return {**self.head, "x": np.concatenate(self.x).astype(x_dtype), "want": np.concatenate(self.want),
+                "flips": np.concatenate(self.flips).astype(np.int32), "runs": runs}
+
+
+def run_parts(group: dict, run: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(activation rows, expected output, flips) of one run of a packed group."""
+    x0, x1, f0, f1 = run["at"]
+    return group["x"][x0:x1], group["want"][x0:x1], group["flips"][f0:f1]
+
+
+def single_runs(groups: list[dict]) -> dict[int, dict]:
+    """{run id: a group holding that run alone}: what a captured tile run is checked with."""
+    return {r["id"]: {**g, "runs": [r]} for g in groups for r in g["runs"]}
