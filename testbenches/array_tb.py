@@ -111,8 +111,16 @@ def pack_words(values: np.ndarray, width: int) -> list[int]:
 def pack_u32(values: np.ndarray, width: int) -> np.ndarray:
     """Rows of `values` (N x L) packed like pack_words, as an (N x ceil(L*width/32)) uint32 array
     (least significant chunk first): what the cpp clock's bulk buffer write takes."""
+    n, lanes = np.shape(values)
+    if width in (8, 16) and np.asarray(values).dtype == np.dtype(f"u{width // 8}"):  # already the lanes' bytes
+        raw = np.ascontiguousarray(values).view(np.uint8).reshape(n, -1)
+        chunks = (lanes * width + 31) // 32
+        if raw.shape[1] == 4 * chunks:
+            return raw.view("<u4")
+        out = np.zeros((n, 4 * chunks), dtype=np.uint8)
+        out[:, : raw.shape[1]] = raw
+        return out.view("<u4")
     values = np.asarray(values, dtype=np.int64)
-    n, lanes = values.shape
     masked = values & ((1 << width) - 1)
     if width in (8, 16, 32):
         raw = np.ascontiguousarray(masked.astype(f"<u{width // 8}")).view(np.uint8).reshape(n, -1)
@@ -278,12 +286,16 @@ class ArrayTB(CppClockMixin):
         self._last_operands = (x.copy(), wt.copy())
         return k
 
-    def load_x(self, x: np.ndarray) -> None:
-        """Replace the activations of the loaded operands (same K, the weights stay): X (rows x K)."""
+    def load_x(self, x: np.ndarray, checked: bool = False) -> None:
+        """Replace the activations of the loaded operands (same K, the weights stay): X (rows x K).
+        `checked`: the caller has validated X's shape and range (a campaign checks a whole job at once)."""
         cfg, k = self.cfg, self._loaded_k
         if self._last_operands is None:
             raise ConfigError("call load_operands (or load) before load_x")
-        x = _check_array("x (activations)", x, (cfg.rows, k), 0, (1 << cfg.act_bits) - 1)
+        if checked and np.shape(x) == (cfg.rows, k):
+            x = np.array(x, copy=True)
+        else:
+            x = _check_array("x (activations)", x, (cfg.rows, k), 0, (1 << cfg.act_bits) - 1)
         if self._c is not None:
             self._c.write_buffer(self, "abuf", pack_u32(x.T, cfg.act_bits))
         else:

@@ -225,11 +225,15 @@ async def _rate_group(tb, cfg: ArrayConfig, group: dict, out, prof: dict, total:
     index, bit; all applied inside one run, in one C call on the cpp clock) and the integer model's
     output for its real lanes; its line holds where the RTL's output differs from that."""
     ops, k, is_last, sites = group["ops"], group["k"], group["is_last"], group["sites"]
-    x = np.zeros((cfg.rows, k), np.int64)
+    x = np.zeros((cfg.rows, k), group["x"].dtype)
     first = True
     flips_all = group["flips"]
     starts = sorted({run["at"][2] for run in group["runs"]} - {0})  # where a next run's flips begin
     tb.check_flips(k, flips_all, sites, [s for s in starts if s < len(flips_all)])
+    top = (1 << cfg.act_bits) - 1
+    xs = group["x"]
+    if xs.shape[1:] != (k,) or xs.dtype.kind != "u" or (xs.size and int(xs.max()) > top):
+        raise ValueError(f"activations of tile {group['key']} must be unsigned, {k} wide, at most {top}")
     for run in group["runs"]:
         t0, c0 = time.perf_counter(), time.process_time()
         rows, want, flips = run_parts(group, run)
@@ -239,7 +243,7 @@ async def _rate_group(tb, cfg: ArrayConfig, group: dict, out, prof: dict, total:
             first = False
             prof["groups"] += 1
         else:
-            tb.load_x(x)
+            tb.load_x(x, checked=True)
         t1, c1 = time.perf_counter(), time.process_time()
         res = await tb.run_flips(k, flips, sites, max_cycles=group["max_cycles"], checked=True)
         got = (res.logits if is_last else res.out_act)[:want.shape[0], :want.shape[1]]
