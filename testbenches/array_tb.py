@@ -145,6 +145,19 @@ def unpack_u32(chunks: np.ndarray, count: int, width: int, signed: bool = False)
     return out
 
 
+def unpack_rows(chunks: np.ndarray, count: int, width: int, signed: bool = False) -> np.ndarray:
+    """unpack_u32 for many words at once: (N x chunks) -> (N x count) int64."""
+    chunks = np.ascontiguousarray(chunks, dtype="<u4")
+    raw = chunks.view(np.uint8).reshape(len(chunks), -1)
+    if width in (8, 16, 32) and not signed:
+        return raw[:, : count * width // 8].copy().view(f"<u{width // 8}").astype(np.int64)
+    bits = np.unpackbits(raw, axis=1, bitorder="little")[:, : count * width].reshape(len(chunks), count, width)
+    out = bits.astype(np.int64) @ (np.int64(1) << np.arange(width, dtype=np.int64))
+    if signed:
+        out = np.where(out >= (1 << (width - 1)), out - (1 << width), out)
+    return out
+
+
 def unpack(value: int, count: int, width: int, signed: bool = False) -> np.ndarray:
     """Inverse of pack_words for one word: `count` fields of `width` bits, as int64."""
     nbytes = (count * width + 7) // 8

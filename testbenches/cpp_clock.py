@@ -85,6 +85,10 @@ class CppClock:
         self._width.argtypes, self._width.restype = [ctypes.c_int], ctypes.c_int
         self._run_flips.argtypes = [ctypes.c_int] * 4 + [ctypes.c_void_p] * 3 + [ctypes.c_int, ctypes.c_void_p]
         self._run_flips.restype = ctypes.c_int
+        self._run_batch = lib.quasar_run_batch
+        self._run_batch.argtypes = ([ctypes.c_int] * 6 + [ctypes.c_void_p] * 6 + [ctypes.c_int] * 4
+                                    + [ctypes.c_void_p, ctypes.c_int] + [ctypes.c_void_p] * 3)
+        self._run_batch.restype = ctypes.c_int
         self._finished = np.zeros(1, np.int32)
         self._ids: dict[str, tuple[int, int]] = {}  # register: (C id, width)
         self._tables: dict[int, tuple[object, np.ndarray, np.ndarray]] = {}  # id(sites): (sites, ids, widths)
@@ -131,6 +135,25 @@ class CppClock:
                             bits.ctypes.data, int(max_cycles), self._finished.ctypes.data)
         return bool(self._finished[0]), int(n)
 
+    def run_batch(self, tb, k: int, words: np.ndarray, changed: np.ndarray, foff: np.ndarray,  # type: ignore[no-untyped-def]
+                  cycles: np.ndarray, ids: np.ndarray, bits: np.ndarray, max_cycles: int, out_port: str,
+                  out_words32: int, viol: bool):
+        """Runs of the loaded tile back to back in one C call (quasar_run_batch): (runs done, out words,
+        violations, finished, cycles); it stops after the first run that needs a reset."""
+        self.site_table(tb, ["k", "start", "abuf", out_port, "viol_count"])
+        n = len(foff) - 1
+        out = np.zeros((n, out_words32), np.uint32)
+        vc = np.zeros(n, np.uint32)
+        fin, cyc = np.zeros(n, np.int32), np.zeros(n, np.int32)
+        arrays = [np.ascontiguousarray(a, t) for a, t in ((words, np.uint32), (changed, np.uint8), (foff, np.int32),
+                                                          (cycles, np.int32), (ids, np.int32), (bits, np.int32))]
+        done = self._run_batch(
+            self._ids["k"][0], self._ids["start"][0], int(k), n, self._ids["abuf"][0], int(words.shape[-1]),
+            *(a.ctypes.data for a in arrays), int(max_cycles), tb.cfg.tile_cycles(k), self._ids[out_port][0],
+            out_words32, out.ctypes.data, self._ids["viol_count"][0] if viol else -1, vc.ctypes.data,
+            fin.ctypes.data, cyc.ctypes.data)
+        return done, out, vc, fin, cyc
+
     def read_lanes(self, tb, signal: str, width: int, signed: bool) -> np.ndarray:  # type: ignore[no-untyped-def]
         """The rows x cols values of an output port (out_act, out_logit) as int64."""
         from testbenches.array_tb import unpack_u32
@@ -138,14 +161,19 @@ class CppClock:
         n = tb.cfg.rows * tb.cfg.cols
         return unpack_u32(self.read(tb, signal, n * width), n, width, signed).reshape(tb.cfg.rows, tb.cfg.cols)
 
-    def write_buffer(self, tb, signal: str, words: np.ndarray) -> None:  # type: ignore[no-untyped-def]
-        """Deposit the rows of `words` (pack_u32) into the memory `signal` from index 0, only those
-        that differ from what it holds."""
-        n, chunks = words.shape
+    def buffer(self, tb, signal: str, chunks: int) -> tuple[np.ndarray, np.ndarray]:  # type: ignore[no-untyped-def]
+        """(words held, known flags) of the memory `signal`, as far as this process wrote it."""
         held, known = self._buffers.get(signal, (None, None))
         if held is None or held.shape[1] != chunks:
             held, known = np.zeros((tb.cfg.k_max, chunks), np.uint32), np.zeros(tb.cfg.k_max, bool)
             self._buffers[signal] = (held, known)
+        return held, known
+
+    def write_buffer(self, tb, signal: str, words: np.ndarray) -> None:  # type: ignore[no-untyped-def]
+        """Deposit the rows of `words` (pack_u32) into the memory `signal` from index 0, only those
+        that differ from what it holds."""
+        n, chunks = words.shape
+        held, known = self.buffer(tb, signal, chunks)
         changed = ~known[:n] | np.any(words != held[:n], axis=1)
         count = int(changed.sum())
         if not count:
@@ -325,6 +353,52 @@ class CppClockMixin:
         finished, cycles_run = self._c.run_flips(self, k, flips[:, 0], ids[flips[:, 1]], flips[:, 2], max_cycles)
         self._needs_reset = (not finished) or cycles_run != span
         return FlipRun(self, finished, cycles_run)
+
+
+    def run_flip_batch(self, k: int, x: np.ndarray, flips: np.ndarray, starts: Sequence[int], sites: Sequence[str],  # type: ignore[no-untyped-def]
+                       max_cycles: int, logits: bool):
+        """Several tile runs of the loaded tile (cpp clock; flips and activations already checked):
+        run r feeds activations x[r] (rows x K, in place of the loaded ones) and its flips
+        flips[starts[r]:starts[r + 1]] (n x 3: cycle, site index, bit). The C side runs them back to
+        back, resetting only after a run that did not end at edge tile_cycles(k). Returns (finished,
+        cycles, outputs (runs x rows x cols: the activations, or the logits), violations) per run."""
+        from testbenches.array_tb import pack_u32, unpack_rows
+
+        cfg, c = self.cfg, self._c
+        n = len(x)
+        words = pack_u32(np.swapaxes(x, 1, 2).reshape(n * k, cfg.rows), cfg.act_bits).reshape(n, k, -1)
+        held, known = c.buffer(self, "abuf", words.shape[-1])
+        changed = np.ones((n, k), bool)
+        changed[0] = ~known[:k] | np.any(words[0] != held[:k], axis=1)
+        if n > 1:
+            changed[1:] = np.any(words[1:] != words[:-1], axis=2)
+        width = cfg.v_bits if logits else cfg.act_bits
+        out_words32 = (cfg.rows * cfg.cols * width + 31) // 32
+        ids, _ = c.site_table(self, sites)
+        starts = np.asarray(starts, np.int32)
+        site_ids = ids[flips[:, 1]] if len(flips) else np.zeros(0, np.int32)
+        span = cfg.tile_cycles(k)
+        results = [np.zeros((n, out_words32), np.uint32), np.zeros(n, np.uint32), np.zeros(n, np.int32),
+                   np.zeros(n, np.int32)]
+        r = 0
+        while r < n:
+            if self._needs_reset:
+                self._reset_cpp()
+            fo = starts[r:] - starts[r]
+            a, b = starts[r], starts[-1]
+            done, *got = c.run_batch(self, k, words[r:], changed[r:], fo, flips[a:b, 0], site_ids[a:b], flips[a:b, 2],
+                                     max_cycles, "out_logit" if logits else "out_act", out_words32, cfg.protected)
+            for dst, src in zip(results, got, strict=True):
+                dst[r:r + done] = src[:done]
+            last = r + done - 1
+            self._needs_reset = not results[2][last] or results[3][last] != span
+            r += done
+            if r < n:
+                changed[r] = True  # after a reset, rewrite the next run's words whatever the buffer held
+        held[:k], known[:k] = words[-1], True
+        self._last_operands = (np.asarray(x[-1], np.int64), self._last_operands[1])  # what abuf holds now
+        values = unpack_rows(results[0], cfg.rows * cfg.cols, width, logits).reshape(n, cfg.rows, cfg.cols)
+        return results[2].astype(bool), results[3], values, results[1].astype(np.int64)
 
 
 class FlipRun:

@@ -163,6 +163,54 @@ int quasar_run_flips(int k_id, int start_id, int k, int n, const int32_t* cycles
     *finished = 0;
     return max_cycles;
 }
+// Several tile runs of the loaded tile back to back (ArrayTB.run_flip_batch): before run r, the
+// words of memory `mem_id` flagged in changed[r*k ..] take xwords[r*k*words32 ..]; its flips are
+// cycles/ids/bits[foff[r] .. foff[r+1]); after it, port `out_id` goes to out[r*out_words32 ..],
+// port `viol_id` (if >= 0) to viol[r], and fin[r], cyc[r] as quasar_run_flips gives them. Stops
+// after the first run that did not end exactly at edge `span` (the array then needs a reset) and
+// returns how many runs it did.
+int quasar_run_batch(int k_id, int start_id, int k, int nruns, int mem_id, int words32, const uint32_t* xwords,
+                     const uint8_t* changed, const int32_t* foff, const int32_t* cycles, const int32_t* ids,
+                     const int32_t* bits, int max_cycles, int span, int out_id, int out_words32, uint32_t* out,
+                     int viol_id, uint32_t* viol, int32_t* fin, int32_t* cyc) {
+    static std::vector<vpiHandle> elems;
+    static int elems_of = -1;
+    vpiHandle mem = quasar_handles[mem_id];
+    if (elems_of != mem_id) {
+        elems.clear();
+        elems_of = mem_id;
+    }
+    std::vector<s_vpi_vecval> vec(words32 > out_words32 ? words32 : out_words32);
+    s_vpi_value value;
+    for (int r = 0; r < nruns; ++r) {
+        for (int kk = 0; kk < k; ++kk) {
+            if (!changed[r * k + kk]) continue;
+            while (static_cast<int>(elems.size()) <= kk)
+                elems.push_back(vpi_handle_by_index(mem, static_cast<PLI_INT32>(elems.size())));
+            for (int w = 0; w < words32; ++w) {
+                vec[w].aval = xwords[(static_cast<size_t>(r) * k + kk) * words32 + w];
+                vec[w].bval = 0;
+            }
+            value.format = vpiVectorVal;
+            value.value.vector = vec.data();
+            vpi_put_value(elems[kk], &value, nullptr, vpiNoDelay);
+        }
+        int done = 0;
+        cyc[r] = quasar_run_flips(k_id, start_id, k, foff[r + 1] - foff[r], cycles + foff[r], ids + foff[r],
+                                  bits + foff[r], max_cycles, &done);
+        fin[r] = done;
+        value.format = vpiVectorVal;
+        vpi_get_value(quasar_handles[out_id], &value);
+        for (int w = 0; w < out_words32; ++w)
+            out[static_cast<size_t>(r) * out_words32 + w] = value.value.vector[w].aval;
+        if (viol_id >= 0) {
+            vpi_get_value(quasar_handles[viol_id], &value);
+            viol[r] = value.value.vector[0].aval;
+        }
+        if (!done || cyc[r] != span) return r + 1;
+    }
+    return nruns;
+}
 // Read the signal `name` into `out` (`words32` chunks, least significant first); -1 when unknown.
 int quasar_get_words(const char* name, int words32, uint32_t* out) {
     vpiHandle h = vpi_handle_by_name(const_cast<PLI_BYTE8*>(name), nullptr);

@@ -142,7 +142,9 @@ class ShardRunner:
         self.groups = groups
         try:
             with open(job, "wb") as fh:
-                pickle.dump({"array": self.build.cfg.to_dict(), "groups": groups}, fh, protocol=5)
+                # "single": after a simulator died, one run per step, so the next death names its run
+                pickle.dump({"array": self.build.cfg.to_dict(), "groups": groups, "single": bool(self.deaths)}, fh,
+                            protocol=5)
             self.results.write_bytes(b"")
         except OSError as exc:
             raise QuasarError(f"cannot write the simulator's job file {job}: {exc.strerror or exc}") from None

@@ -166,7 +166,7 @@ async def run_shard(dut):
         out.write('{"ready":1}\n')  # from here on, a crash is the fault's doing, not the set-up's
         for group in job["groups"]:
             if group.get("rate"):
-                await _rate_group(tb, cfg, group, out, prof, total, t_start)
+                await _rate_group(tb, cfg, group, out, prof, total, t_start, single=bool(job.get("single")))
                 continue
             t0, c0 = time.perf_counter(), time.process_time()
             ops = group["ops"]
@@ -219,11 +219,14 @@ async def run_shard(dut):
                 prof["write_cpu_s"] += time.process_time() - c1
 
 
-async def _rate_group(tb, cfg: ArrayConfig, group: dict, out, prof: dict, total: int, t_start: float) -> None:  # type: ignore[no-untyped-def]
+async def _rate_group(tb, cfg: ArrayConfig, group: dict, out, prof: dict, total: int, t_start: float,  # type: ignore[no-untyped-def]
+                      single: bool = False) -> None:
     """The tile runs of a fault-rate campaign on one tile (`execution/rates.py`): the weight side is
     loaded once, each run brings its activations (its real rows), its flips (n x 3: cycle, site
-    index, bit; all applied inside one run, in one C call on the cpp clock) and the integer model's
-    output for its real lanes; its line holds where the RTL's output differs from that."""
+    index, bit; all applied inside one run) and the integer model's output for its real lanes; its
+    line holds where the RTL's output differs from that. On the cpp clock all runs of the group go
+    through one C call (`ArrayTB.run_flip_batch`), unless `single` (a retry after a simulator died:
+    one run at a time, so the executor blames the run that killed it, not the first of its batch)."""
     ops, k, is_last, sites = group["ops"], group["k"], group["is_last"], group["sites"]
     x = np.zeros((cfg.rows, k), group["x"].dtype)
     first = True
@@ -234,6 +237,9 @@ async def _rate_group(tb, cfg: ArrayConfig, group: dict, out, prof: dict, total:
     xs = group["x"]
     if xs.shape[1:] != (k,) or xs.dtype.kind != "u" or (xs.size and int(xs.max()) > top):
         raise ValueError(f"activations of tile {group['key']} must be unsigned, {k} wide, at most {top}")
+    if tb.clock == "cpp" and not single:
+        _rate_group_batch(tb, cfg, group, out, prof, total, t_start)
+        return
     for run in group["runs"]:
         t0, c0 = time.perf_counter(), time.process_time()
         rows, want, flips = run_parts(group, run)
@@ -260,6 +266,42 @@ async def _rate_group(tb, cfg: ArrayConfig, group: dict, out, prof: dict, total:
         out.write(line + "\n")
         prof["write_s"] += time.perf_counter() - t2
         prof["write_cpu_s"] += time.process_time() - c2
+
+
+def _rate_group_batch(tb, cfg: ArrayConfig, group: dict, out, prof: dict, total: int, t_start: float) -> None:  # type: ignore[no-untyped-def]
+    t0, c0 = time.perf_counter(), time.process_time()
+    ops, k, runs = group["ops"], group["k"], group["runs"]
+    parts = [run_parts(group, run) for run in runs]
+    x = np.zeros((len(runs), cfg.rows, k), group["x"].dtype)
+    for n, (rows, _, _) in enumerate(parts):
+        x[n, :len(rows)] = rows
+    flips = np.concatenate([f for _, _, f in parts]).astype(np.int64).reshape(-1, 3)
+    starts = np.cumsum([0] + [len(f) for _, _, f in parts])
+    tb.load(x[0], ops.w, ops.bias, ops.mult, ops.shift, ops.lo, ops.hi, getattr(ops, "valid", None))
+    prof["groups"] += 1
+    t1, c1 = time.perf_counter(), time.process_time()
+    fin, cycles, values, viol = tb.run_flip_batch(k, x, flips, starts, group["sites"], group["max_cycles"],
+                                                  group["is_last"])
+    vp, vn = parts[0][1].shape
+    want = np.stack([w for _, w, _ in parts])
+    where = np.nonzero(values[:, :vp, :vn] != want)
+    diffs: list[list] = [[] for _ in runs]
+    for r, i, j in zip(*(a.tolist() for a in where), strict=True):
+        diffs[r].append([i, j, int(values[r, i, j])])
+    t2, c2 = time.perf_counter(), time.process_time()
+    each = (t2 - t0) / len(runs)
+    lines = [_line(run["id"], bool(fin[n]), int(cycles[n]), int(viol[n]), diffs[n] if fin[n] else [], each)
+             for n, run in enumerate(runs)]
+    prof["load_s"] += t1 - t0
+    prof["load_cpu_s"] += c1 - c0
+    prof["run_s"] += t2 - t1
+    prof["run_cpu_s"] += c2 - c1
+    prof["runs"] += len(lines)
+    if prof["runs"] == total:  # before the last lines: the executor ends this process after them
+        _write_profile(prof, t_start, tb)
+    out.write("".join(line + "\n" for line in lines))
+    prof["write_s"] += time.perf_counter() - t2
+    prof["write_cpu_s"] += time.process_time() - c2
 
 
 def _batches(runs: list[dict], stopped: dict[int, tuple]) -> list[list[dict]]:
