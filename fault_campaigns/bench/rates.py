@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fault_campaigns.execution.rate_jobs import run_parts, single_runs
+from fault_campaigns.execution.rate_jobs import record_diff, run_parts, single_runs
 from fault_campaigns.planning.rates import check_rates
 from quasar import jsonio
 from quasar.errors import check_range
@@ -57,7 +57,10 @@ class RateBenchConfig:
 
 
 def _records_equal(a: dict, b: dict) -> bool:
-    return (a["fin"], a["viol"], sorted(map(tuple, a["diff"]))) == (b["fin"], b["viol"], sorted(map(tuple, b["diff"])))
+    def key(r: dict) -> tuple:
+        return r["fin"], r["viol"], sorted(map(tuple, record_diff(r).tolist()))
+
+    return key(a) == key(b)
 
 
 def tile_checks(rc, d, captured: list[tuple[dict, dict]], workers: int):  # type: ignore[no-untyped-def]

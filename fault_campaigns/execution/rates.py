@@ -27,7 +27,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from fault_campaigns.execution.rate_jobs import GroupBuilder, run_parts
+from fault_campaigns.execution.rate_jobs import GroupBuilder, record_diff, run_parts
 from fault_campaigns.planning import mapping
 from fault_campaigns.planning.rates import FlipArrays
 from fault_campaigns.results.classify import outcome
@@ -199,10 +199,10 @@ class RateEngine:
             if not rec["fin"]:
                 inf.lost = inf.lost or "hang"
                 continue
-            if rec["diff"]:  # (row, col, value) within the tile's real outputs
+            if rec.get("dz") or rec["diff"]:  # (row, col, value) within the tile's real outputs
                 p0, n0 = self.maps[layer].origin(tile)
-                for i, j, v in rec["diff"]:
-                    inf.y[p0 + i, n0 + j] = v
+                d = record_diff(rec)
+                inf.y[p0 + d[:, 0], n0 + d[:, 1]] = d[:, 2]
             inf.violations += int(rec["viol"]) - viol
         for rid, what in lost:
             inf = pending[rid][0]

@@ -22,7 +22,7 @@ import time
 import cocotb
 import numpy as np
 
-from fault_campaigns.execution.rate_jobs import run_parts
+from fault_campaigns.execution.rate_jobs import pack_diff, run_parts
 from fault_campaigns.planning.mapping import diff_entries
 from hdl_gen import ArrayConfig
 from testbenches.array_tb import ArrayTB, Injection
@@ -125,7 +125,7 @@ def result_line(run_id: int, res, expect_out: np.ndarray, is_last: bool, elapsed
 
 
 def _line(run_id: int, fin: bool, cycles: int, violations: int, diff: list, elapsed: float,
-          stopped: int = 0, vd: list | None = None) -> str:
+          stopped: int = 0, vd: list | None = None, dz: str | None = None) -> str:
     """One run's JSON line; `es` (additive): when the run stopped early and was finished from golden
     state, the number of faults that shared its simulator pass; `vd` (additive, hidden layers): where
     the biased accumulators v differ from the golden ones, for the masking-stage attribution."""
@@ -134,6 +134,8 @@ def _line(run_id: int, fin: bool, cycles: int, violations: int, diff: list, elap
         rec["es"] = stopped
     if vd is not None:
         rec["vd"] = vd
+    if dz:  # a fault-rate run's differences, packed (execution/rate_jobs.py)
+        rec["dz"] = dz
     return json.dumps(rec, separators=(",", ":"))
 
 
@@ -284,13 +286,13 @@ def _rate_group_batch(tb, cfg: ArrayConfig, group: dict, out, prof: dict, total:
                                                   group["is_last"])
     vp, vn = parts[0][1].shape
     want = np.stack([w for _, w, _ in parts])
-    where = np.nonzero(values[:, :vp, :vn] != want)
-    diffs: list[list] = [[] for _ in runs]
-    for r, i, j in zip(*(a.tolist() for a in where), strict=True):
-        diffs[r].append([i, j, int(values[r, i, j])])
+    r, i, j = np.nonzero(values[:, :vp, :vn] != want)
+    triplets = np.stack([i, j, values[r, i, j]], axis=1)
+    cuts = np.searchsorted(r, np.arange(len(runs) + 1))
     t2, c2 = time.perf_counter(), time.process_time()
     each = (t2 - t0) / len(runs)
-    lines = [_line(run["id"], bool(fin[n]), int(cycles[n]), int(viol[n]), diffs[n] if fin[n] else [], each)
+    lines = [_line(run["id"], bool(fin[n]), int(cycles[n]), int(viol[n]), [], each,
+                   dz=pack_diff(triplets[cuts[n]:cuts[n + 1]]) if fin[n] and cuts[n + 1] > cuts[n] else None)
              for n, run in enumerate(runs)]
     prof["load_s"] += t1 - t0
     prof["load_cpu_s"] += c1 - c0
