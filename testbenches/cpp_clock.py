@@ -330,12 +330,12 @@ class CppClockMixin:
                               f"{sites[int(site[n])]}")
 
     async def run_flips(self, k: int, flips: np.ndarray, sites: Sequence[str], max_cycles: int | None = None,  # type: ignore[no-untyped-def]
-                        checked: bool = False) -> FlipRun:
+                        checked: bool = False, outputs: Sequence[str] = ("act", "logit")) -> FlipRun:
         """A tile run with many transient single-bit flips: `flips` (n x 3 ints: cycle, index into
         `sites`, bit), sorted by cycle; bits of one register at one cycle are one deposit. On the cpp
-        clock the run (start, every flip, the end) is one C call and only the outputs asked for are read;
-        on the GPI clock the flips become Injections of `run`. Same results as `run` with those
-        Injections. `checked`: the caller already ran check_flips on them."""
+        clock the run (start, every flip, the end) is one C call and only the `outputs` asked for ("act",
+        "logit") are read; on the GPI clock the flips become Injections of `run`. Same results as `run`
+        with those Injections. `checked`: the caller already ran check_flips on them."""
         flips = np.asarray(flips).reshape(-1, 3)
         if not checked:
             self.check_flips(k, flips, sites)
@@ -352,7 +352,11 @@ class CppClockMixin:
             self._reset_cpp()
         finished, cycles_run = self._c.run_flips(self, k, flips[:, 0], ids[flips[:, 1]], flips[:, 2], max_cycles)
         self._needs_reset = (not finished) or cycles_run != span
-        return FlipRun(self, finished, cycles_run)
+        c, cfg = self._c, self.cfg
+        act = c.read_lanes(self, "out_act", cfg.act_bits, False) if "act" in outputs else None
+        logits = c.read_lanes(self, "out_logit", cfg.v_bits, True) if "logit" in outputs else None
+        violations = int(c.read(self, "viol_count", 32)[0]) if cfg.protected else 0  # else the port is tied to 0
+        return FlipRun(finished, cycles_run, violations, act, logits)
 
 
     def run_flip_batch(self, k: int, x: np.ndarray, flips: np.ndarray, starts: Sequence[int], sites: Sequence[str],  # type: ignore[no-untyped-def]
@@ -402,35 +406,23 @@ class CppClockMixin:
 
 
 class FlipRun:
-    """What a run_flips tile run produced; the outputs are read from the simulator when first asked for
-    (a campaign needs the activations of a hidden layer or the logits of the last, not both)."""
+    """What a run_flips tile run produced: finished, cycles, violations and the outputs asked for (a
+    campaign needs the activations of a hidden layer or the logits of the last, not both); an output
+    not read is None."""
 
-    def __init__(self, tb, finished: bool, cycles: int, result=None):  # type: ignore[no-untyped-def]
-        self.tb, self.finished, self.cycles, self._result = tb, finished, cycles, result
+    def __init__(self, finished: bool, cycles: int, violations: int, out_act: np.ndarray | None,
+                 logits: np.ndarray | None):
+        self.finished, self.cycles, self.violations = finished, cycles, violations
+        self.out_act, self.logits = out_act, logits
 
     @classmethod
     def of(cls, result) -> FlipRun:  # type: ignore[no-untyped-def]
-        return cls(None, result.finished, result.cycles, result)
+        return cls(result.finished, result.cycles, result.violations, result.out_act, result.logits)
 
-    @property
-    def out_act(self) -> np.ndarray:
-        if self._result is not None:
-            return self._result.out_act
-        return self.tb._c.read_lanes(self.tb, "out_act", self.tb.cfg.act_bits, False)
-
-    @property
-    def logits(self) -> np.ndarray:
-        if self._result is not None:
-            return self._result.logits
-        return self.tb._c.read_lanes(self.tb, "out_logit", self.tb.cfg.v_bits, True)
-
-    @property
-    def violations(self) -> int:
-        if self._result is not None:
-            return self._result.violations
-        if not self.tb.cfg.protected:
-            return 0  # no protection, no counter (the port is tied to 0)
-        return int(self.tb._c.read(self.tb, "viol_count", 32)[0])
+    def __repr__(self) -> str:
+        return (f"FlipRun(finished={self.finished}, cycles={self.cycles}, violations={self.violations}, "
+                f"out_act={None if self.out_act is None else self.out_act.tolist()}, "
+                f"logits={None if self.logits is None else self.logits.tolist()})")
 
 
 def merged_injections(flips: np.ndarray, sites: Sequence[str]) -> list[Injection]:

@@ -253,7 +253,8 @@ async def _rate_group(tb, cfg: ArrayConfig, group: dict, out, prof: dict, total:
         else:
             tb.load_x(x, checked=True)
         t1, c1 = time.perf_counter(), time.process_time()
-        res = await tb.run_flips(k, flips, sites, max_cycles=group["max_cycles"], checked=True)
+        res = await tb.run_flips(k, flips, sites, max_cycles=group["max_cycles"], checked=True,
+                                 outputs=("logit",) if is_last else ("act",))
         got = (res.logits if is_last else res.out_act)[:want.shape[0], :want.shape[1]]
         diff = diff_entries(got, want) if res.finished else []
         t2, c2 = time.perf_counter(), time.process_time()
