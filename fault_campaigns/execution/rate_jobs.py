@@ -7,7 +7,7 @@ and three arrays holding every run back to back: `x` (the runs' real activation 
 cycle, site index, bit; sorted by cycle within a run). A run is {"id", "at": (x0, x1, f0, f1)}: its
 rows x[x0:x1] / want[x0:x1] and flips[f0:f1]. Pickling a few arrays per tile instead of three per run
 is what keeps job files cheap at hundreds of thousands of runs. A result line of such a run may carry
-its differences packed (`dz`: base64 of int64 (row, col, value) triplets) instead of a JSON list
+its differences packed (`dz`/`dzl`: base64 of int32/int64 (row, col, value) triplets) instead of a JSON list
 (`diff`): parsing one string is ~5x cheaper than a list of lists; `record_diff` reads either.
 Nothing here simulates.
 """
@@ -54,13 +54,23 @@ def single_runs(groups: list[dict]) -> dict[int, dict]:
     return {r["id"]: {**g, "runs": [r]} for g in groups for r in g["runs"]}
 
 
-def pack_diff(entries: np.ndarray) -> str:
-    """(m x 3) int (row, col, value) triplets as a result line's `dz` string."""
-    return base64.b64encode(np.ascontiguousarray(entries, "<i8").tobytes()).decode("ascii")
+_I32 = np.iinfo(np.int32)
+
+
+def pack_diff(entries: np.ndarray) -> dict[str, str]:
+    """(m x 3) int (row, col, value) triplets as a result line's `dz` (int32) or `dzl` (int64) string."""
+    entries = np.asarray(entries, np.int64)
+    if not entries.size:
+        return {}
+    if entries.min() >= _I32.min and entries.max() <= _I32.max:  # activations, and logits up to 31 bits
+        return {"dz": base64.b64encode(np.ascontiguousarray(entries, "<i4").tobytes()).decode("ascii")}
+    return {"dzl": base64.b64encode(np.ascontiguousarray(entries, "<i8").tobytes()).decode("ascii")}
 
 
 def record_diff(rec: dict) -> np.ndarray:
-    """A result record's differing outputs as (m x 3) int64 (row, col, value), from `dz` or `diff`."""
+    """A result record's differing outputs as (m x 3) int64 (row, col, value), from `dz`, `dzl` or `diff`."""
     if rec.get("dz"):
-        return np.frombuffer(base64.b64decode(rec["dz"]), "<i8").reshape(-1, 3).astype(np.int64)
+        return np.frombuffer(base64.b64decode(rec["dz"]), "<i4").reshape(-1, 3).astype(np.int64)
+    if rec.get("dzl"):
+        return np.frombuffer(base64.b64decode(rec["dzl"]), "<i8").reshape(-1, 3).astype(np.int64)
     return np.asarray(rec.get("diff") or [], np.int64).reshape(-1, 3)

@@ -199,7 +199,7 @@ class RateEngine:
             if not rec["fin"]:
                 inf.lost = inf.lost or "hang"
                 continue
-            if rec.get("dz") or rec["diff"]:  # (row, col, value) within the tile's real outputs
+            if rec.get("dz") or rec.get("dzl") or rec["diff"]:  # (row, col, value) within the tile's real outputs
                 p0, n0 = self.maps[layer].origin(tile)
                 d = record_diff(rec)
                 inf.y[p0 + d[:, 0], n0 + d[:, 1]] = d[:, 2]

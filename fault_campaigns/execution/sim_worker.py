@@ -125,7 +125,7 @@ def result_line(run_id: int, res, expect_out: np.ndarray, is_last: bool, elapsed
 
 
 def _line(run_id: int, fin: bool, cycles: int, violations: int, diff: list, elapsed: float,
-          stopped: int = 0, vd: list | None = None, dz: str | None = None) -> str:
+          stopped: int = 0, vd: list | None = None, packed: dict | None = None) -> str:
     """One run's JSON line; `es` (additive): when the run stopped early and was finished from golden
     state, the number of faults that shared its simulator pass; `vd` (additive, hidden layers): where
     the biased accumulators v differ from the golden ones, for the masking-stage attribution."""
@@ -134,8 +134,8 @@ def _line(run_id: int, fin: bool, cycles: int, violations: int, diff: list, elap
         rec["es"] = stopped
     if vd is not None:
         rec["vd"] = vd
-    if dz:  # a fault-rate run's differences, packed (execution/rate_jobs.py)
-        rec["dz"] = dz
+    if packed:  # a fault-rate run's differences, packed (execution/rate_jobs.py)
+        rec.update(packed)
     return json.dumps(rec, separators=(",", ":"))
 
 
@@ -293,7 +293,7 @@ def _rate_group_batch(tb, cfg: ArrayConfig, group: dict, out, prof: dict, total:
     t2, c2 = time.perf_counter(), time.process_time()
     each = (t2 - t0) / len(runs)
     lines = [_line(run["id"], bool(fin[n]), int(cycles[n]), int(viol[n]), [], each,
-                   dz=pack_diff(triplets[cuts[n]:cuts[n + 1]]) if fin[n] and cuts[n + 1] > cuts[n] else None)
+                   packed=pack_diff(triplets[cuts[n]:cuts[n + 1]]) if fin[n] else None)
              for n, run in enumerate(runs)]
     prof["load_s"] += t1 - t0
     prof["load_cpu_s"] += c1 - c0
