@@ -1,7 +1,7 @@
 """The cpp clock of the array testbench: Python steps the clock through the simulator's C++ main.
 
 A cpp build (testbenches.sim.build(cfg, clock="cpp")) exports a few C functions from its main
-(testbenches/sim.py, CPP_MAIN_EXTRA), found here with ctypes: N clock cycles, settle, bulk buffer
+(testbenches/cpp_main.py, CPP_MAIN_EXTRA), found here with ctypes: N clock cycles, settle, bulk buffer
 writes and reads, and every flip of a tile run in one call (`run_flips`). `CppClockMixin` holds the
 ArrayTB methods that run tiles on it; the fault-cycle semantics are the GPI path's (array_tb.py):
 a flip after edge e lands between edges e and e + 1, cycles count edges from edge 0 to `done`.
@@ -60,7 +60,7 @@ def put_stuck(stuck) -> None:  # type: ignore[no-untyped-def]
 
 
 class CppClock:
-    """The functions a cpp build's C++ main exports (testbenches/sim.py, CPP_MAIN_EXTRA)."""
+    """The functions a cpp build's C++ main exports (testbenches/cpp_main.py, CPP_MAIN_EXTRA)."""
 
     def __init__(self) -> None:
         import ctypes
