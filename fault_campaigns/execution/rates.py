@@ -15,7 +15,11 @@ or the Dask executor; or the software injector of the benchmark; or a waveform r
 executor calls few, inferences are cut into chunks balanced by their number of RTL tile runs and
 advanced as a wavefront: one call runs layer l of chunk c for every c with c + l = step, and a chunk's
 rows are stored as soon as its last layer is done (resume skips stored rows; a row is a pure function
-of its flips, so chunking never changes a result). This module never writes the store itself.
+of its flips, so chunking never changes a result). One executor call gets one job group per tile
+(`execution/rate_jobs.py`): the tile's weight side once, its runs' activations, flips and expected
+outputs packed into arrays; the expected output of a run is the integer model's layer output on the
+same input, so a run's result line only says where the RTL differs from it. This module never writes
+the store itself.
 """
 
 from __future__ import annotations
