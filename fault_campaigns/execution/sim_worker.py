@@ -7,7 +7,8 @@ sleeps), and appends one JSON line per run to the results file, flushed as it go
 at most the run in flight (at most a tile's batch of fault-rate runs, which a retry then runs one by
 one). Fault-rate groups (`"rate": True`, execution/rate_jobs.py) carry many runs of one tile, each with
 its own activations and flips; on the cpp clock they go through one C call per group. A line holds
-only the difference from the expected tile output, which is empty for a masked fault. This module never classifies outcomes and never touches the results store.
+only the difference from the expected tile output, which is empty for a masked fault. This module
+never classifies outcomes and never touches the results store.
 
 Environment: QUASAR_JOB (job pickle), QUASAR_RESULTS (JSON-lines output, appended);
 QUASAR_WORKER_PROFILE (optional): a JSON file receiving where this process's time went.
