@@ -124,6 +124,10 @@ def pack_u32(values: np.ndarray, width: int) -> np.ndarray:
     masked = values & ((1 << width) - 1)
     if width in (8, 16, 32):
         raw = np.ascontiguousarray(masked.astype(f"<u{width // 8}")).view(np.uint8).reshape(n, -1)
+    elif width in (1, 2, 4) and lanes * width % 8 == 0:  # whole lanes per byte: shift them into place
+        per = 8 // width
+        lanes_in = masked.reshape(n, lanes // per, per) << (width * np.arange(per, dtype=np.int64))
+        raw = lanes_in.sum(axis=2).astype(np.uint8)
     else:
         bits = ((masked[:, :, None] >> np.arange(width, dtype=np.int64)) & 1).astype(np.uint8)
         raw = np.packbits(bits.reshape(n, lanes * width), axis=1, bitorder="little")
@@ -151,6 +155,10 @@ def unpack_rows(chunks: np.ndarray, count: int, width: int, signed: bool = False
     raw = chunks.view(np.uint8).reshape(len(chunks), -1)
     if width in (8, 16, 32) and not signed:
         return raw[:, : count * width // 8].copy().view(f"<u{width // 8}").astype(np.int64)
+    if width in (1, 2, 4) and not signed and count * width % 8 == 0:  # whole lanes per byte
+        per = 8 // width
+        lanes = (raw[:, : count * width // 8, None].astype(np.int64) >> (width * np.arange(per))) & ((1 << width) - 1)
+        return lanes.reshape(len(chunks), count)
     bits = np.unpackbits(raw, axis=1, bitorder="little")[:, : count * width].reshape(len(chunks), count, width)
     out = bits.astype(np.int64) @ (np.int64(1) << np.arange(width, dtype=np.int64))
     if signed:
