@@ -14,7 +14,10 @@ from __future__ import annotations
 
 import json
 import logging
+import queue
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -22,7 +25,7 @@ from fault_campaigns.campaign import Campaign
 from fault_campaigns.execution.rates import Inference, RateEngine, new_inference
 from fault_campaigns.files import atomic_write, check_out_dir
 from fault_campaigns.lock import lock_once_created
-from fault_campaigns.planning.rates import FlipSpace, RateConfig, draw_flips
+from fault_campaigns.planning.rates import FlipSpace, RateConfig, draw_flip_arrays
 from fault_campaigns.results.rate_store import RateStore
 from quasar.errors import Interrupted
 
@@ -72,7 +75,7 @@ class RateCampaign:
         c = self.campaign
         if keys is None:
             keys = [(r, i, t) for r in self.cfg.rates for i in range(self.cfg.images) for t in range(self.cfg.trials)]
-        return [new_inference(r, i, t, draw_flips(self.space, self.cfg.seed, int(c.image_index[i]), t, r))
+        return [new_inference(r, i, t, draw_flip_arrays(self.space, self.cfg.seed, int(c.image_index[i]), t, r))
                 for r, i, t in keys]
 
     def run_groups_for(self, d, tag: str):  # type: ignore[no-untyped-def]
@@ -89,25 +92,63 @@ class RateCampaign:
 
         return run_groups
 
-    def run_design(self, d, store: RateStore, infs: list[Inference]) -> dict:  # type: ignore[no-untyped-def]
-        done = store.done_keys(d.protection)
-        todo = [Inference(i.rate, i.image, i.trial, i.flips, i.runs) for i in infs if i.key not in done]
+    def run_design(self, d, store: RateStore, infs: list[Inference], run_groups=None,  # type: ignore[no-untyped-def]
+                   on_rows: Callable[[list[dict]], None] | None = None, done: set | None = None,
+                   position: int = 0) -> dict:
+        """Run the inferences of `infs` not yet stored for design `d`; rows go to `on_rows` (default:
+        the store) as chunks finish. `done`: the stored keys (read by the caller's thread)."""
+        done = store.done_keys(d.protection) if done is None else done
+        todo = [Inference(i.rate, i.image, i.trial, i.flips) for i in infs if i.key not in done]
         log.info("fault rates, %s: %d inferences, %d already stored, %d to run", d.protection, len(infs),
                  len(infs) - len(todo), len(todo))
         if not todo:
             return {"ran": 0, "wall_s": 0.0}
-        bar = _progress(len(todo), f"{self.cfg.net} {self.cfg.a_bits}b {d.protection} rates", self.progress)
+        bar = _progress(len(todo), f"{self.cfg.net} {self.cfg.a_bits}b {d.protection} rates", self.progress, position)
+        store_rows = on_rows or store.add
 
-        def on_rows(rows: list[dict]) -> None:
-            store.add(rows)
+        def rows_done(rows: list[dict]) -> None:
+            store_rows(rows)
             bar.update(len(rows))
 
-        engine = RateEngine(self.campaign, d, self.run_groups_for(d, "rates-"), chunks=rate_chunks())
+        engine = RateEngine(self.campaign, d, run_groups or self.run_groups_for(d, "rates-"), chunks=rate_chunks())
         try:
-            stats = engine.run(todo, on_rows)
+            stats = engine.run(todo, rows_done)
         finally:
             bar.close()
         return {"ran": len(todo), **stats}
+
+    def run_designs(self, store: RateStore, infs: list[Inference]) -> None:
+        """Every design's inferences. With the local executor the designs run at the same time, one thread
+        each (their simulators are their own processes): one design's serial work in this process (the
+        model, jobs, results) overlaps the other's simulators instead of leaving cores idle. Rows reach
+        the store from this thread only (SQLite connections stay in their thread)."""
+        designs = list(self.campaign.designs.items())
+        if len(designs) == 1 or self.campaign.executor != "local":
+            for p, d in designs:
+                self.engine_stats[p] = self.run_design(d, store, infs)
+            return
+        runners = {p: self.run_groups_for(d, "rates-") for p, d in designs}  # builds resolved in this thread
+        done = {p: store.done_keys(p) for p, _ in designs}
+        rows: queue.Queue = queue.Queue()
+        errors: list[BaseException] = []
+
+        def work(n: int, p: str, d) -> None:  # type: ignore[no-untyped-def]
+            try:
+                self.engine_stats[p] = self.run_design(d, store, infs, runners[p], rows.put, done[p], n)
+            except BaseException as exc:  # re-raised in the calling thread
+                errors.append(exc)
+
+        threads = [threading.Thread(target=work, args=(n, p, d), daemon=True, name=f"rates-{p}")
+                   for n, (p, d) in enumerate(designs)]
+        for t in threads:
+            t.start()
+        while any(t.is_alive() for t in threads) or not rows.empty():
+            try:
+                store.add(rows.get(timeout=0.1))
+            except queue.Empty:
+                pass
+            if errors:
+                raise errors[0]
 
     def run(self) -> dict:
         # As Campaign.run: one campaign per run directory (locked as soon as it exists), and nothing is
@@ -137,8 +178,7 @@ class RateCampaign:
             t0 = time.perf_counter()
             infs = self.inferences()
             self.timings["draw_s"] = time.perf_counter() - t0
-            for p, d in c.designs.items():
-                self.engine_stats[p] = self.run_design(d, store, infs)
+            self.run_designs(store, infs)
             self.timings["campaign_s"] = time.perf_counter() - t_start
             cpu = _cpu_seconds()
             self.timings["cpu_s"] = sum(cpu) - sum(cpu_start)  # this process and its finished simulators
@@ -175,7 +215,8 @@ def rate_chunks() -> int:
         return DEFAULT_CHUNKS
 
 
-def _progress(total: int, desc: str, enabled: bool):  # type: ignore[no-untyped-def]
+def _progress(total: int, desc: str, enabled: bool, position: int = 0):  # type: ignore[no-untyped-def]
     from tqdm import tqdm
 
-    return tqdm(total=total, desc=desc, unit="inf", disable=not enabled, smoothing=0.05, dynamic_ncols=True)
+    return tqdm(total=total, desc=desc, unit="inf", disable=not enabled, smoothing=0.05, dynamic_ncols=True,
+                position=position)

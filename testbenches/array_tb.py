@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,12 +30,11 @@ import numpy as np
 
 from hdl_gen.config import ArrayConfig
 from quasar.errors import ConfigError, check_choice, check_range
+from testbenches.cpp_clock import DATA_SITE, CppClock, CppClockMixin, put_value
+from testbenches.cpp_clock import read_value as _read
 
 FAULT_MODELS = ("flip", "stuck0", "stuck1")
 CLOCKS = ("gpi", "cpp")
-# Registers of the datapath: a fault there cannot move `done` (the sequencer never reads them), so
-# the run ends exactly tile_cycles(k) edges after edge 0 and the testbench can sleep until then.
-DATA_SITE = re.compile(r"pe_\d+_\d+\.(a_reg|w_reg|acc)|pp_\d+\.(p_reg|t_reg)|oact_\d+|v_\d+")
 PERIOD_NS = 10
 HALF_NS = PERIOD_NS // 2
 
@@ -113,11 +111,23 @@ def pack_words(values: np.ndarray, width: int) -> list[int]:
 def pack_u32(values: np.ndarray, width: int) -> np.ndarray:
     """Rows of `values` (N x L) packed like pack_words, as an (N x ceil(L*width/32)) uint32 array
     (least significant chunk first): what the cpp clock's bulk buffer write takes."""
+    n, lanes = np.shape(values)
+    if width in (8, 16) and np.asarray(values).dtype == np.dtype(f"u{width // 8}"):  # already the lanes' bytes
+        raw = np.ascontiguousarray(values).view(np.uint8).reshape(n, -1)
+        chunks = (lanes * width + 31) // 32
+        if raw.shape[1] == 4 * chunks:
+            return raw.view("<u4")
+        out = np.zeros((n, 4 * chunks), dtype=np.uint8)
+        out[:, : raw.shape[1]] = raw
+        return out.view("<u4")
     values = np.asarray(values, dtype=np.int64)
-    n, lanes = values.shape
     masked = values & ((1 << width) - 1)
     if width in (8, 16, 32):
         raw = np.ascontiguousarray(masked.astype(f"<u{width // 8}")).view(np.uint8).reshape(n, -1)
+    elif width in (1, 2, 4) and lanes * width % 8 == 0:  # whole lanes per byte: shift them into place
+        per = 8 // width
+        lanes_in = masked.reshape(n, lanes // per, per) << (width * np.arange(per, dtype=np.int64))
+        raw = lanes_in.sum(axis=2).astype(np.uint8)
     else:
         bits = ((masked[:, :, None] >> np.arange(width, dtype=np.int64)) & 1).astype(np.uint8)
         raw = np.packbits(bits.reshape(n, lanes * width), axis=1, bitorder="little")
@@ -134,6 +144,23 @@ def unpack_u32(chunks: np.ndarray, count: int, width: int, signed: bool = False)
         return raw[: count * width // 8].view(f"<u{width // 8}").astype(np.int64)
     bits = np.unpackbits(raw, bitorder="little")[: count * width].reshape(count, width).astype(np.int64)
     out = bits @ (np.int64(1) << np.arange(width, dtype=np.int64))
+    if signed:
+        out = np.where(out >= (1 << (width - 1)), out - (1 << width), out)
+    return out
+
+
+def unpack_rows(chunks: np.ndarray, count: int, width: int, signed: bool = False) -> np.ndarray:
+    """unpack_u32 for many words at once: (N x chunks) -> (N x count) int64."""
+    chunks = np.ascontiguousarray(chunks, dtype="<u4")
+    raw = chunks.view(np.uint8).reshape(len(chunks), -1)
+    if width in (8, 16, 32) and not signed:
+        return raw[:, : count * width // 8].copy().view(f"<u{width // 8}").astype(np.int64)
+    if width in (1, 2, 4) and not signed and count * width % 8 == 0:  # whole lanes per byte
+        per = 8 // width
+        lanes = (raw[:, : count * width // 8, None].astype(np.int64) >> (width * np.arange(per))) & ((1 << width) - 1)
+        return lanes.reshape(len(chunks), count)
+    bits = np.unpackbits(raw, axis=1, bitorder="little")[:, : count * width].reshape(len(chunks), count, width)
+    out = bits.astype(np.int64) @ (np.int64(1) << np.arange(width, dtype=np.int64))
     if signed:
         out = np.where(out >= (1 << (width - 1)), out - (1 << width), out)
     return out
@@ -191,7 +218,7 @@ def check_bounds(cfg: ArrayConfig, lo: object, hi: object) -> tuple[np.ndarray, 
 
 
 # ---- the testbench ------------------------------------------------------------------------------
-class ArrayTB:
+class ArrayTB(CppClockMixin):
     """Drives one generated array (the cocotb `dut`) described by `cfg`."""
 
     def __init__(self, dut, cfg: ArrayConfig, clock: str | None = None):  # type: ignore[no-untyped-def]
@@ -200,7 +227,7 @@ class ArrayTB:
         self.dut = dut
         self.cfg = cfg
         self.clock = check_choice("clock", clock or os.environ.get("QUASAR_SIM_CLOCK") or "gpi", CLOCKS)
-        self._c = _CppClock() if self.clock == "cpp" else None
+        self._c = CppClock() if self.clock == "cpp" else None
         self._clock = None
         self._handles: dict[str, object] = {}
         self._abuf: list[int | None] = [None] * cfg.k_max  # what the buffers hold, None: unknown
@@ -280,6 +307,22 @@ class ArrayTB:
         self._last_operands = (x.copy(), wt.copy())
         return k
 
+    def load_x(self, x: np.ndarray, checked: bool = False) -> None:
+        """Replace the activations of the loaded operands (same K, the weights stay): X (rows x K).
+        `checked`: the caller has validated X's shape and range (a campaign checks a whole job at once)."""
+        cfg, k = self.cfg, self._loaded_k
+        if self._last_operands is None:
+            raise ConfigError("call load_operands (or load) before load_x")
+        if checked and np.shape(x) == (cfg.rows, k):
+            x = np.array(x, copy=True)
+        else:
+            x = _check_array("x (activations)", x, (cfg.rows, k), 0, (1 << cfg.act_bits) - 1)
+        if self._c is not None:
+            self._c.write_buffer(self, "abuf", pack_u32(x.T, cfg.act_bits))
+        else:
+            self._write_words(self.dut.abuf, self._abuf, pack_words(x.T, cfg.act_bits))
+        self._last_operands = (x, self._last_operands[1])
+
     def _write_words(self, mem, cache: list[int | None], words: list[int]) -> None:  # type: ignore[no-untyped-def]
         for kk, word in enumerate(words):
             if cache[kk] != word:
@@ -355,7 +398,7 @@ class ArrayTB:
         for name, value in ports.items():
             if self._ports.get(name) != value:
                 if self._c is not None:
-                    _put(getattr(self.dut, name), value)
+                    put_value(getattr(self.dut, name), value)
                 else:
                     getattr(self.dut, name).value = value
                 self._ports[name] = value
@@ -457,114 +500,6 @@ class ArrayTB:
         self._needs_reset = (not finished) or cycles != span or bool(stuck)
         return result
 
-    # ---- the cpp clock ----
-    def _reset_cpp(self, cycles: int = 2) -> None:
-        dut, c = self.dut, self._c
-        _put(dut.start, 0)
-        _put(dut.ld_en, 0)
-        _put(dut.rst, 1)
-        c.cycles(cycles, 0)
-        _put(dut.rst, 0)
-        c.cycles(1, 0)
-        self._needs_reset = False
-
-    def _start_cpp(self, k: int, stuck=()) -> None:  # type: ignore[no-untyped-def]
-        """Edge 0: the array samples start (stuck bits imposed before it and right after it)."""
-        dut, c = self.dut, self._c
-        _put(dut.k, k)
-        _put(dut.start, 1)
-        if stuck:
-            _put_stuck(stuck)
-            c.settle()
-        c.cycles(1, 0)
-        _put(dut.start, 0)
-
-    def _run_cpp(self, k: int, flips, stuck, max_cycles: int) -> tuple[bool, int]:  # type: ignore[no-untyped-def]
-        """(finished, cycles) with the gpi path's semantics: each flip lands after edge `cycle` unless
-        `done` rose at or before that edge; `done` raised by a flip itself ends the run at that cycle;
-        stuck bits are imposed after every edge (after the edge's own update)."""
-        c = self._c
-        self._start_cpp(k, stuck)
-        cur = 0
-        if stuck:
-            if c.done():
-                return True, 0
-            _put_stuck(stuck)
-            if c.settle():
-                return True, 0
-            while cur < max_cycles:
-                c.cycles(1, 0)
-                cur += 1
-                if c.done():
-                    return True, cur
-                _put_stuck(stuck)
-                if c.settle():
-                    return True, cur
-            return False, max_cycles
-        for cycle, h, mask in flips:
-            if cycle > max_cycles:
-                break
-            if cycle > cur:
-                cur += c.cycles(cycle - cur, 1)
-                if c.done():
-                    return True, cur
-            _put(h, _read(h) ^ mask)
-            if c.settle():  # the flip itself raised done (a control register)
-                return True, cur
-        if cur < max_cycles:
-            cur += c.cycles(max_cycles - cur, 1)
-        return (True, cur) if c.done() else (False, max_cycles)
-
-    async def run_stopped(self, k: int, injections: Sequence[Injection], stop_after: int,
-                          probe: Sequence[str]) -> list[int]:
-        """A tile run with data-register flips (cpp clock only) that ends right after edge `stop_after`
-        (< tile_cycles(k)) instead of at `done`: returns the raw values of the `probe` registers then,
-        and resets the array (one edge). For campaigns that finish a tile from the golden state plus
-        the observed difference; tests/campaign/test_fidelity.py proves that equal to full runs."""
-        return (await self.run_probed(k, [(injections, stop_after, probe)]))[0]
-
-    async def run_probed(self, k: int, items: Sequence[tuple[Sequence[Injection], int, Sequence[str]]]
-                         ) -> list[list[int]]:
-        """Several stopped runs in one pass (cpp clock only): item (injections, stop_after, probe) gets
-        its flips and, right after edge `stop_after`, the values of its `probe` registers, as if it ran
-        alone. The caller must only combine items that cannot see each other's flips before their own
-        probe (e.g. PE activation flips of different rows probing their own rows' accumulators)."""
-        if self._c is None:
-            raise ConfigError("run_stopped needs a cpp-clock build (testbenches.sim.build(cfg, clock='cpp'))")
-        if not self._params_loaded:
-            raise ConfigError("call load_params (or load) before run")
-        k = check_range("k", k, 1, self._loaded_k)
-        span = self.cfg.tile_cycles(k)
-        events = []  # (cycle, order, ...): flips after edge `cycle`, probes after it too
-        for n, (injections, stop_after, probe) in enumerate(items):
-            check_range("stop_after", stop_after, 0, span - 1)
-            for inj in injections:
-                if inj.model != "flip" or DATA_SITE.fullmatch(inj.site) is None:
-                    raise ConfigError(f"run_stopped takes flips of data registers only, got {inj!r}")
-                check_range(f"cycle of the fault in {inj.site} (stop_after={stop_after})", inj.cycle, 0,
-                            stop_after)
-                h = self.handle(inj.site)
-                if inj.mask >= 1 << len(h):
-                    raise ConfigError(f"mask {inj.mask:#x} does not fit the {len(h)}-bit register {inj.site}")
-                events.append((inj.cycle, 0, n, h, inj.mask))
-            events.append((stop_after, 1, n, [self.handle(p) for p in probe], 0))
-        events.sort(key=lambda e: (e[0], e[1], e[2]))
-        c = self._c
-        if self._needs_reset:
-            self._reset_cpp()
-        self._start_cpp(k)
-        cur = 0
-        values: list[list[int]] = [[] for _ in items]
-        for cycle, kind, n, h, mask in events:
-            if cycle > cur:
-                cur += c.cycles(cycle - cur, 0)
-            if kind == 0:
-                _put(h, _read(h) ^ mask)
-            else:  # reads see the state right after the edge: flips queued at this cycle land later
-                values[n] = [_read(x) for x in h]
-        self._reset_cpp(1)
-        return values
-
     async def _sleep_until(self, when: int) -> None:
         from cocotb.triggers import Timer
         from cocotb.utils import get_sim_time
@@ -617,102 +552,11 @@ def _same(a: tuple[np.ndarray, ...], b: tuple[object, ...]) -> bool:
     return all(np.shape(u) == np.shape(v) and np.array_equal(u, v) for u, v in zip(a, b, strict=True))
 
 
-def _read(h) -> int:  # type: ignore[no-untyped-def]
-    """The handle's value as an unsigned int (Verilator is two-state: never X or Z)."""
-    try:
-        return int(h._handle.get_signal_val_binstr(), 2)  # skips building a LogicArray: the hot path
-    except AttributeError:  # not a cocotb handle (unit tests' stand-ins)
-        value = h.value
-        return value.to_unsigned() if hasattr(value, "to_unsigned") else int(value)
-
-
 def _deposit(h, value: int) -> None:  # type: ignore[no-untyped-def]
     width = len(h)
     if h._handle.get_signed() and value >= 1 << (width - 1):  # signed handles take signed ints
         value -= 1 << width
     h.value = value
-
-
-_RAW: dict[int, tuple[object, object, int, bool]] = {}  # id(handle): (handle, raw handle, width, signed)
-
-
-def _put(h, value: int) -> None:  # type: ignore[no-untyped-def]
-    """Deposit `value` (unsigned) with the next clock step, not at a ReadWrite phase: the cpp clock has
-    none. The raw handle, width and signedness are looked up once per handle."""
-    known = _RAW.get(id(h))
-    if known is None or known[0] is not h:
-        known = (h, h._handle, len(h), bool(h._handle.get_signed()))
-        _RAW[id(h)] = known
-    _, raw, width, signed = known
-    if width <= 32:
-        if signed and value >= 1 << (width - 1):
-            value -= 1 << width
-        raw.set_signal_val_int(0, value)
-    else:
-        raw.set_signal_val_binstr(0, f"{value:0{width}b}")
-
-
-def _put_stuck(stuck) -> None:  # type: ignore[no-untyped-def]
-    for h, mask, ones in stuck:
-        _put(h, (_read(h) & ~mask) | ones)
-
-
-class _CppClock:
-    """The functions a cpp build's C++ main exports (testbenches/sim.py, CPP_MAIN_EXTRA)."""
-
-    def __init__(self) -> None:
-        import ctypes
-
-        lib = ctypes.CDLL(None)
-        try:
-            self.cycles = lib.quasar_cycles
-            self.settle = lib.quasar_settle
-            self.done = lib.quasar_done
-        except AttributeError:
-            raise ConfigError("this simulator has no C++ clock: start it from a cpp build "
-                              "(testbenches.sim.build(cfg, clock='cpp'))") from None
-        self.cycles.argtypes = [ctypes.c_int, ctypes.c_int]
-        self.cycles.restype = ctypes.c_int
-        self.settle.restype = ctypes.c_int
-        self.done.restype = ctypes.c_int
-        self._put_words, self._get_words = lib.quasar_put_words, lib.quasar_get_words
-        self._put_words.argtypes = [ctypes.c_char_p, ctypes.c_int, ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p]
-        self._get_words.argtypes = [ctypes.c_char_p, ctypes.c_int, ctypes.c_void_p]
-        self._names: dict[str, bytes] = {}
-        self._buffers: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # name: (words held, known)
-
-    def name(self, tb, signal: str) -> bytes:  # type: ignore[no-untyped-def]
-        """The VPI name of a signal of the array, as the C functions look it up."""
-        got = self._names.get(signal)
-        if got is None:
-            got = f"{tb.dut._path}.{signal}".encode()
-            self._names[signal] = got
-        return got
-
-    def write_buffer(self, tb, signal: str, words: np.ndarray) -> None:  # type: ignore[no-untyped-def]
-        """Deposit the rows of `words` (pack_u32) into the memory `signal` from index 0, only those
-        that differ from what it holds."""
-        n, chunks = words.shape
-        held, known = self._buffers.get(signal, (None, None))
-        if held is None or held.shape[1] != chunks:
-            held, known = np.zeros((tb.cfg.k_max, chunks), np.uint32), np.zeros(tb.cfg.k_max, bool)
-            self._buffers[signal] = (held, known)
-        changed = ~known[:n] | np.any(words != held[:n], axis=1)
-        count = int(changed.sum())
-        if not count:
-            return
-        flags = np.ascontiguousarray(changed, dtype=np.uint8)
-        words = np.ascontiguousarray(words)
-        if self._put_words(self.name(tb, signal), n, chunks, words.ctypes.data, flags.ctypes.data) != count:
-            raise ConfigError(f"could not write {signal!r} through the C++ main")
-        held[:n], known[:n] = words, True
-        tb.words_written += count
-
-    def read(self, tb, signal: str, width: int) -> np.ndarray:  # type: ignore[no-untyped-def]
-        out = np.empty((width + 31) // 32, np.uint32)
-        if self._get_words(self.name(tb, signal), len(out), out.ctypes.data) != 0:
-            raise ConfigError(f"could not read {signal!r} through the C++ main")
-        return out
 
 
 def _impose(stuck) -> None:  # type: ignore[no-untyped-def]

@@ -31,6 +31,7 @@ from filelock import FileLock
 from hdl_gen import TOP, ArrayConfig, Design, generate
 from quasar import toolenv
 from quasar.errors import ConfigError
+from testbenches.cpp_main import cpp_main as _cpp_main
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 # The tool command lines of a build (verilator, make): DEBUG on this logger (`quasar --verbose`) and
@@ -45,77 +46,10 @@ TIMESCALE = ("1ns", "1ps")
 VERILATOR_ARGS = ("-O3", "--x-assign", "0", "--x-initial", "0", "-Wno-fatal")
 # C++ optimisation of the verilated model: -O2 instead of the wheel's -Os nearly halves simulation time.
 MAKE_OPT = "OPT_FAST=-O2"
-CPP_HOOK = "    std::unique_ptr<Vtop> top(new Vtop(\"\"));\n"
-CPP_MAIN_EXTRA = r"""
-// ---- QuaSAR: a clock stepped from Python (testbenches/array_tb.py, clock "cpp"), through ctypes ----
-// Python calls these from inside a cocotb callback, between two evaluations of the main loop, so the
-// model is never re-entered. Simulated time does not advance; the design has no delays. VPI writes
-// (queued as inertial puts) take effect at the next call, before its first evaluation.
-extern "C" {
-// `n` clock cycles (rising edge, falling edge); with stop_on_done, stop after the first rising edge
-// that leaves `done` high. Returns the number of rising edges simulated.
-int quasar_cycles(int n, int stop_on_done) {
-    Vtop* top = quasar_top;
-    VerilatedVpi::doInertialPuts();  // cocotb's deposits on Verilator are inertial: apply them first
-    for (int i = 0; i < n; ++i) {
-        top->clk = 1;
-        top->eval();
-        top->clk = 0;
-        top->eval();
-        if (stop_on_done && top->done) return i + 1;
-    }
-    return n;
-}
-// Settle the model after VPI writes (no clock edge); returns `done`.
-int quasar_settle(void) {
-    VerilatedVpi::doInertialPuts();
-    quasar_top->eval();
-    return quasar_top->done;
-}
-int quasar_done(void) { return quasar_top->done; }
-// Deposit `count` words (`words32` 32-bit chunks each, least significant first) into the memory `name`
-// from index 0, skipping those whose `changed` flag is 0: one call per buffer instead of a VPI write
-// from Python per word. Returns the number written, or -1 when `name` or an element is unknown.
-int quasar_put_words(const char* name, int count, int words32, const uint32_t* data, const uint8_t* changed) {
-    vpiHandle mem = vpi_handle_by_name(const_cast<PLI_BYTE8*>(name), nullptr);
-    if (!mem) return -1;
-    std::vector<s_vpi_vecval> vec(words32);
-    s_vpi_value value;
-    value.format = vpiVectorVal;
-    value.value.vector = vec.data();
-    int written = 0;
-    for (int i = 0; i < count; ++i) {
-        if (changed && !changed[i]) continue;
-        vpiHandle el = vpi_handle_by_index(mem, i);
-        if (!el) return -1;
-        for (int w = 0; w < words32; ++w) {
-            vec[w].aval = data[i * words32 + w];
-            vec[w].bval = 0;
-        }
-        vpi_put_value(el, &value, nullptr, vpiNoDelay);
-        vpi_release_handle(el);
-        ++written;
-    }
-    vpi_release_handle(mem);
-    return written;
-}
-// Read the signal `name` into `out` (`words32` chunks, least significant first); -1 when unknown.
-int quasar_get_words(const char* name, int words32, uint32_t* out) {
-    vpiHandle h = vpi_handle_by_name(const_cast<PLI_BYTE8*>(name), nullptr);
-    if (!h) return -1;
-    s_vpi_value value;
-    value.format = vpiVectorVal;
-    vpi_get_value(h, &value);
-    for (int w = 0; w < words32; ++w) out[w] = value.value.vector[w].aval;
-    vpi_release_handle(h);
-    return 0;
-}
-}
-"""
 STAMP = "built.json"
 # Clock sources of a build. "gpi": cocotb's GPI clock toggles `clk` from the simulator's callback loop
 # and Python sleeps in triggers (the reference testbench). "cpp": the simulator's C++ main (cocotb's own,
-# plus a few exported functions, CPP_MAIN_EXTRA) steps the clock when Python asks for N cycles, so a
+# plus a few exported functions, testbenches/cpp_main.py) steps the clock when Python asks for N cycles, so a
 # tile run costs no VPI callback per cycle and no cocotb trigger at all. The Verilog is the same.
 CLOCKS = ("gpi", "cpp")
 FAST_CLOCK = "cpp"
@@ -178,22 +112,6 @@ def _digest(sources: list[Path], waves: bool, args: Sequence[str] = VERILATOR_AR
         h.update(src.read_bytes())
     h.update(json.dumps([list(args), MAKE_OPT, TIMESCALE, waves, sys.version]).encode())
     return h.hexdigest()
-
-
-def _cpp_main(root: Path) -> Path:
-    """cocotb's Verilator main with the model pointer kept and CPP_MAIN_EXTRA's functions added."""
-    import cocotb_tools.config
-
-    src = (cocotb_tools.config.share_dir / "lib" / "verilator" / "verilator.cpp").read_text()
-    if src.count(CPP_HOOK) != 1:
-        raise SimulationError("cocotb's verilator.cpp changed: cannot add the C++ clock (testbenches/sim.py)")
-    head = "#include <cstdint>\n#include <vector>\nstatic Vtop* quasar_top = nullptr;\n"
-    text = src.replace(CPP_HOOK, CPP_HOOK + "    quasar_top = top.get();\n").replace(
-        '#include "Vtop.h"\n', '#include "Vtop.h"\n' + head) + CPP_MAIN_EXTRA
-    path = root / "quasar_verilator_main.cpp"
-    if not path.is_file() or path.read_text() != text:
-        path.write_text(text)
-    return path
 
 
 _BUILT: dict[tuple, SimBuild] = {}

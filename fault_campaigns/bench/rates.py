@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from fault_campaigns.execution.rate_jobs import record_diff, run_parts, single_runs
 from fault_campaigns.planning.rates import check_rates
 from quasar import jsonio
 from quasar.errors import check_range
@@ -56,7 +57,10 @@ class RateBenchConfig:
 
 
 def _records_equal(a: dict, b: dict) -> bool:
-    return (a["fin"], a["viol"], sorted(map(tuple, a["diff"]))) == (b["fin"], b["viol"], sorted(map(tuple, b["diff"])))
+    def key(r: dict) -> tuple:
+        return r["fin"], r["viol"], sorted(map(tuple, record_diff(r).tolist()))
+
+    return key(a) == key(b)
 
 
 def tile_checks(rc, d, captured: list[tuple[dict, dict]], workers: int):  # type: ignore[no-untyped-def]
@@ -100,7 +104,7 @@ def run_rate_bench(bc: RateBenchConfig, out: Path) -> dict:
         rtl_run = rc.run_groups_for(d, f"bench-{p}-")
 
         def capture(groups, on_results, on_lost, rtl_run=rtl_run, captured=captured):  # type: ignore[no-untyped-def]
-            by_id = {g["runs"][0]["id"]: g for g in groups}
+            by_id = single_runs(groups)
 
             def got(records):  # type: ignore[no-untyped-def]
                 captured.extend((by_id[r["id"]], r) for r in records)
@@ -111,7 +115,7 @@ def run_rate_bench(bc: RateBenchConfig, out: Path) -> dict:
         timing = {}
         rows = {}
         for name, runner in (("rtl", capture), ("software", software_run_groups(d.array))):
-            fresh = [Inference(i.rate, i.image, i.trial, i.flips, i.runs) for i in infs]
+            fresh = [Inference(i.rate, i.image, i.trial, i.flips) for i in infs]
             got_rows: list[dict] = []
             t0 = time.perf_counter()
             stats = RateEngine(rc.campaign, d, runner).run(fresh, got_rows.extend)
@@ -122,7 +126,8 @@ def run_rate_bench(bc: RateBenchConfig, out: Path) -> dict:
         model_ok, plain_ok, plain_s = tile_checks(rc, d, captured, bc.workers)
         for (g, _), ok_m, ok_p in zip(captured, model_ok, plain_ok, strict=True):
             if not (ok_m and ok_p) and len(mismatches) < 5:
-                mismatches.append({"design": p, "layer_tile": list(g["key"]), "flips": g["runs"][0]["flips"],
+                mismatches.append({"design": p, "layer_tile": list(g["key"]),
+                                   "flips": run_parts(g, g["runs"][0])[2].tolist(),
                                    "model": ok_m, "plain": ok_p})
         n = len(infs)
         result["designs"][p] = {

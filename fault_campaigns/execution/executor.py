@@ -134,15 +134,19 @@ class ShardRunner:
         stem = self.work_dir / f"shard{self.index:03d}-try{self.attempt:02d}"
         job = stem.with_suffix(".job.pkl")
         self.results, self.log = stem.with_suffix(".jsonl"), stem.with_suffix(".log")
-        groups = []
-        for g in self.groups:
-            runs = [r for r in g["runs"] if r["id"] in self._pending_set]
-            if runs:
-                groups.append({**g, "runs": runs})
-        self.groups = groups
+        if self.attempt > 1:  # a relaunch: only the runs not yet reported
+            groups = []
+            for g in self.groups:
+                runs = [r for r in g["runs"] if r["id"] in self._pending_set]
+                if runs:
+                    groups.append({**g, "runs": runs})
+            self.groups = groups
+        groups = self.groups
         try:
             with open(job, "wb") as fh:
-                pickle.dump({"array": self.build.cfg.to_dict(), "groups": groups}, fh, protocol=5)
+                # "single": after a simulator died, one run per step, so the next death names its run
+                pickle.dump({"array": self.build.cfg.to_dict(), "groups": groups, "single": bool(self.deaths)}, fh,
+                            protocol=5)
             self.results.write_bytes(b"")
         except OSError as exc:
             raise QuasarError(f"cannot write the simulator's job file {job}: {exc.strerror or exc}") from None

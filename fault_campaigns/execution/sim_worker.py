@@ -4,8 +4,11 @@ It reads one job file (pickle written by `fault_campaigns.execution.executor`: t
 tile groups, each with its operands, its expected output and the runs to do on it), loads each
 tile's operands once, runs every fault of that tile back to back (the RTL sequences itself, Python
 sleeps), and appends one JSON line per run to the results file, flushed as it goes, so a crash loses
-at most the run in flight. A line holds only the difference from the expected tile output, which is
-empty for a masked fault. This module never classifies outcomes and never touches the results store.
+at most the run in flight (at most a tile's batch of fault-rate runs, which a retry then runs one by
+one). Fault-rate groups (`"rate": True`, execution/rate_jobs.py) carry many runs of one tile, each with
+its own activations and flips; on the cpp clock they go through one C call per group. A line holds
+only the difference from the expected tile output, which is empty for a masked fault. This module
+never classifies outcomes and never touches the results store.
 
 Environment: QUASAR_JOB (job pickle), QUASAR_RESULTS (JSON-lines output, appended);
 QUASAR_WORKER_PROFILE (optional): a JSON file receiving where this process's time went.
@@ -22,6 +25,7 @@ import time
 import cocotb
 import numpy as np
 
+from fault_campaigns.execution.rate_jobs import pack_diff, run_parts
 from fault_campaigns.planning.mapping import diff_entries
 from hdl_gen import ArrayConfig
 from testbenches.array_tb import ArrayTB, Injection
@@ -124,7 +128,7 @@ def result_line(run_id: int, res, expect_out: np.ndarray, is_last: bool, elapsed
 
 
 def _line(run_id: int, fin: bool, cycles: int, violations: int, diff: list, elapsed: float,
-          stopped: int = 0, vd: list | None = None) -> str:
+          stopped: int = 0, vd: list | None = None, packed: dict | None = None) -> str:
     """One run's JSON line; `es` (additive): when the run stopped early and was finished from golden
     state, the number of faults that shared its simulator pass; `vd` (additive, hidden layers): where
     the biased accumulators v differ from the golden ones, for the masking-stage attribution."""
@@ -133,6 +137,8 @@ def _line(run_id: int, fin: bool, cycles: int, violations: int, diff: list, elap
         rec["es"] = stopped
     if vd is not None:
         rec["vd"] = vd
+    if packed:  # a fault-rate run's differences, packed (execution/rate_jobs.py)
+        rec.update(packed)
     return json.dumps(rec, separators=(",", ":"))
 
 
@@ -164,6 +170,9 @@ async def run_shard(dut):
     with open(os.environ["QUASAR_RESULTS"], "a", buffering=1) as out:
         out.write('{"ready":1}\n')  # from here on, a crash is the fault's doing, not the set-up's
         for group in job["groups"]:
+            if group.get("rate"):
+                await _rate_group(tb, cfg, group, out, prof, total, t_start, single=bool(job.get("single")))
+                continue
             t0, c0 = time.perf_counter(), time.process_time()
             ops = group["ops"]
             tb.load(ops.x, ops.w, ops.bias, ops.mult, ops.shift, ops.lo, ops.hi, getattr(ops, "valid", None))
@@ -202,8 +211,6 @@ async def run_shard(dut):
                     injections = []
                     if run["site"] is not None:
                         injections = [Injection(run["site"], run["mask"], run["cycle"], run["model"])]
-                    elif run.get("flips"):  # a fault-rate run: every flip of the tile run in one run
-                        injections = [Injection(site, mask, cycle) for site, mask, cycle in run["flips"]]
                     res = await tb.run(ops.k, injections, max_cycles=group["max_cycles"])
                     t1, c1 = time.perf_counter(), time.process_time()
                     lines = [result_line(run["id"], res, want, group["is_last"], t1 - t0, group["logit"])]
@@ -215,6 +222,92 @@ async def run_shard(dut):
                 out.write("".join(line + "\n" for line in lines))
                 prof["write_s"] += time.perf_counter() - t1
                 prof["write_cpu_s"] += time.process_time() - c1
+
+
+async def _rate_group(tb, cfg: ArrayConfig, group: dict, out, prof: dict, total: int, t_start: float,  # type: ignore[no-untyped-def]
+                      single: bool = False) -> None:
+    """The tile runs of a fault-rate campaign on one tile (`execution/rates.py`): the weight side is
+    loaded once, each run brings its activations (its real rows), its flips (n x 3: cycle, site
+    index, bit; all applied inside one run) and the integer model's output for its real lanes; its
+    line holds where the RTL's output differs from that. On the cpp clock all runs of the group go
+    through one C call (`ArrayTB.run_flip_batch`), unless `single` (a retry after a simulator died:
+    one run at a time, so the executor blames the run that killed it, not the first of its batch)."""
+    ops, k, is_last, sites = group["ops"], group["k"], group["is_last"], group["sites"]
+    x = np.zeros((cfg.rows, k), group["x"].dtype)
+    first = True
+    flips_all = group["flips"]
+    starts = sorted({run["at"][2] for run in group["runs"]} - {0})  # where a next run's flips begin
+    tb.check_flips(k, flips_all, sites, [s for s in starts if s < len(flips_all)])
+    top = (1 << cfg.act_bits) - 1
+    xs = group["x"]
+    if xs.shape[1:] != (k,) or xs.dtype.kind != "u" or (xs.size and int(xs.max()) > top):
+        raise ValueError(f"activations of tile {group['key']} must be unsigned, {k} wide, at most {top}")
+    if tb.clock == "cpp" and not single:
+        _rate_group_batch(tb, cfg, group, out, prof, total, t_start)
+        return
+    for run in group["runs"]:
+        t0, c0 = time.perf_counter(), time.process_time()
+        rows, want, flips = run_parts(group, run)
+        x[:len(rows)] = rows
+        if first:
+            tb.load(x, ops.w, ops.bias, ops.mult, ops.shift, ops.lo, ops.hi, getattr(ops, "valid", None))
+            first = False
+            prof["groups"] += 1
+        else:
+            tb.load_x(x, checked=True)
+        t1, c1 = time.perf_counter(), time.process_time()
+        res = await tb.run_flips(k, flips, sites, max_cycles=group["max_cycles"], checked=True,
+                                 outputs=("logit",) if is_last else ("act",))
+        got = (res.logits if is_last else res.out_act)[:want.shape[0], :want.shape[1]]
+        diff = diff_entries(got, want) if res.finished else []
+        t2, c2 = time.perf_counter(), time.process_time()
+        line = _line(run["id"], bool(res.finished), int(res.cycles), int(res.violations), diff, t2 - t1)
+        prof["load_s"] += t1 - t0
+        prof["load_cpu_s"] += c1 - c0
+        prof["run_s"] += t2 - t1
+        prof["run_cpu_s"] += c2 - c1
+        prof["runs"] += 1
+        if prof["runs"] == total:  # before the last line: the executor ends this process after it
+            _write_profile(prof, t_start, tb)
+        out.write(line + "\n")
+        prof["write_s"] += time.perf_counter() - t2
+        prof["write_cpu_s"] += time.process_time() - c2
+
+
+def _rate_group_batch(tb, cfg: ArrayConfig, group: dict, out, prof: dict, total: int, t_start: float) -> None:  # type: ignore[no-untyped-def]
+    t0, c0 = time.perf_counter(), time.process_time()
+    ops, k, runs = group["ops"], group["k"], group["runs"]
+    parts = [run_parts(group, run) for run in runs]
+    x = np.zeros((len(runs), cfg.rows, k), group["x"].dtype)
+    for n, (rows, _, _) in enumerate(parts):
+        x[n, :len(rows)] = rows
+    flips = np.concatenate([f for _, _, f in parts]).astype(np.int64).reshape(-1, 3)
+    starts = np.cumsum([0] + [len(f) for _, _, f in parts])
+    tb.load(x[0], ops.w, ops.bias, ops.mult, ops.shift, ops.lo, ops.hi, getattr(ops, "valid", None))
+    prof["groups"] += 1
+    t1, c1 = time.perf_counter(), time.process_time()
+    fin, cycles, values, viol = tb.run_flip_batch(k, x, flips, starts, group["sites"], group["max_cycles"],
+                                                  group["is_last"])
+    vp, vn = parts[0][1].shape
+    want = np.stack([w for _, w, _ in parts])
+    r, i, j = np.nonzero(values[:, :vp, :vn] != want)
+    triplets = np.stack([i, j, values[r, i, j]], axis=1)
+    cuts = np.searchsorted(r, np.arange(len(runs) + 1))
+    t2, c2 = time.perf_counter(), time.process_time()
+    each = (t2 - t0) / len(runs)
+    lines = [_line(run["id"], bool(fin[n]), int(cycles[n]), int(viol[n]), [], each,
+                   packed=pack_diff(triplets[cuts[n]:cuts[n + 1]]) if fin[n] else None)
+             for n, run in enumerate(runs)]
+    prof["load_s"] += t1 - t0
+    prof["load_cpu_s"] += c1 - c0
+    prof["run_s"] += t2 - t1
+    prof["run_cpu_s"] += c2 - c1
+    prof["runs"] += len(lines)
+    if prof["runs"] == total:  # before the last lines: the executor ends this process after them
+        _write_profile(prof, t_start, tb)
+    out.write("".join(line + "\n" for line in lines))
+    prof["write_s"] += time.perf_counter() - t2
+    prof["write_cpu_s"] += time.process_time() - c2
 
 
 def _batches(runs: list[dict], stopped: dict[int, tuple]) -> list[list[dict]]:

@@ -34,9 +34,10 @@ DEFAULT_RATE_TARGETS = ("pe_activation", "accumulator", "pipeline", "output_acti
 # "Fault-rate campaigns", the measurement that chose them).
 DEFAULT_RATES = (3e-8, 1e-7, 3e-7, 1e-6, 3e-6, 1e-5, 3e-5, 1e-4)
 # The 3-minute budget of the default curve (one width, both designs, 2 cores): at the top rates every
-# tile run of an inference is an RTL run (~535 per inference over this grid, ~0.5 ms of wall each), so
-# 300 images x 1 trial is what fits; docs/campaign.md gives the measurement. More: --images, --trials.
-DEFAULT_IMAGES = 300
+# tile run of an inference is an RTL run (~570 per inference and design over this grid at 8 bits), so
+# 1,000 images x 1 trial is what fits (2 min 33 s measured on 2 cores shared with other jobs; 1,000 x 3
+# would take about three times as long); docs/campaign.md gives the measurement. More: --trials.
+DEFAULT_IMAGES = 1000
 DEFAULT_TRIALS = 1
 RATE_SCHEMA = 1
 _SEED_TAG = 0x7A7E  # keeps these draws apart from every other seeded choice of a campaign
@@ -172,6 +173,7 @@ class FlipSpace:
         self.run_tile = np.concatenate([np.arange(sp.tiles, dtype=np.int64) for sp in layers])
         self.run_cycles = np.concatenate([np.full(sp.tiles, sp.cycles, np.int64) for sp in layers])
         self.slots = self.run_cycles * self.bits  # per tile run
+        self.quoted_names = [json.dumps(s.name) for s in self.sites]
 
     @property
     def bit_cycles(self) -> int:
@@ -187,21 +189,94 @@ class FlipSpace:
     def mean_flips(self, rate: float) -> float:
         return rate * self.bit_cycles
 
+    def draw_arrays(self, rate: float, rng: np.random.Generator) -> FlipArrays:
+        """The flips of one inference as arrays, ordered by (layer, tile, cycle, site, bit)."""
+        counts = rng.binomial(self.slots, rate)
+        runs = np.flatnonzero(counts)
+        picks = [np.sort(rng.choice(int(self.slots[r]), size=int(counts[r]), replace=False)) for r in runs]
+        if not picks:
+            return FlipArrays.empty(self)
+        cycle, slot = np.divmod(np.concatenate(picks), self.bits)
+        site = np.searchsorted(self._ends, slot, side="right")
+        bit = slot - np.concatenate([[0], self._ends[:-1]])[site]
+        run = np.repeat(runs, counts[runs])
+        layer, tile = self.run_layer[run], self.run_tile[run]
+        order = np.lexsort((bit, site, cycle, tile, layer))
+        return FlipArrays(self, layer[order], tile[order], site[order], bit[order], cycle[order])
+
     def draw(self, rate: float, rng: np.random.Generator) -> list[Flip]:
         """The flips of one inference, ordered by (layer, tile, cycle, site, bit)."""
-        counts = rng.binomial(self.slots, rate)
-        flips: list[Flip] = []
-        for run in np.flatnonzero(counts):
-            picks = np.sort(rng.choice(int(self.slots[run]), size=int(counts[run]), replace=False))
-            cycles, slots = np.divmod(picks, self.bits)
-            owners = np.searchsorted(self._ends, slots, side="right")
-            layer, tile = int(self.run_layer[run]), int(self.run_tile[run])
-            for cycle, slot, owner in zip(cycles.tolist(), slots.tolist(), owners.tolist(), strict=True):
-                site = self.sites[owner]
-                start = int(self._ends[owner - 1]) if owner else 0
-                flips.append(Flip(layer, tile, site.name, site.kind, slot - start, cycle))
-        flips.sort(key=lambda f: (f.layer, f.tile, f.cycle, self.site_index[f.site], f.bit))
-        return flips
+        return self.draw_arrays(rate, rng).to_flips()
+
+
+class FlipArrays:
+    """The flips of one inference as parallel arrays (layer, tile, site index into `space.sites`, bit,
+    cycle), ordered by (layer, tile, cycle, site, bit): what a campaign keeps per inference (a
+    `Flip` object per flip costs ~10x the time at millions of flips)."""
+
+    def __init__(self, space: FlipSpace, layer, tile, site, bit, cycle):  # type: ignore[no-untyped-def]
+        self.space = space
+        self.layer = np.asarray(layer, np.int32)
+        self.tile = np.asarray(tile, np.int32)
+        self.site = np.asarray(site, np.int32)
+        self.bit = np.asarray(bit, np.int32)
+        self.cycle = np.asarray(cycle, np.int32)
+
+    @classmethod
+    def empty(cls, space: FlipSpace) -> FlipArrays:
+        e = np.zeros(0, np.int32)
+        return cls(space, e, e, e, e, e)
+
+    @classmethod
+    def from_flips(cls, space: FlipSpace, flips: Sequence[Flip]) -> FlipArrays:
+        rows = sorted((f.layer, f.tile, f.cycle, space.site_index[f.site], f.bit) for f in flips)
+        a = np.asarray(rows, np.int64).reshape(-1, 5).T
+        return cls(space, a[0], a[1], a[3], a[4], a[2])
+
+    def __len__(self) -> int:
+        return len(self.layer)
+
+    def to_flips(self) -> list[Flip]:
+        sites = self.space.sites
+        return [Flip(lay, t, sites[s].name, sites[s].kind, b, c) for lay, t, s, b, c in
+                zip(self.layer.tolist(), self.tile.tolist(), self.site.tolist(), self.bit.tolist(),
+                    self.cycle.tolist(), strict=True)]
+
+    def run_count(self) -> int:
+        """How many tile runs hold at least one flip."""
+        if not len(self):
+            return 0
+        return int(1 + np.count_nonzero((np.diff(self.layer) != 0) | (np.diff(self.tile) != 0)))
+
+    def layer_runs(self, layer: int) -> list[tuple[int, np.ndarray]]:
+        """[(tile, flips (n x 3 int32: cycle, site index, bit)), ...] of `layer`'s tile runs with flips,
+        in tile order: what `ArrayTB.run_flips` takes (bits of one register and cycle consecutive)."""
+        lo, hi = np.searchsorted(self.layer, [layer, layer + 1])
+        if lo == hi:
+            return []
+        tiles = self.tile[lo:hi]
+        cuts = [0, *(np.flatnonzero(np.diff(tiles)) + 1).tolist(), hi - lo]
+        csb = np.stack([self.cycle[lo:hi], self.site[lo:hi], self.bit[lo:hi]], axis=1)
+        return [(int(tiles[a]), csb[a:b]) for a, b in zip(cuts[:-1], cuts[1:], strict=True)]
+
+    def layers(self) -> set[int]:
+        return set(np.unique(self.layer).tolist())
+
+    def by_kind(self) -> dict[str, int]:
+        counts = np.bincount(self.site, minlength=len(self.space.sites))
+        out: dict[str, int] = {}
+        for s, n in zip(self.space.sites, counts.tolist(), strict=True):
+            if n:
+                out[s.kind] = out.get(s.kind, 0) + n
+        return out
+
+    def to_json(self) -> str:
+        """The flip list as stored: JSON [[layer, tile, site, bit, cycle], ...]."""
+        names = self.space.quoted_names
+        return "[" + ",".join(
+            f"[{lay},{t},{names[s]},{b},{c}]" for lay, t, s, b, c in
+            zip(self.layer.tolist(), self.tile.tolist(), self.site.tolist(), self.bit.tolist(), self.cycle.tolist(),
+                strict=True)) + "]"
 
 
 def rate_key(rate: float) -> int:
@@ -216,6 +291,11 @@ def inference_rng(seed: int, dataset_index: int, trial: int, rate: float) -> np.
 def draw_flips(space: FlipSpace, seed: int, dataset_index: int, trial: int, rate: float) -> list[Flip]:
     """The flips of inference (image, trial) at `rate`: a pure function of its arguments."""
     return space.draw(rate, inference_rng(seed, dataset_index, trial, rate))
+
+
+def draw_flip_arrays(space: FlipSpace, seed: int, dataset_index: int, trial: int, rate: float) -> FlipArrays:
+    """`draw_flips` as arrays (the same flips)."""
+    return space.draw_arrays(rate, inference_rng(seed, dataset_index, trial, rate))
 
 
 def tile_runs(flips: Sequence[Flip]) -> dict[tuple[int, int], list[tuple[str, int, int]]]:

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from fault_campaigns.bench.rates import tile_checks
+from fault_campaigns.execution.rate_jobs import record_diff, run_parts, single_runs
 from fault_campaigns.execution.rates import Inference, RateEngine
 from fault_campaigns.planning.rates import DEFAULT_RATE_TARGETS, RateConfig
 from fault_campaigns.rate_campaign import RATE_STORE_NAME, RateCampaign
@@ -72,15 +73,16 @@ def test_multi_flip_tile_runs_equal_plain_runs_and_the_dataflow_model(finished):
         run = rc.run_groups_for(d, "check-")
 
         def capture(groups, on_results, on_lost, run=run, captured=captured):
-            by_id = {g["runs"][0]["id"]: g for g in groups}
+            by_id = single_runs(groups)
             run(groups, lambda recs: (captured.extend((by_id[r["id"]], r) for r in recs), on_results(recs)), on_lost)
 
         RateEngine(rc.campaign, d, capture).run(infs, lambda rows: None)
-        multi = sum(len(g["runs"][0]["flips"]) > 1 for g, _ in captured)
+        flips = [run_parts(g, g["runs"][0])[2] for g, _ in captured]
+        multi = sum(len(f) > 1 for f in flips)
         kind = {s.name: s.kind for s in rc.campaign.sites}
-        seen = {kind[f[0]] for g, _ in captured for f in g["runs"][0]["flips"]}
+        seen = {kind[captured[0][0]["sites"][site]] for f in flips for _, site, _ in f.tolist()}
         assert seen == set(DEFAULT_RATE_TARGETS) >= {"pipeline"}, seen  # every targeted kind flipped
-        changed = sum(bool(r["diff"]) for _, r in captured)
+        changed = sum(len(record_diff(r)) > 0 for _, r in captured)
         assert len(captured) >= 100 and multi >= 50 and changed >= 20, (len(captured), multi, changed)
         model_ok, plain_ok, _ = tile_checks(rc, d, captured, workers=2)
         assert all(model_ok) and all(plain_ok), (p, model_ok.count(False), plain_ok.count(False))
@@ -89,10 +91,10 @@ def test_multi_flip_tile_runs_equal_plain_runs_and_the_dataflow_model(finished):
 def test_tile_checks_catch_a_wrong_record(finished):
     rc, _, _ = finished
     d = rc.campaign.designs["none"]
-    inf = next(i for i in rc.inferences() if i.rate == 3e-3 and i.runs)
+    inf = next(i for i in rc.inferences() if i.rate == 3e-3 and i.run_count)
     captured = []
-    RateEngine(rc.campaign, d, lambda g, on, lost: (captured.extend((x, None) for x in g), on([]))).run(
-        [inf], lambda rows: None)
+    RateEngine(rc.campaign, d, lambda g, on, lost: (captured.extend((x, None) for x in single_runs(g).values()),
+                                                    on([]))).run([inf], lambda rows: None)
     g = captured[0][0]
     bad = {"id": g["runs"][0]["id"], "fin": True, "viol": 0, "diff": [[0, 0, 12345]]}
     model_ok, plain_ok, _ = tile_checks(rc, d, [(g, bad)], workers=1)

@@ -10,7 +10,17 @@ from hdl_gen import ArrayConfig
 from hdl_gen.config import TILE_OVERHEAD
 from quasar import arithmetic as ar
 from quasar.errors import ConfigError
-from testbenches.array_tb import ArrayTB, Injection, TileResult, check_bounds, pack_u32, pack_words, unpack, unpack_u32
+from testbenches.array_tb import (
+    ArrayTB,
+    Injection,
+    TileResult,
+    check_bounds,
+    pack_u32,
+    pack_words,
+    unpack,
+    unpack_rows,
+    unpack_u32,
+)
 from testbenches.model import OPERAND_LAG, Tile, golden, oact_from_t, operand_index, postproc_registers, predict
 
 
@@ -233,3 +243,21 @@ def test_model_rejects_what_it_does_not_cover() -> None:
         predict(cfg, _tile(cfg, 3), "cyc", 1, 0)
     with pytest.raises(ConfigError, match="stuck-at faults in a_reg only"):
         predict(cfg, _tile(cfg, 3), "oact_0", 1, 0, "stuck1")
+
+
+@pytest.mark.parametrize("width", [1, 2, 3, 4, 8, 16, 19])
+@pytest.mark.parametrize("lanes", [1, 3, 8])
+def test_batch_packing_equals_the_word_packing(width, lanes):
+    """pack_u32's fast paths (unsigned bytes, whole lanes per byte) and unpack_rows equal pack_words /
+    unpack word by word (the cpp clock's batch runs use them)."""
+    rng = np.random.default_rng(width * 100 + lanes)
+    values = rng.integers(0, 1 << width, (6, lanes))
+    narrow = [values.astype(np.uint8 if width <= 8 else np.uint16)] if width <= 16 else []
+    for given in (values, *narrow):
+        chunks = pack_u32(given, width)
+        for row, word in zip(chunks, pack_words(values, width), strict=True):
+            assert int.from_bytes(row.astype("<u4").tobytes(), "little") == word
+    got = unpack_rows(pack_u32(values, width), lanes, width)
+    assert np.array_equal(got, values)
+    signed = unpack_rows(pack_u32(values, width), lanes, width, signed=True)
+    assert np.array_equal(signed, np.where(values >= 1 << (width - 1), values - (1 << width), values))
