@@ -13,7 +13,8 @@ from hdl_gen.rtl.common import PE_PREFIX, PP_PREFIX, TOP, VALID_STAGES, pe_name,
 def fault_sites(cfg: ArrayConfig) -> list[dict[str, object]]:
     """Every fault-injectable register: dotted name relative to the top (the cocotb `dut`), width, kind,
     position. Kinds: pe_activation, weight, accumulator (PE accumulators and the drain's v_j),
-    pipeline (the requantization's product and shift registers pp_j.p_reg, pp_j.t_reg), output_activation
+    pipeline (the requantization's partial products pp_j.pl_reg, pp_j.ph_reg, product pp_j.p_reg and shifted
+    product pp_j.t_reg), output_activation
     (oact_j, ahead of the protection) and control (sequencer state)."""
     R, C = cfg.rows, cfg.cols
     sites: list[dict[str, object]] = []
@@ -36,6 +37,8 @@ def fault_sites(cfg: ArrayConfig) -> list[dict[str, object]]:
         add(f"v_{j}", cfg.v_bits, "accumulator", None, j)
     p_bits = cfg.p_bits
     for j in range(C):
+        add(f"{PP_PREFIX}{j}.pl_reg", cfg.pl_bits, "pipeline", None, j)
+        add(f"{PP_PREFIX}{j}.ph_reg", cfg.ph_bits, "pipeline", None, j)
         add(f"{PP_PREFIX}{j}.p_reg", p_bits, "pipeline", None, j)
         add(f"{PP_PREFIX}{j}.t_reg", p_bits + 1, "pipeline", None, j)
     control = [("busy_r", 1), ("done_r", 1), ("cyc", cfg.cyc_bits), ("k_reg", cfg.k_bits)]

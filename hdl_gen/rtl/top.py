@@ -115,7 +115,8 @@ def _sequencer(t: TopParts) -> None:
     d_row = t["d_row"] = m.Reg("d_row", RB)
     drain_start = m.Wire("drain_start")  # cyc = K + C: the next edge opens the window
     drain_start.assign(vg.Land(busy, cyc == k_ext + Int(C, CB)))
-    # <s>_valid/<s>_row: drain stage s holds a row, and which (VALID_STAGES: v_j, pp_j.p_reg, pp_j.t_reg, oact_j)
+    # <s>_valid/<s>_row: drain stage s holds a row, and which (VALID_STAGES: v_j, pp_j.pl_reg/ph_reg,
+    # pp_j.p_reg, pp_j.t_reg, oact_j)
     valid, row = [], []
     for s in VALID_STAGES:
         valid.append(m.Reg(f"{s}_valid"))
@@ -234,8 +235,9 @@ def _drain(t: TopParts) -> None:
 
 
 def _postproc_row(t: TopParts, postproc: Module) -> None:
-    """Stages 2-4: `pp_<j>` requantizes v_j through its product and shift registers; oact_j takes the
-    rounded, clamped y_j of the row in pp_j.t_reg; the logit row is captured from v when v is valid."""
+    """Stages 2-5: `pp_<j>` requantizes v_j through its partial-product, product and shift registers;
+    oact_j takes the rounded, clamped y_j of the row in pp_j.t_reg; the logit row is captured from v when
+    v is valid."""
     cfg, m = t.cfg, t.m
     R, C, A, V, RB = cfg.rows, cfg.cols, cfg.act_bits, cfg.v_bits, cfg.row_bits
     v_regs = t.sig.get("v_protected", t["v"])  # the acc-domain protection sits between the drain and here
@@ -268,7 +270,7 @@ def _postproc_row(t: TopParts, postproc: Module) -> None:
 
 def _protection(t: TopParts, protect: Module | None, domain: str) -> None:
     """The `prot` instance in its domain's place: `acc` between the drain's v_j and the post-processing
-    row (the logits row captures the protected v), `act` as the last stage (5) on the oact row. It corrects
+    row (the logits row captures the protected v), `act` as the last stage (6) on the oact row. It corrects
     and counts only the real outputs of the tile: columns set in `valid_cols` of rows below `valid_rows`.
     With protection `none` the row passes unchanged and the counter port is a constant 0."""
     cfg, m = t.cfg, t.m

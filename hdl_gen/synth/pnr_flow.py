@@ -12,7 +12,15 @@ from typing import Any
 from hdl_gen.synth.cache import StepContext, cached_meta, finish_step, fresh_dir, step_key
 from hdl_gen.synth.devices import ECP5_DEVICES, Ecp5Device, candidate_devices, ecp5_demand
 from hdl_gen.synth.netlist import cell_counts, ecp5_metrics, last_error
-from hdl_gen.synth.settings import DIN_BITS, DOUT_BITS, ECP5_SPEED, NEXTPNR_ROUTER, WRAPPER_TOP, WRAPPER_VERSION
+from hdl_gen.synth.settings import (
+    CLOCK_PIN,
+    DIN_BITS,
+    DOUT_BITS,
+    ECP5_SPEED,
+    NEXTPNR_ROUTER,
+    WRAPPER_TOP,
+    WRAPPER_VERSION,
+)
 from hdl_gen.synth.timing import overused
 from hdl_gen.synth.tools import ToolError, run_nextpnr, run_yosys
 from hdl_gen.synth.yosys_flow import ecp5_script, read_sources
@@ -113,7 +121,7 @@ def pnr_key(ctx: StepContext) -> str:
     # The wrapper is derived from the RTL's ports, so the RTL digests plus the flow version cover it;
     # seed, frequency and device choice change the result and are part of the key too.
     extra = {"seed": ctx.seed, "freq_mhz": ctx.freq_mhz, "device": ctx.device, "speed": ECP5_SPEED,
-             "router": NEXTPNR_ROUTER, "mode": ctx.pnr_mode, "wrapper": WRAPPER_VERSION,
+             "router": NEXTPNR_ROUTER, "mode": ctx.pnr_mode, "wrapper": WRAPPER_VERSION, "lpf": wrapper_lpf(),
              "din": DIN_BITS, "dout": DOUT_BITS, "devices": [d.__dict__ for d in ECP5_DEVICES]}
     return step_key(ctx.pnr_dir, ports_script(ctx.sources, ctx.top, ctx.pnr_dir), ctx.digests, ctx.tools, extra)
 
@@ -124,9 +132,19 @@ def pnr_cached(ctx: StepContext) -> dict[str, Any] | None:
     return None if meta is None else {**meta, "cached": True}
 
 
+def wrapper_lpf() -> str:
+    """The wrapper's only pin constraint: clk on a primary-clock input (PCLK) pin, so that it reaches the
+    global clock network through its dedicated path. Left to the placer, clk landed on an ordinary PIO
+    of the 85F whose route to the global network router2 could not find (the run failed)."""
+    return f'LOCATE COMP "clk" SITE "{CLOCK_PIN}";\nIOBUF PORT "clk" IO_TYPE=LVCMOS33;\n'
+
+
 def nextpnr_args(dev: Ecp5Device, netlist: str, step: str, freq_mhz: float, seed: int, mode: str) -> list[str]:
-    """nextpnr-ecp5's command line; every path relative to the run directory."""
+    """nextpnr-ecp5's command line; every path relative to the run directory. The pin constraints are
+    the `wrapper.lpf` beside the netlist."""
+    lpf = f"{netlist.rsplit('/', 1)[0]}/wrapper.lpf" if "/" in netlist else "wrapper.lpf"
     return [f"--{dev.name}", "--package", dev.package, "--speed", str(ECP5_SPEED), "--json", netlist,
+            "--lpf", lpf,
             "--lpf-allow-unconstrained", "--freq", f"{freq_mhz:g}", "--timing-allow-fail", "--seed", str(seed),
             "--router", NEXTPNR_ROUTER, "--report", f"{step}/report.json",
             *(["--no-route"] if mode == "placed" else [])]
@@ -148,6 +166,7 @@ def pnr_step(ctx: StepContext) -> dict[str, Any]:
     wall["ports"] = round(run_yosys(step_dir / "ports.ys", step_dir / "ports.log", ctx.run_dir, step), 2)
     ports = parse_ports(json.loads((step_dir / "ports.json").read_text()), ctx.top)
     (step_dir / "wrapper.v").write_text(wrapper_verilog(ports, ctx.top))
+    (step_dir / "wrapper.lpf").write_text(wrapper_lpf())
 
     script = ecp5_script([*ctx.sources, f"{step}/wrapper.v"], WRAPPER_TOP, step, json_out=f"{step}/wrap.json")
     (step_dir / "script.ys").write_text(script)

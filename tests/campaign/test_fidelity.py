@@ -101,7 +101,7 @@ def test_software_injector_flips_the_operand_the_dataflow_model_predicts():
         tile = Tile(x, w, rng.integers(-50, 50, cfg.cols), rng.integers(0, 1 << 16, cfg.cols),
                     rng.integers(0, 20, cfg.cols), lo, hi)
         sites = [f"pe_{i}_{j}.a_reg" for i in range(cfg.rows) for j in range(cfg.cols)]
-        sites += [f"pp_{j}.{reg}" for j in range(cfg.cols) for reg in ("p_reg", "t_reg")]
+        sites += [f"pp_{j}.{reg}" for j in range(cfg.cols) for reg in ("pl_reg", "ph_reg", "p_reg", "t_reg")]
         base = golden(cfg, tile)
         changed = 0
         for cycle in range(cfg.tile_cycles(k)):
