@@ -139,6 +139,18 @@ def _sequencer(t: TopParts) -> None:
             vg.If(d_row == Int(R - 1, RB))(drain(Int(0, 1)), d_row(Int(0, RB))).Else(d_row(d_row + Int(1, RB)))
         )
     )
+    # The row select of each column's accumulator multiplexer, from its own flip-flops next to it:
+    # dsel_<j> = (d_row + j) mod R. One shared select fanned out to all C x V multiplexer inputs, through
+    # decoding LUTs spread over the placement, was the routed critical path of the 8x8 array (16.1 ns,
+    # 14.7 of them routing; docs/rtl.md, "Fmax"). The offset j makes the C counters different circuits:
+    # identical copies would be merged back into one by Yosys (opt_merge ignores `keep`).
+    dsel = t["dsel"] = [m.Reg(f"dsel_{j}", RB) for j in range(C)]
+    m.Always(vg.Posedge(clk))(
+        vg.If(vg.Lor(clr, drain_start))(*[dsel[j](Int(j % R, RB)) for j in range(C)]).Elif(drain)(
+            *[vg.If(dsel[j] == Int(R - 1, RB))(dsel[j](Int(0, RB))).Else(dsel[j](dsel[j] + Int(1, RB)))
+              for j in range(C)]
+        )
+    )
     zero = [x for vr in zip(valid, row, strict=True) for x in (vr[0](Int(0, 1)), vr[1](Int(0, RB)))]
     shift_in = [valid[0](drain), row[0](d_row)]
     for n in range(1, len(VALID_STAGES)):
@@ -217,7 +229,9 @@ def _pe_grid(t: TopParts, pe: Module) -> None:
 
 
 def _drain(t: TopParts) -> None:
-    """Drain stage 1: v_j = acc(row, j) + bias_j, one row per cycle while `drain`."""
+    """Drain stage 1: v_j = acc(row, j) + bias_j, row (dsel_j - j) mod R, one row per cycle. v_j loads
+    every cycle (no enable fanned out to all C x V flip-flops): outside the drain window it holds no row
+    that the valid pipeline passes on."""
     cfg, m = t.cfg, t.m
     R, C, ACC, V, RB = cfg.rows, cfg.cols, cfg.acc_bits, cfg.v_bits, cfg.row_bits
     v_regs = t["v"] = [m.Reg(f"v_{j}", V) for j in range(C)]
@@ -225,13 +239,12 @@ def _drain(t: TopParts) -> None:
     for j in range(C):
         bias_j[j].assign(lane(t["bias"], j, ACC))
     acc = t["acc"]
-    cases = _row_cases(
-        RB,
-        R,
-        lambda i: [v_regs[j](sext(acc[i][j], ACC, V) + sext(bias_j[j], ACC, V)) for j in range(C)],
-        lambda: [v_regs[j](v_regs[j]) for j in range(C)],
-    )
-    m.Always(vg.Posedge(t["clk"]))(vg.If(t["drain"])(vg.Case(t["d_row"])(*cases)))
+    for j in range(C):
+        cases = [When(Int((i + j) % R, RB))(v_regs[j](sext(acc[i][j], ACC, V) + sext(bias_j[j], ACC, V)))
+                 for i in range(R)]
+        if (1 << RB) != R:
+            cases.append(When()(v_regs[j](v_regs[j])))
+        m.Always(vg.Posedge(t["clk"]))(vg.Case(t["dsel"][j])(*cases))
 
 
 def _postproc_row(t: TopParts, postproc: Module) -> None:

@@ -370,9 +370,9 @@ async def fault_sites_resolve(dut) -> None:  # type: ignore[no-untyped-def]
 
     cfg, tb, _ = _setup(dut, 11)
     sites = json.loads(open(os.environ["QUASAR_FAULT_SITES"]).read())["sites"]
-    # a_reg, w_reg, acc per PE; v, pl_reg, ph_reg, p_reg, t_reg, oact per column; busy, done, cyc, k,
-    # drain_r, d_row and 5 valid/row pairs
-    assert len(sites) == 3 * cfg.rows * cfg.cols + 6 * cfg.cols + 16
+    # a_reg, w_reg, acc per PE; v, pl_reg, ph_reg, p_reg, t_reg, oact, dsel per column; busy, done, cyc,
+    # k, drain_r, d_row and 5 valid/row pairs
+    assert len(sites) == 3 * cfg.rows * cfg.cols + 7 * cfg.cols + 16
     for s in sites:
         assert len(tb.handle(s["name"])) == s["width"], s
 
