@@ -33,9 +33,13 @@ PRODUCT_SPLIT = 17
 # operand buffers into a_word/w_word, the next loads PE (0, 0). Row i's accumulators are final after
 # edge K + C + OPERAND_LAG - 1 + i, and the drain reads them at the next edge.
 OPERAND_LAG = 2
+# Edges from a_reg/w_reg holding operand k to its product being in acc: the PE's product register p_reg,
+# then acc. Row i's accumulators are final after edge K + C + OPERAND_LAG + MAC_LAG - 2 + i; the drain
+# reads them at the next.
+MAC_LAG = 2
 # The fixed latency of a tile run beyond K + rows + cols: `done` rises with the last row's output
-# write, edge K + C + OPERAND_LAG + (rows - 1) + (len(DRAIN_STAGES) - 1).
-TILE_OVERHEAD = OPERAND_LAG - 1 + len(DRAIN_STAGES) - 1
+# write, edge K + C + OPERAND_LAG + MAC_LAG - 1 + (rows - 1) + (len(DRAIN_STAGES) - 1).
+TILE_OVERHEAD = OPERAND_LAG + MAC_LAG - 3 + len(DRAIN_STAGES)
 
 
 @dataclass(frozen=True)
@@ -191,19 +195,24 @@ class ArrayConfig:
     def tile_cycles(self, k: int) -> int:
         """Clock edges from the edge that samples `start` (edge 0) to the edge that raises `done`.
 
-        `done` rises at edge k + rows + cols + 6 (docs/rtl.md, "Timing"), the edge that writes the
+        `done` rises at edge k + rows + cols + 7 (docs/rtl.md, "Timing"), the edge that writes the
         last output row; the regression measures it.
         """
         k = check_range("k", k, 1, self.k_max)
         return k + self.rows + self.cols + TILE_OVERHEAD
 
+    def products_in(self, k: int, edge: int, row: int, col: int) -> int:
+        """How many products acc(row, col) has taken right after edge `edge` of a run of length k:
+        the product of operand index n enters it at edge n + OPERAND_LAG + MAC_LAG + row + col."""
+        return min(k, max(0, edge - OPERAND_LAG - MAC_LAG + 1 - row - col))
+
     def stage_edge(self, k: int, stage: str, row: int) -> int:
         """The edge after which drain stage `stage` (one of DRAIN_STAGES) holds output row `row` of a
-        tile run of reduction length k; the drain reads row 0's accumulators at edge k + cols + 2."""
+        tile run of reduction length k; the drain reads row 0's accumulators at edge k + cols + 3."""
         k = check_range("k", k, 1, self.k_max)
         check_choice("drain stage", stage, DRAIN_STAGES)
         row = check_range("row", row, 0, self.rows - 1)
-        return k + self.cols + OPERAND_LAG + DRAIN_STAGES.index(stage) + row
+        return k + self.cols + OPERAND_LAG + MAC_LAG - 1 + DRAIN_STAGES.index(stage) + row
 
     # ---- identity and serialisation -------------------------------------------------------------
     @property

@@ -7,13 +7,14 @@ Never touches a simulator.
 
 Timing (edge 0 samples `start`; "after edge e" = the register's value between edges e and e+1):
 - a_reg(i,j) and w_reg(i,j) hold operand index k = e - 2 - i - j (zero outside 0 <= k < K);
-- the product of index k enters acc(i,j) at edge k + 3 + i + j;
-- the drain samples row r's accumulators at edge D + r, D = K + C + 2, into v_j;
+- the PE's product register p_reg(i,j) holds the product of index k = e - 3 - i - j (else 0), which
+  enters acc(i,j) at edge k + 4 + i + j (ArrayConfig.products_in);
+- the drain samples row r's accumulators at edge D + r, D = K + C + 3, into v_j;
 - row r's values then pass one register per edge (ArrayConfig.stage_edge): v_j after edge D + r,
   the partial products pp_j.pl_reg = v_lo*M and pp_j.ph_reg = v_hi*M after D + 1 + r, the product
   pp_j.p_reg = ph * 2^LO + pl = v*M after D + 2 + r, the shifted product pp_j.t_reg = floor(2p / 2^S)
   after D + 3 + r, the clamped oact_j = clamp(floor((t + 1) / 2)) after D + 4 + r;
-- the protection writes row r's output at edge D + 5 + r; `done` rises at edge K + R + C + 6.
+- the protection writes row r's output at edge D + 5 + r; `done` rises at edge K + R + C + 7.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hdl_gen.config import OPERAND_LAG, ArrayConfig
+from hdl_gen.config import MAC_LAG, OPERAND_LAG, ArrayConfig
 from quasar import arithmetic as ar
 from quasar.errors import ConfigError
 
@@ -114,12 +115,13 @@ def operand_index(cycle: int, row: int, col: int) -> int:
 
 
 def _parse(site: str) -> tuple[str, int | None, int | None]:
-    """('a_reg'|'w_reg'|'acc', i, j) for PE registers, ('pl_reg'|'ph_reg'|'p_reg'|'t_reg', None, j) for the
-    post-processing pipeline of column j, ('oact'|'v', None, j), else (name, None, None)."""
+    """('a_reg'|'w_reg'|'prod'|'acc', i, j) for PE registers (the PE's p_reg reported as 'prod'),
+    ('pl_reg'|'ph_reg'|'p_reg'|'t_reg', None, j) for the post-processing pipeline of column j,
+    ('oact'|'v', None, j), else (name, None, None)."""
     if site.startswith("pe_") and "." in site:
         inst, reg = site.split(".", 1)
         _, i, j = inst.split("_")
-        return reg, int(i), int(j)
+        return ("prod" if reg == "p_reg" else reg), int(i), int(j)
     if site.startswith("pp_") and "." in site:
         inst, reg = site.split(".", 1)
         if inst[3:].isdigit() and reg in _PP_REGS:
@@ -133,7 +135,7 @@ def _parse(site: str) -> tuple[str, int | None, int | None]:
 def predict(cfg: ArrayConfig, tile: Tile, site: str, mask: int, cycle: int = 0, model: str = "flip") -> Expected:
     """What the array outputs with one fault: a flip of `mask` in `site` after edge `cycle`, or (for
     a_reg) the bits of `mask` stuck at 0/1 for the whole run. Control registers are not modelled."""
-    R, C, K = cfg.rows, cfg.cols, tile.k
+    R, K = cfg.rows, tile.k
     x = np.asarray(tile.x, dtype=np.int64)
     wt = np.asarray(tile.wt, dtype=np.int64)
     acc = ar.matmul(x, wt)
@@ -155,9 +157,17 @@ def predict(cfg: ArrayConfig, tile: Tile, site: str, mask: int, cycle: int = 0, 
         if 0 <= k < K:
             w = int(wt[k, j])
             acc[i:, j] += x[i:, k] * (_signed(w ^ mask, cfg.weight_bits) - w)
+    elif reg == "prod":
+        # p_reg after edge e holds the product of index e - 3 - i - j (zero outside the window); acc
+        # adds it at edge e + 1, which counts while the drain has not yet sampled row i
+        if cycle + 1 < cfg.stage_edge(K, "v", i):
+            k = operand_index(cycle, i, j) - (MAC_LAG - 1)
+            p = int(x[i, k] * wt[k, j]) if 0 <= k < K else 0
+            flipped = _signed(p ^ mask, cfg.act_bits + cfg.weight_bits)
+            acc[i, j] = _signed(int(acc[i, j]) + flipped - p, cfg.acc_bits)
     elif reg == "acc":
-        if cycle <= K + C + 1 + i:  # before the drain samples row i
-            n = min(K, max(0, operand_index(cycle, i, j)))  # products that entered by edge `cycle`
+        if cycle < cfg.stage_edge(K, "v", i):  # before the drain samples row i
+            n = cfg.products_in(K, cycle, i, j)  # products that entered by edge `cycle`
             partial = int(x[i, :n] @ wt[:n, j])
             flipped = _signed(partial ^ mask, cfg.acc_bits)
             acc[i, j] = _signed(int(acc[i, j]) + flipped - partial, cfg.acc_bits)
@@ -236,8 +246,9 @@ def _postproc(cfg: ArrayConfig, v: int, mult: int, shift: int, masks: dict[str, 
 
 def _entry_edge(k: int, i: int, j: int) -> int:
     """The edge at which the product of operand index k enters acc(i, j): a_reg and w_reg hold it after
-    edge k + OPERAND_LAG + i + j, and acc adds their product at the next edge (docs/rtl.md, "Timing")."""
-    return k + OPERAND_LAG + 1 + i + j
+    edge k + OPERAND_LAG + i + j, the PE's p_reg takes their product at the next edge and acc adds it at
+    the one after (MAC_LAG, docs/rtl.md, "Timing")."""
+    return k + OPERAND_LAG + MAC_LAG + i + j
 
 
 def predict_many(cfg: ArrayConfig, tile: Tile, flips) -> Expected:  # type: ignore[no-untyped-def]

@@ -12,7 +12,8 @@ from hdl_gen.rtl.common import PE_PREFIX, PP_PREFIX, TOP, VALID_STAGES, pe_name,
 
 def fault_sites(cfg: ArrayConfig) -> list[dict[str, object]]:
     """Every fault-injectable register: dotted name relative to the top (the cocotb `dut`), width, kind,
-    position. Kinds: pe_activation, weight, accumulator (PE accumulators and the drain's v_j),
+    position. Kinds: pe_activation, weight, pe_product (the PE's product register p_reg), accumulator
+    (PE accumulators and the drain's v_j),
     pipeline (the requantization's partial products pp_j.pl_reg, pp_j.ph_reg, product pp_j.p_reg and shifted
     product pp_j.t_reg), output_activation
     (oact_j, ahead of the protection) and control (sequencer state)."""
@@ -30,6 +31,9 @@ def fault_sites(cfg: ArrayConfig) -> list[dict[str, object]]:
     for i in range(R):
         for j in range(C):
             add(f"pe_{i}_{j}.w_reg", cfg.weight_bits, "weight", i, j)
+    for i in range(R):
+        for j in range(C):
+            add(f"pe_{i}_{j}.p_reg", cfg.act_bits + cfg.weight_bits, "pe_product", i, j)
     for i in range(R):
         for j in range(C):
             add(f"pe_{i}_{j}.acc", cfg.acc_bits, "accumulator", i, j)

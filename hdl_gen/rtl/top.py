@@ -109,12 +109,12 @@ def _sequencer(t: TopParts) -> None:
     feed = t["feed"] = m.Wire("feed")
     feed.assign(vg.Land(busy, cyc < k_ext))
     # The drain window as registers: drain_r/d_row hold "the next edge samples row d_row" after edges
-    # K + C + 1 .. K + C + R. Registered, so that the row select of the R x C accumulator multiplexer
-    # (fanout C * V) comes straight from flip-flops, not from a cycle-counter subtraction.
+    # D - 1 .. D + R - 2 (D = cfg.stage_edge(K, "v", 0)). Registered, so that the row selects of the
+    # accumulator multiplexers come straight from flip-flops, not from a cycle-counter subtraction.
     drain = t["drain"] = m.Reg("drain_r")
     d_row = t["d_row"] = m.Reg("d_row", RB)
-    drain_start = m.Wire("drain_start")  # cyc = K + C: the next edge opens the window
-    drain_start.assign(vg.Land(busy, cyc == k_ext + Int(C, CB)))
+    drain_start = m.Wire("drain_start")  # cyc = D - 2: the next edge opens the window
+    drain_start.assign(vg.Land(busy, cyc == k_ext + Int(cfg.stage_edge(1, "v", 0) - 3, CB)))
     # <s>_valid/<s>_row: drain stage s holds a row, and which (VALID_STAGES: v_j, pp_j.pl_reg/ph_reg,
     # pp_j.p_reg, pp_j.t_reg, oact_j)
     valid, row = [], []

@@ -21,8 +21,10 @@ from hdl_gen.rtl.common import (
 
 
 def make_pe(cfg: ArrayConfig) -> Module:
-    """One processing element: registered activation (forwarded right), weight (forwarded down) and a
-    signed accumulator of a_reg * w_reg. `clr` zeroes all three (reset, or the start of a tile run)."""
+    """One processing element: registered activation (forwarded right), weight (forwarded down), the
+    registered product p_reg = a_reg * w_reg, and a signed accumulator acc += p_reg. The product
+    register takes the multiplier out of the accumulator's carry-chain path (docs/rtl.md, "Fmax").
+    `clr` zeroes all four (reset, or the start of a tile run)."""
     a_bits, w_bits, acc_bits = cfg.act_bits, cfg.weight_bits, cfg.acc_bits
     prod_bits = a_bits + w_bits
     m = Module(pe_name(cfg))
@@ -35,13 +37,14 @@ def make_pe(cfg: ArrayConfig) -> Module:
     acc_out = m.Output("acc_out", acc_bits)
     a_reg = m.Reg("a_reg", a_bits)
     w_reg = m.Reg("w_reg", w_bits)
+    p_reg = m.Reg("p_reg", prod_bits)
     acc = m.Reg("acc", acc_bits)
     prod = m.Wire("prod", prod_bits, signed=True)
     # unsigned activation x signed weight: both extended to the exact product width A+W
     prod.assign(Signed(zext(a_reg, a_bits, prod_bits)) * Signed(sext(w_reg, w_bits, prod_bits)))
     m.Always(vg.Posedge(clk))(
-        vg.If(clr)(a_reg(Int(0, a_bits)), w_reg(Int(0, w_bits)), acc(Int(0, acc_bits))).Else(
-            a_reg(a_in), w_reg(w_in), acc(acc + sext(prod, prod_bits, acc_bits))
+        vg.If(clr)(a_reg(Int(0, a_bits)), w_reg(Int(0, w_bits)), p_reg(Int(0, prod_bits)), acc(Int(0, acc_bits))).Else(
+            a_reg(a_in), w_reg(w_in), p_reg(prod), acc(acc + sext(p_reg, prod_bits, acc_bits))
         )
     )
     a_out.assign(a_reg)

@@ -55,13 +55,13 @@ def test_tile_runs_merge_bits_of_one_register_and_cycle():
 def test_predict_many_equals_predict_for_one_flip(protection, requant):
     cfg = ArrayConfig(rows=4, cols=4, act_bits=4, weight_bits=4, k_max=16, protection=protection, requant=requant)
     rng = np.random.default_rng(7)
-    names = ([f"pe_{i}_{j}.{r}" for i in range(4) for j in range(4) for r in ("a_reg", "w_reg", "acc")]
+    names = ([f"pe_{i}_{j}.{r}" for i in range(4) for j in range(4) for r in ("a_reg", "w_reg", "p_reg", "acc")]
              + 4 * ([f"{r}_{j}" for j in range(4) for r in ("v", "oact")]  # as many draws as the PEs'
                     + [f"pp_{j}.{r}" for j in range(4) for r in ("pl_reg", "ph_reg", "p_reg", "t_reg")]))
-    width = {"a_reg": 4, "w_reg": 4, "acc": cfg.acc_bits, "v": cfg.v_bits, "oact": 4, "pp.pl_reg": cfg.pl_bits,
-             "pp.ph_reg": cfg.ph_bits, "pp.p_reg": cfg.p_bits, "pp.t_reg": cfg.p_bits + 1}
+    width = {"a_reg": 4, "w_reg": 4, "p_reg": 8, "acc": cfg.acc_bits, "v": cfg.v_bits, "oact": 4,
+             "pp.pl_reg": cfg.pl_bits, "pp.ph_reg": cfg.ph_bits, "pp.p_reg": cfg.p_bits, "pp.t_reg": cfg.p_bits + 1}
     changed = dict.fromkeys(width, 0)
-    for n in range(600):
+    for n in range(1000):  # 160 site names: about 100 draws of each pp_j register kind
         k = int(rng.integers(1, 17))
         mult = np.ones(4, np.int64) if requant == "shift" else rng.integers(0, 3000, 4)
         tile = Tile(rng.integers(0, 16, (4, k)), rng.integers(-7, 8, (k, 4)), rng.integers(-40, 40, 4),

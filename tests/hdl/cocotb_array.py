@@ -280,7 +280,7 @@ async def fault_pe_activation(dut) -> None:  # type: ignore[no-untyped-def]
 
 @cocotb.test()
 async def fault_other_registers(dut) -> None:  # type: ignore[no-untyped-def]
-    """Weight, accumulator, v, post-processing pipeline (pp_j.pl_reg, pp_j.ph_reg, pp_j.p_reg, pp_j.t_reg)
+    """Weight, PE product, accumulator, v, post-processing pipeline (pp_j.pl_reg, pp_j.ph_reg, pp_j.p_reg, pp_j.t_reg)
     and output-activation flips match the analytic model at every cycle, with the protection passing everything and with
     random bounds clamping some outputs. A pipeline register's flip counts only at the edge that loaded
     a row (ArrayConfig.stage_edge): at every other cycle the output is golden."""
@@ -290,6 +290,7 @@ async def fault_other_registers(dut) -> None:  # type: ignore[no-untyped-def]
     last = cfg.cols - 1
     sites = [
         (f"pe_{i}_{j}.w_reg", cfg.weight_bits),
+        (f"pe_{i}_{j}.p_reg", cfg.act_bits + cfg.weight_bits),
         (f"pe_{i}_{j}.acc", cfg.acc_bits),
         (f"v_{j}", cfg.v_bits),
         *((f"pp_{col}.{reg}", width) for col in (j, last) for reg, width in
@@ -323,7 +324,7 @@ async def fault_other_registers(dut) -> None:  # type: ignore[no-untyped-def]
                     # S > LO, where no flip of it can ever show (checked against the model all the same)
                     key = "pp_*.pl_reg" if reg == "pl_reg" else site
                     counts[key] = counts.get(key, 0) + changed
-                    if reg in stage:
+                    if site.startswith("pp_"):
                         loaded = [cfg.stage_edge(tile.k, stage[reg], r) for r in range(cfg.rows)]
                         assert not changed or cycle in loaded, f"{inj}: changed outside the row window"
         assert clamp or all(n > 0 for key, n in counts.items() if not (cfg.shift_only and key == "pp_*.pl_reg")), counts
@@ -370,9 +371,9 @@ async def fault_sites_resolve(dut) -> None:  # type: ignore[no-untyped-def]
 
     cfg, tb, _ = _setup(dut, 11)
     sites = json.loads(open(os.environ["QUASAR_FAULT_SITES"]).read())["sites"]
-    # a_reg, w_reg, acc per PE; v, pl_reg, ph_reg, p_reg, t_reg, oact, dsel per column; busy, done, cyc,
-    # k, drain_r, d_row and 5 valid/row pairs
-    assert len(sites) == 3 * cfg.rows * cfg.cols + 7 * cfg.cols + 16
+    # a_reg, w_reg, p_reg, acc per PE; v, pl_reg, ph_reg, p_reg, t_reg, oact, dsel per column; busy, done,
+    # cyc, k, drain_r, d_row and 5 valid/row pairs
+    assert len(sites) == 4 * cfg.rows * cfg.cols + 7 * cfg.cols + 16
     for s in sites:
         assert len(tb.handle(s["name"])) == s["width"], s
 

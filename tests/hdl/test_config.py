@@ -47,11 +47,13 @@ def test_derived_widths() -> None:
 
 def test_tile_cycles_formula() -> None:
     cfg = ArrayConfig(rows=8, cols=3, k_max=64)
-    # K + R + C + 6: two cycles of operand lag, one per drain stage after v (partial products, product,
-    # shift, clamp, output)
-    assert [cfg.tile_cycles(k) for k in (1, 13, 64)] == [1 + 17, 13 + 17, 64 + 17]
+    # K + R + C + 7: two cycles of operand lag, the PE's product register, one per drain stage after v
+    # (partial products, product, shift, clamp, output)
+    assert [cfg.tile_cycles(k) for k in (1, 13, 64)] == [1 + 18, 13 + 18, 64 + 18]
     stages = ("v", "partial", "product", "shifted", "oact", "out")
-    assert [cfg.stage_edge(13, s, 0) for s in stages] == [18, 19, 20, 21, 22, 23]
+    assert [cfg.stage_edge(13, s, 0) for s in stages] == [19, 20, 21, 22, 23, 24]
+    # acc(i, j) takes the product of operand n at edge n + 4 + i + j
+    assert [cfg.products_in(13, e, 1, 2) for e in (0, 6, 7, 19, 20, 40)] == [0, 0, 1, 13, 13, 13]
     assert cfg.stage_edge(13, "out", cfg.rows - 1) == cfg.tile_cycles(13)  # done rises with the last row
     with pytest.raises(ConfigError, match=r"row must be in 0..7, got 8"):
         cfg.stage_edge(13, "v", 8)
@@ -119,7 +121,13 @@ def test_fault_site_map(tmp_path) -> None:
     by_kind = {}
     for s in entries:
         by_kind.setdefault(s["kind"], []).append(s)
-    assert sorted(by_kind) == ["accumulator", "control", "output_activation", "pe_activation", "pipeline", "weight"]
+    assert sorted(by_kind) == [
+        "accumulator", "control", "output_activation", "pe_activation", "pe_product", "pipeline", "weight"
+    ]
+    assert [(s["name"], s["width"], s["row"], s["col"]) for s in by_kind["pe_product"]][:2] == [
+        ("pe_0_0.p_reg", 4 + 6, 0, 0), ("pe_0_1.p_reg", 4 + 6, 0, 1)
+    ]
+    assert len(by_kind["pe_product"]) == 6
     assert [(s["name"], s["width"], s["row"], s["col"]) for s in by_kind["pe_activation"]][:3] == [
         ("pe_0_0.a_reg", 4, 0, 0), ("pe_0_1.a_reg", 4, 0, 1), ("pe_1_0.a_reg", 4, 1, 0)
     ]

@@ -184,12 +184,15 @@ def test_model_golden_is_the_arithmetic_oracle() -> None:
 
 def test_model_timing_matches_tile_cycles() -> None:
     """The model's drain schedule ends where tile_cycles says done rises: row R-1 is written at edge
-    D + R + 4 with D = K + C + 2 (v, partial, product, shifted, oact, output: one edge each)."""
+    D + R + 4 with D = K + C + 3 (v, partial, product, shifted, oact, output: one edge each)."""
     for rows, cols, k in [(1, 1, 1), (8, 3, 13), (4, 8, 64)]:
         cfg = ArrayConfig(rows=rows, cols=cols, k_max=64)
-        assert (k + cols + 2) + rows + 4 == cfg.tile_cycles(k) == k + rows + cols + TILE_OVERHEAD
-        assert cfg.stage_edge(k, "v", 0) == k + cols + 2 and cfg.stage_edge(k, "out", rows - 1) == cfg.tile_cycles(k)
-    assert TILE_OVERHEAD == 6
+        assert (k + cols + 3) + rows + 4 == cfg.tile_cycles(k) == k + rows + cols + TILE_OVERHEAD
+        assert cfg.stage_edge(k, "v", 0) == k + cols + 3 and cfg.stage_edge(k, "out", rows - 1) == cfg.tile_cycles(k)
+        # row i is complete (all K products in acc(i, C-1)) one edge before the drain samples it
+        assert cfg.products_in(k, cfg.stage_edge(k, "v", rows - 1) - 1, rows - 1, cols - 1) == k
+        assert cfg.products_in(k, cfg.stage_edge(k, "v", rows - 1) - 2, rows - 1, cols - 1) == k - 1
+    assert TILE_OVERHEAD == 7
     assert operand_index(OPERAND_LAG + 3 + 1, 3, 1) == 0
 
 
@@ -252,3 +255,22 @@ def test_model_rejects_what_it_does_not_cover() -> None:
         predict(cfg, _tile(cfg, 3), "cyc", 1, 0)
     with pytest.raises(ConfigError, match="stuck-at faults in a_reg only"):
         predict(cfg, _tile(cfg, 3), "oact_0", 1, 0, "stuck1")
+
+
+def test_model_pe_product_flip_counts_until_the_drain() -> None:
+    """A flip of the PE's product register is added to acc(i, j) once, whether it holds a product or a
+    padding zero, as long as the accumulator adds it before the drain samples row i."""
+    cfg = ArrayConfig(rows=3, cols=4, k_max=16)
+    tile = _tile(cfg, 5)
+    gold = golden(cfg, tile)
+    i, j = 1, 2
+    last = cfg.stage_edge(tile.k, "v", i) - 2  # the last flip whose addition the drain still sees
+    for cycle in range(cfg.tile_cycles(tile.k)):
+        exp = predict(cfg, tile, f"pe_{i}_{j}.p_reg", 1 << 3, cycle)
+        delta = exp.logits - gold.logits
+        k = cycle - 3 - i - j
+        p = int(tile.x[i, k] * tile.wt[k, j]) if 0 <= k < tile.k else 0
+        want = ((p ^ 8) - p) if cycle <= last else 0
+        assert delta[i, j] == want, (cycle, delta)
+        delta[i, j] = 0
+        assert not delta.any()
