@@ -21,16 +21,25 @@ MAX_DIM = 64
 MIN_BITS, MAX_BITS = 2, 16
 MAX_K = 16384
 # The registers a drained row passes through, one clock edge apart (docs/rtl.md, "Timing"): the biased
-# accumulator v_j, the requantization product pp_j.p_reg, the shifted product pp_j.t_reg, the rounded
-# and clamped activation oact_j, and the (protected) output row.
-DRAIN_STAGES = ("v", "product", "shifted", "oact", "out")
+# accumulator v_j, the requantization's two partial products pp_j.pl_reg / pp_j.ph_reg (each one 18x18
+# multiplier), their sum, the product pp_j.p_reg, the shifted product pp_j.t_reg, the rounded and
+# clamped activation oact_j, and the (protected) output row.
+DRAIN_STAGES = ("v", "partial", "product", "shifted", "oact", "out")
+# The requantization product v * M is split at this bit of v: v_lo = v[LO-1:0] (unsigned) and the signed
+# rest, so that each partial product fits one signed 18x18 multiplier (MULT18X18D): 17 unsigned bits plus
+# a zero sign bit times the unsigned 16-bit M plus a zero sign bit.
+PRODUCT_SPLIT = 17
 # After edge e, a_reg/w_reg of PE (i, j) hold operand index e - OPERAND_LAG - i - j: one edge reads the
 # operand buffers into a_word/w_word, the next loads PE (0, 0). Row i's accumulators are final after
 # edge K + C + OPERAND_LAG - 1 + i, and the drain reads them at the next edge.
 OPERAND_LAG = 2
+# Edges from a_reg/w_reg holding operand k to its product being in acc: the PE's product register p_reg,
+# then acc. Row i's accumulators are final after edge K + C + OPERAND_LAG + MAC_LAG - 2 + i; the drain
+# reads them at the next.
+MAC_LAG = 2
 # The fixed latency of a tile run beyond K + rows + cols: `done` rises with the last row's output
-# write, edge K + C + OPERAND_LAG + (rows - 1) + (len(DRAIN_STAGES) - 1).
-TILE_OVERHEAD = OPERAND_LAG - 1 + len(DRAIN_STAGES) - 1
+# write, edge K + C + OPERAND_LAG + MAC_LAG - 1 + (rows - 1) + (len(DRAIN_STAGES) - 1).
+TILE_OVERHEAD = OPERAND_LAG + MAC_LAG - 3 + len(DRAIN_STAGES)
 
 
 @dataclass(frozen=True)
@@ -116,6 +125,23 @@ class ArrayConfig:
         return self.v_bits + (0 if self.shift_only else self.M_BITS)
 
     @property
+    def lo_bits(self) -> int:
+        """Width of v's low part v[LO-1:0] in the partial-product stage: PRODUCT_SPLIT, or V - 1 when v is
+        narrower (the high part keeps at least the sign bit)."""
+        return min(PRODUCT_SPLIT, self.v_bits - 1)
+
+    @property
+    def pl_bits(self) -> int:
+        """Unsigned width of pp_j.pl_reg = v_lo * M (LO + 16 bits), or v_lo itself in a shift-only design."""
+        return self.lo_bits + (0 if self.shift_only else self.M_BITS)
+
+    @property
+    def ph_bits(self) -> int:
+        """Signed width of pp_j.ph_reg = v_hi * M with v_hi = v >> LO (V - LO + 16 bits), or v_hi itself in a
+        shift-only design. ph_bits + lo_bits = p_bits: p = ph * 2^LO + pl."""
+        return self.p_bits - self.lo_bits
+
+    @property
     def k_bits(self) -> int:
         """Width of the run-time reduction-length port `k` (holds 1..k_max)."""
         return self.k_max.bit_length()
@@ -169,19 +195,24 @@ class ArrayConfig:
     def tile_cycles(self, k: int) -> int:
         """Clock edges from the edge that samples `start` (edge 0) to the edge that raises `done`.
 
-        `done` rises at edge k + rows + cols + 5 (docs/rtl.md, "Timing"), the edge that writes the
+        `done` rises at edge k + rows + cols + 7 (docs/rtl.md, "Timing"), the edge that writes the
         last output row; the regression measures it.
         """
         k = check_range("k", k, 1, self.k_max)
         return k + self.rows + self.cols + TILE_OVERHEAD
 
+    def products_in(self, k: int, edge: int, row: int, col: int) -> int:
+        """How many products acc(row, col) has taken right after edge `edge` of a run of length k:
+        the product of operand index n enters it at edge n + OPERAND_LAG + MAC_LAG + row + col."""
+        return min(k, max(0, edge - OPERAND_LAG - MAC_LAG + 1 - row - col))
+
     def stage_edge(self, k: int, stage: str, row: int) -> int:
         """The edge after which drain stage `stage` (one of DRAIN_STAGES) holds output row `row` of a
-        tile run of reduction length k; the drain reads row 0's accumulators at edge k + cols + 2."""
+        tile run of reduction length k; the drain reads row 0's accumulators at edge k + cols + 3."""
         k = check_range("k", k, 1, self.k_max)
         check_choice("drain stage", stage, DRAIN_STAGES)
         row = check_range("row", row, 0, self.rows - 1)
-        return k + self.cols + OPERAND_LAG + DRAIN_STAGES.index(stage) + row
+        return k + self.cols + OPERAND_LAG + MAC_LAG - 1 + DRAIN_STAGES.index(stage) + row
 
     # ---- identity and serialisation -------------------------------------------------------------
     @property

@@ -7,12 +7,14 @@ Never touches a simulator.
 
 Timing (edge 0 samples `start`; "after edge e" = the register's value between edges e and e+1):
 - a_reg(i,j) and w_reg(i,j) hold operand index k = e - 2 - i - j (zero outside 0 <= k < K);
-- the product of index k enters acc(i,j) at edge k + 3 + i + j;
-- the drain samples row r's accumulators at edge D + r, D = K + C + 2, into v_j;
+- the PE's product register p_reg(i,j) holds the product of index k = e - 3 - i - j (else 0), which
+  enters acc(i,j) at edge k + 4 + i + j (ArrayConfig.products_in);
+- the drain samples row r's accumulators at edge D + r, D = K + C + 3, into v_j;
 - row r's values then pass one register per edge (ArrayConfig.stage_edge): v_j after edge D + r,
-  the product pp_j.p_reg = v*M after D + 1 + r, the shifted product pp_j.t_reg = floor(2p / 2^S) after
-  D + 2 + r, the clamped oact_j = clamp(floor((t + 1) / 2)) after D + 3 + r;
-- the protection writes row r's output at edge D + 4 + r; `done` rises at edge K + R + C + 5.
+  the partial products pp_j.pl_reg = v_lo*M and pp_j.ph_reg = v_hi*M after D + 1 + r, the product
+  pp_j.p_reg = ph * 2^LO + pl = v*M after D + 2 + r, the shifted product pp_j.t_reg = floor(2p / 2^S)
+  after D + 3 + r, the clamped oact_j = clamp(floor((t + 1) / 2)) after D + 4 + r;
+- the protection writes row r's output at edge D + 5 + r; `done` rises at edge K + R + C + 7.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hdl_gen.config import OPERAND_LAG, ArrayConfig
+from hdl_gen.config import MAC_LAG, OPERAND_LAG, ArrayConfig
 from quasar import arithmetic as ar
 from quasar.errors import ConfigError
 
@@ -33,12 +35,14 @@ __all__ = [
     "golden",
     "oact_from_t",
     "operand_index",
+    "partial_products",
     "postproc_registers",
     "predict",
     "predict_many",
 ]
 # the drain stage each modelled post-accumulator register belongs to (hdl_gen.config.DRAIN_STAGES)
-_STAGE = {"v": "v", "p_reg": "product", "t_reg": "shifted", "oact": "oact"}
+_STAGE = {"v": "v", "pl_reg": "partial", "ph_reg": "partial", "p_reg": "product", "t_reg": "shifted", "oact": "oact"}
+_PP_REGS = ("pl_reg", "ph_reg", "p_reg", "t_reg")  # the post-processing pipeline's registers, in dataflow order
 
 
 @dataclass(frozen=True)
@@ -111,15 +115,16 @@ def operand_index(cycle: int, row: int, col: int) -> int:
 
 
 def _parse(site: str) -> tuple[str, int | None, int | None]:
-    """('a_reg'|'w_reg'|'acc', i, j) for PE registers, ('p_reg'|'t_reg', None, j) for the post-processing
-    pipeline of column j, ('oact'|'v', None, j), else (name, None, None)."""
+    """('a_reg'|'w_reg'|'prod'|'acc', i, j) for PE registers (the PE's p_reg reported as 'prod'),
+    ('pl_reg'|'ph_reg'|'p_reg'|'t_reg', None, j) for the post-processing pipeline of column j,
+    ('oact'|'v', None, j), else (name, None, None)."""
     if site.startswith("pe_") and "." in site:
         inst, reg = site.split(".", 1)
         _, i, j = inst.split("_")
-        return reg, int(i), int(j)
+        return ("prod" if reg == "p_reg" else reg), int(i), int(j)
     if site.startswith("pp_") and "." in site:
         inst, reg = site.split(".", 1)
-        if inst[3:].isdigit() and reg in ("p_reg", "t_reg"):
+        if inst[3:].isdigit() and reg in _PP_REGS:
             return reg, None, int(inst[3:])
     head, _, tail = site.rpartition("_")
     if head in ("oact", "v") and tail.isdigit():
@@ -130,7 +135,7 @@ def _parse(site: str) -> tuple[str, int | None, int | None]:
 def predict(cfg: ArrayConfig, tile: Tile, site: str, mask: int, cycle: int = 0, model: str = "flip") -> Expected:
     """What the array outputs with one fault: a flip of `mask` in `site` after edge `cycle`, or (for
     a_reg) the bits of `mask` stuck at 0/1 for the whole run. Control registers are not modelled."""
-    R, C, K = cfg.rows, cfg.cols, tile.k
+    R, K = cfg.rows, tile.k
     x = np.asarray(tile.x, dtype=np.int64)
     wt = np.asarray(tile.wt, dtype=np.int64)
     acc = ar.matmul(x, wt)
@@ -152,9 +157,17 @@ def predict(cfg: ArrayConfig, tile: Tile, site: str, mask: int, cycle: int = 0, 
         if 0 <= k < K:
             w = int(wt[k, j])
             acc[i:, j] += x[i:, k] * (_signed(w ^ mask, cfg.weight_bits) - w)
+    elif reg == "prod":
+        # p_reg after edge e holds the product of index e - 3 - i - j (zero outside the window); acc
+        # adds it at edge e + 1, which counts while the drain has not yet sampled row i
+        if cycle + 1 < cfg.stage_edge(K, "v", i):
+            k = operand_index(cycle, i, j) - (MAC_LAG - 1)
+            p = int(x[i, k] * wt[k, j]) if 0 <= k < K else 0
+            flipped = _signed(p ^ mask, cfg.act_bits + cfg.weight_bits)
+            acc[i, j] = _signed(int(acc[i, j]) + flipped - p, cfg.acc_bits)
     elif reg == "acc":
-        if cycle <= K + C + 1 + i:  # before the drain samples row i
-            n = min(K, max(0, operand_index(cycle, i, j)))  # products that entered by edge `cycle`
+        if cycle < cfg.stage_edge(K, "v", i):  # before the drain samples row i
+            n = cfg.products_in(K, cycle, i, j)  # products that entered by edge `cycle`
             partial = int(x[i, :n] @ wt[:n, j])
             flipped = _signed(partial ^ mask, cfg.acc_bits)
             acc[i, j] = _signed(int(acc[i, j]) + flipped - partial, cfg.acc_bits)
@@ -170,7 +183,7 @@ def predict(cfg: ArrayConfig, tile: Tile, site: str, mask: int, cycle: int = 0, 
             logits_f[r, j] = _signed(int(logits[r, j]) ^ mask, cfg.v_bits)
             return finish(cfg, tile, logits_f)
         mult, shift = int(np.asarray(tile.mult)[j]), int(np.asarray(tile.shift)[j])
-        if cfg.protected and cfg.protect_domain == "acc":  # p_reg, t_reg and oact lie behind it
+        if cfg.protected and cfg.protect_domain == "acc":  # the pp_j registers and oact lie behind it
             run = finish(cfg, tile, logits)
             y = run.out_act.copy()
             y[r, j] = _pipeline_flip(cfg, reg, int(run.logits[r, j]), mult, shift, mask, int(y[r, j]))
@@ -181,6 +194,14 @@ def predict(cfg: ArrayConfig, tile: Tile, site: str, mask: int, cycle: int = 0, 
     else:
         raise ConfigError(f"the analytic model does not cover register {site!r}")
     return finish(cfg, tile, acc + bias)
+
+
+def partial_products(cfg: ArrayConfig, v: int, mult: int) -> tuple[int, int]:
+    """(pl_reg, ph_reg) of the post-processing pipeline for biased accumulator v (docs/rtl.md): with
+    LO = cfg.lo_bits, pl = (v mod 2^LO) * M (unsigned) and ph = floor(v / 2^LO) * M (signed), so that
+    ph * 2^LO + pl = v * M. A shift-only design has M = 1: pl and ph are v's low and high bits."""
+    lo = cfg.lo_bits
+    return (int(v) & ((1 << lo) - 1)) * int(mult), (int(v) >> lo) * int(mult)
 
 
 def postproc_registers(v: int, mult: int, shift: int) -> tuple[int, int]:
@@ -206,9 +227,15 @@ def _pipeline_flip(cfg: ArrayConfig, reg: str, v: int, mult: int, shift: int, ma
 
 def _postproc(cfg: ArrayConfig, v: int, mult: int, shift: int, masks: dict[str, int]) -> int:
     """The activation oact_j takes for biased accumulator v when its row meets the flips `masks`
-    ({'p_reg'|'t_reg'|'oact': mask}) in the post-processing pipeline, in dataflow order."""
+    ({'pl_reg'|'ph_reg'|'p_reg'|'t_reg'|'oact': mask}) in the post-processing pipeline, in dataflow order."""
     p_bits = cfg.p_bits  # V + 16, or V in a shift-only design (M = 1)
     p, t = postproc_registers(v, mult, shift)
+    if masks.get("pl_reg") or masks.get("ph_reg"):
+        pl, ph = partial_products(cfg, v, mult)
+        pl = (pl ^ masks.get("pl_reg", 0)) & ((1 << cfg.pl_bits) - 1)  # unsigned
+        ph = _signed(ph ^ masks.get("ph_reg", 0), cfg.ph_bits)
+        p = _signed((ph << cfg.lo_bits) + pl, p_bits)  # the sum wraps at p_bits like p_reg
+        t = (2 * p) >> shift
     if masks.get("p_reg"):
         p = _signed(p ^ masks["p_reg"], p_bits)
         t = (2 * p) >> shift
@@ -219,14 +246,15 @@ def _postproc(cfg: ArrayConfig, v: int, mult: int, shift: int, masks: dict[str, 
 
 def _entry_edge(k: int, i: int, j: int) -> int:
     """The edge at which the product of operand index k enters acc(i, j): a_reg and w_reg hold it after
-    edge k + OPERAND_LAG + i + j, and acc adds their product at the next edge (docs/rtl.md, "Timing")."""
-    return k + OPERAND_LAG + 1 + i + j
+    edge k + OPERAND_LAG + i + j, the PE's p_reg takes their product at the next edge and acc adds it at
+    the one after (MAC_LAG, docs/rtl.md, "Timing")."""
+    return k + OPERAND_LAG + MAC_LAG + i + j
 
 
 def predict_many(cfg: ArrayConfig, tile: Tile, flips) -> Expected:  # type: ignore[no-untyped-def]
     """What the array outputs with several transient flips in one tile run: `flips` is a sequence of
     (site, mask, cycle) of data registers (a_reg, w_reg, the PE product p_reg, acc, v, the
-    post-processing pp_j.p_reg and pp_j.t_reg, oact), composed in dataflow order.
+    post-processing pp_j.pl_reg, pp_j.ph_reg, pp_j.p_reg and pp_j.t_reg, oact), composed in dataflow order.
 
     Same timing as `predict` (keep the two in step; both from ArrayConfig's timing helpers): an operand
     flipped in a_reg(i, j) (or w_reg) is seen, XORed with any later flip of the same operand further
@@ -236,7 +264,8 @@ def predict_many(cfg: ArrayConfig, tile: Tile, flips) -> Expected:  # type: igno
     `stage_edge(K, "v", i)`; padding operands are zeros, so a flipped padding activation only matters
     where it meets a flipped padding weight, a flipped padding product always); accumulator flips XOR
     the partial sum at their edge and the sum wraps at ACC bits; then, for a drained row, v (logit)
-    flips, the requantization product p_reg, the shifted t_reg, oact, protection.
+    flips, the partial products pl_reg/ph_reg, the requantization product p_reg, the shifted t_reg,
+    oact, protection.
     With one flip this equals `predict` (tests/campaign/test_rates_plan.py)."""
     R, C = cfg.rows, cfg.cols
     x = np.asarray(tile.x, dtype=np.int64)
@@ -247,7 +276,7 @@ def predict_many(cfg: ArrayConfig, tile: Tile, flips) -> Expected:  # type: igno
     w_masks: dict[tuple[int, int], list[tuple[int, int]]] = {}  # (j, k): [(i, mask)]
     p_masks: dict[tuple[int, int, int], int] = {}  # (i, j, k): mask of the product register
     acc_flips: dict[tuple[int, int], list[tuple[int, int]]] = {}  # (i, j): [(cycle, mask)]
-    row_masks: dict[tuple[int, int], dict[str, int]] = {}  # (r, j): {v|p_reg|t_reg|oact: mask}
+    row_masks: dict[tuple[int, int], dict[str, int]] = {}  # (r, j): {v|pl_reg|ph_reg|p_reg|t_reg|oact: mask}
     for site, mask, cycle in flips:
         reg, i, j = _parse(site)
         if reg == "a_reg":
@@ -318,6 +347,6 @@ def predict_many(cfg: ArrayConfig, tile: Tile, flips) -> Expected:  # type: igno
     y = ar.requantize(logits, tile.mult, tile.shift, cfg.act_bits)
     mult, shift = np.asarray(tile.mult), np.asarray(tile.shift)
     for (r, j), masks in row_masks.items():
-        if any(masks.get(reg) for reg in ("p_reg", "t_reg", "oact")):
+        if any(masks.get(reg) for reg in (*_PP_REGS, "oact")):
             y[r, j] = _postproc(cfg, int(logits[r, j]), int(mult[j]), int(shift[j]), masks)
     return finish(cfg, tile, logits, y)

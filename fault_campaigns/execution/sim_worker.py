@@ -28,6 +28,7 @@ import numpy as np
 from fault_campaigns.execution.rate_jobs import pack_diff, run_parts
 from fault_campaigns.planning.mapping import diff_entries
 from hdl_gen import ArrayConfig
+from hdl_gen.config import MAC_LAG
 from testbenches.array_tb import ArrayTB, Injection
 
 PROFILE_ENV = "QUASAR_WORKER_PROFILE"
@@ -37,14 +38,15 @@ A_REG = re.compile(r"pe_(\d+)_(\d+)\.a_reg")
 class EarlyStop:
     """The fast path's shortcut for a transient flip of `a_reg(i, j)` after edge e (docs/bench.md).
 
-    The flipped activation only travels right along row i: acc(i, j) takes it at edge e + 1 and
-    acc(i, C-1) at edge e + C - j, after which no register but row i's accumulators holds any trace
-    of it. So the run stops right after edge e + C - j, reads acc(i, j..C-1) and takes their
-    difference from the golden partial sums at that edge (the products of operand indices below
-    e + C - j - 2 - i - jj); row i of the tile is finished from the golden accumulators plus that
-    difference by the integer post-processing and protection (bit-exact with the RTL's,
+    The flipped activation only travels right along row i, through the PEs' product registers
+    (hdl_gen.config.MAC_LAG edges from a_reg to acc): acc(i, j) takes it at edge e + MAC_LAG and
+    acc(i, C-1) at edge e + C - j + MAC_LAG - 1, after which no register but row i's accumulators holds
+    any trace of it. So the run stops right after that edge, reads acc(i, j..C-1) and takes their
+    difference from the golden partial sums at that edge (the products that entered acc(i, jj) by
+    then, ArrayConfig.products_in); row i of the tile is finished from the golden accumulators plus
+    that difference by the integer post-processing and protection (bit-exact with the RTL's,
     docs/arithmetic.md), every other row is the golden one. It applies only while the drain has not
-    read row i (edge D + i, D = K + C + 2, `cfg.stage_edge(K, "v", i)`); later flips run the full tile.
+    read row i (edge `cfg.stage_edge(K, "v", i)`); later flips run the full tile.
     The post-processing pipeline behind the drain (docs/rtl.md, "Timing") only delays the row's output:
     the integer post-processing that finishes the row is the same function of its logits."""
 
@@ -82,7 +84,7 @@ class EarlyStop:
         if m is None or run["model"] != "flip":
             return None
         i, j = int(m.group(1)), int(m.group(2))
-        stop_after = run["cycle"] + self.cols - j
+        stop_after = run["cycle"] + self.cols - j + MAC_LAG - 1
         if stop_after >= self.cfg.stage_edge(self.k, "v", i):  # the drain samples row i at that edge
             return None
         return i, j, stop_after
@@ -96,7 +98,7 @@ class EarlyStop:
         v = self.v[i].copy()
         moved = False
         for jj, value in zip(range(j, self.cols), raw, strict=True):
-            n = min(self.k, max(0, stop_after - 2 - i - jj))
+            n = self.cfg.products_in(self.k, stop_after, i, jj)
             delta = _signed(value, self.acc_bits) - int(self.prefix[i, n, jj])
             if delta:
                 v[jj] = _signed(int(v[jj] - self.bias[jj]) + delta, self.acc_bits) + self.bias[jj]

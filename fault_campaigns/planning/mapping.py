@@ -172,9 +172,10 @@ def diff_entries(got: np.ndarray, want: np.ndarray) -> list[list[int]]:
 # Register timing of a tile run: hdl_gen.config's helpers (docs/rtl.md, "Timing of a tile run"), the same
 # the analytic fault model uses. tests/campaign/test_live.py checks live_fault against faults injected into
 # the RTL, so a timing change that is not followed here fails.
-_SITE = re.compile(r"pe_(\d+)_(\d+)\.(a_reg|w_reg|p_reg|acc)|(oact|v)_(\d+)|pp_(\d+)\.(p_reg|t_reg)")
+_SITE = re.compile(r"pe_(\d+)_(\d+)\.(a_reg|w_reg|p_reg|acc)|(oact|v)_(\d+)|pp_(\d+)\.(pl_reg|ph_reg|p_reg|t_reg)")
 # the drain stage (hdl_gen.config.DRAIN_STAGES) of each register a drained row passes through
-_STAGE = {"v": "v", "p_reg": "product", "t_reg": "shifted", "oact": "oact"}
+_STAGE = {"v": "v", "pl_reg": "partial", "ph_reg": "partial", "p_reg": "product", "t_reg": "shifted",
+          "oact": "oact"}
 
 
 @functools.lru_cache(maxsize=256)

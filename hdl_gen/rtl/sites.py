@@ -12,8 +12,10 @@ from hdl_gen.rtl.common import PE_PREFIX, PP_PREFIX, TOP, VALID_STAGES, pe_name,
 
 def fault_sites(cfg: ArrayConfig) -> list[dict[str, object]]:
     """Every fault-injectable register: dotted name relative to the top (the cocotb `dut`), width, kind,
-    position. Kinds: pe_activation, weight, accumulator (PE accumulators and the drain's v_j),
-    pipeline (the requantization's product and shift registers pp_j.p_reg, pp_j.t_reg), output_activation
+    position. Kinds: pe_activation, weight, pe_product (the PE's product register p_reg), accumulator
+    (PE accumulators and the drain's v_j),
+    pipeline (the requantization's partial products pp_j.pl_reg, pp_j.ph_reg, product pp_j.p_reg and shifted
+    product pp_j.t_reg), output_activation
     (oact_j, ahead of the protection) and control (sequencer state)."""
     R, C = cfg.rows, cfg.cols
     sites: list[dict[str, object]] = []
@@ -31,15 +33,20 @@ def fault_sites(cfg: ArrayConfig) -> list[dict[str, object]]:
             add(f"pe_{i}_{j}.w_reg", cfg.weight_bits, "weight", i, j)
     for i in range(R):
         for j in range(C):
+            add(f"pe_{i}_{j}.p_reg", cfg.act_bits + cfg.weight_bits, "pe_product", i, j)
+    for i in range(R):
+        for j in range(C):
             add(f"pe_{i}_{j}.acc", cfg.acc_bits, "accumulator", i, j)
     for j in range(C):
         add(f"v_{j}", cfg.v_bits, "accumulator", None, j)
     p_bits = cfg.p_bits
     for j in range(C):
+        add(f"{PP_PREFIX}{j}.pl_reg", cfg.pl_bits, "pipeline", None, j)
+        add(f"{PP_PREFIX}{j}.ph_reg", cfg.ph_bits, "pipeline", None, j)
         add(f"{PP_PREFIX}{j}.p_reg", p_bits, "pipeline", None, j)
         add(f"{PP_PREFIX}{j}.t_reg", p_bits + 1, "pipeline", None, j)
     control = [("busy_r", 1), ("done_r", 1), ("cyc", cfg.cyc_bits), ("k_reg", cfg.k_bits)]
-    control += [("drain_r", 1), ("d_row", cfg.row_bits)]
+    control += [("drain_r", 1), ("d_row", cfg.row_bits)] + [(f"dsel_{j}", cfg.row_bits) for j in range(C)]
     for s in VALID_STAGES:
         control += [(f"{s}_valid", 1), (f"{s}_row", cfg.row_bits)]
     for name, width in control:

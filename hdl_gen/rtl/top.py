@@ -109,13 +109,14 @@ def _sequencer(t: TopParts) -> None:
     feed = t["feed"] = m.Wire("feed")
     feed.assign(vg.Land(busy, cyc < k_ext))
     # The drain window as registers: drain_r/d_row hold "the next edge samples row d_row" after edges
-    # K + C + 1 .. K + C + R. Registered, so that the row select of the R x C accumulator multiplexer
-    # (fanout C * V) comes straight from flip-flops, not from a cycle-counter subtraction.
+    # D - 1 .. D + R - 2 (D = cfg.stage_edge(K, "v", 0)). Registered, so that the row selects of the
+    # accumulator multiplexers come straight from flip-flops, not from a cycle-counter subtraction.
     drain = t["drain"] = m.Reg("drain_r")
     d_row = t["d_row"] = m.Reg("d_row", RB)
-    drain_start = m.Wire("drain_start")  # cyc = K + C: the next edge opens the window
-    drain_start.assign(vg.Land(busy, cyc == k_ext + Int(C, CB)))
-    # <s>_valid/<s>_row: drain stage s holds a row, and which (VALID_STAGES: v_j, pp_j.p_reg, pp_j.t_reg, oact_j)
+    drain_start = m.Wire("drain_start")  # cyc = D - 2: the next edge opens the window
+    drain_start.assign(vg.Land(busy, cyc == k_ext + Int(cfg.stage_edge(1, "v", 0) - 3, CB)))
+    # <s>_valid/<s>_row: drain stage s holds a row, and which (VALID_STAGES: v_j, pp_j.pl_reg/ph_reg,
+    # pp_j.p_reg, pp_j.t_reg, oact_j)
     valid, row = [], []
     for s in VALID_STAGES:
         valid.append(m.Reg(f"{s}_valid"))
@@ -136,6 +137,18 @@ def _sequencer(t: TopParts) -> None:
         .Elif(drain_start)(drain(Int(1, 1)), d_row(Int(0, RB)))
         .Elif(drain)(
             vg.If(d_row == Int(R - 1, RB))(drain(Int(0, 1)), d_row(Int(0, RB))).Else(d_row(d_row + Int(1, RB)))
+        )
+    )
+    # The row select of each column's accumulator multiplexer, from its own flip-flops next to it:
+    # dsel_<j> = (d_row + j) mod R. One shared select fanned out to all C x V multiplexer inputs, through
+    # decoding LUTs spread over the placement, was the routed critical path of the 8x8 array (16.1 ns,
+    # 14.7 of them routing; docs/rtl.md, "Fmax"). The offset j makes the C counters different circuits:
+    # identical copies would be merged back into one by Yosys (opt_merge ignores `keep`).
+    dsel = t["dsel"] = [m.Reg(f"dsel_{j}", RB) for j in range(C)]
+    m.Always(vg.Posedge(clk))(
+        vg.If(vg.Lor(clr, drain_start))(*[dsel[j](Int(j % R, RB)) for j in range(C)]).Elif(drain)(
+            *[vg.If(dsel[j] == Int(R - 1, RB))(dsel[j](Int(0, RB))).Else(dsel[j](dsel[j] + Int(1, RB)))
+              for j in range(C)]
         )
     )
     zero = [x for vr in zip(valid, row, strict=True) for x in (vr[0](Int(0, 1)), vr[1](Int(0, RB)))]
@@ -216,7 +229,9 @@ def _pe_grid(t: TopParts, pe: Module) -> None:
 
 
 def _drain(t: TopParts) -> None:
-    """Drain stage 1: v_j = acc(row, j) + bias_j, one row per cycle while `drain`."""
+    """Drain stage 1: v_j = acc(row, j) + bias_j, row (dsel_j - j) mod R, one row per cycle. v_j loads
+    every cycle (no enable fanned out to all C x V flip-flops): outside the drain window it holds no row
+    that the valid pipeline passes on."""
     cfg, m = t.cfg, t.m
     R, C, ACC, V, RB = cfg.rows, cfg.cols, cfg.acc_bits, cfg.v_bits, cfg.row_bits
     v_regs = t["v"] = [m.Reg(f"v_{j}", V) for j in range(C)]
@@ -224,18 +239,18 @@ def _drain(t: TopParts) -> None:
     for j in range(C):
         bias_j[j].assign(lane(t["bias"], j, ACC))
     acc = t["acc"]
-    cases = _row_cases(
-        RB,
-        R,
-        lambda i: [v_regs[j](sext(acc[i][j], ACC, V) + sext(bias_j[j], ACC, V)) for j in range(C)],
-        lambda: [v_regs[j](v_regs[j]) for j in range(C)],
-    )
-    m.Always(vg.Posedge(t["clk"]))(vg.If(t["drain"])(vg.Case(t["d_row"])(*cases)))
+    for j in range(C):
+        cases = [When(Int((i + j) % R, RB))(v_regs[j](sext(acc[i][j], ACC, V) + sext(bias_j[j], ACC, V)))
+                 for i in range(R)]
+        if (1 << RB) != R:
+            cases.append(When()(v_regs[j](v_regs[j])))
+        m.Always(vg.Posedge(t["clk"]))(vg.Case(t["dsel"][j])(*cases))
 
 
 def _postproc_row(t: TopParts, postproc: Module) -> None:
-    """Stages 2-4: `pp_<j>` requantizes v_j through its product and shift registers; oact_j takes the
-    rounded, clamped y_j of the row in pp_j.t_reg; the logit row is captured from v when v is valid."""
+    """Stages 2-5: `pp_<j>` requantizes v_j through its partial-product, product and shift registers;
+    oact_j takes the rounded, clamped y_j of the row in pp_j.t_reg; the logit row is captured from v when
+    v is valid."""
     cfg, m = t.cfg, t.m
     R, C, A, V, RB = cfg.rows, cfg.cols, cfg.act_bits, cfg.v_bits, cfg.row_bits
     v_regs = t.sig.get("v_protected", t["v"])  # the acc-domain protection sits between the drain and here
@@ -268,7 +283,7 @@ def _postproc_row(t: TopParts, postproc: Module) -> None:
 
 def _protection(t: TopParts, protect: Module | None, domain: str) -> None:
     """The `prot` instance in its domain's place: `acc` between the drain's v_j and the post-processing
-    row (the logits row captures the protected v), `act` as the last stage (5) on the oact row. It corrects
+    row (the logits row captures the protected v), `act` as the last stage (6) on the oact row. It corrects
     and counts only the real outputs of the tile: columns set in `valid_cols` of rows below `valid_rows`.
     With protection `none` the row passes unchanged and the counter port is a constant 0."""
     cfg, m = t.cfg, t.m

@@ -21,8 +21,10 @@ from hdl_gen.rtl.common import (
 
 
 def make_pe(cfg: ArrayConfig) -> Module:
-    """One processing element: registered activation (forwarded right), weight (forwarded down) and a
-    signed accumulator of a_reg * w_reg. `clr` zeroes all three (reset, or the start of a tile run)."""
+    """One processing element: registered activation (forwarded right), weight (forwarded down), the
+    registered product p_reg = a_reg * w_reg, and a signed accumulator acc += p_reg. The product
+    register takes the multiplier out of the accumulator's carry-chain path (docs/rtl.md, "Fmax").
+    `clr` zeroes all four (reset, or the start of a tile run)."""
     a_bits, w_bits, acc_bits = cfg.act_bits, cfg.weight_bits, cfg.acc_bits
     prod_bits = a_bits + w_bits
     m = Module(pe_name(cfg))
@@ -35,13 +37,14 @@ def make_pe(cfg: ArrayConfig) -> Module:
     acc_out = m.Output("acc_out", acc_bits)
     a_reg = m.Reg("a_reg", a_bits)
     w_reg = m.Reg("w_reg", w_bits)
+    p_reg = m.Reg("p_reg", prod_bits)
     acc = m.Reg("acc", acc_bits)
     prod = m.Wire("prod", prod_bits, signed=True)
     # unsigned activation x signed weight: both extended to the exact product width A+W
     prod.assign(Signed(zext(a_reg, a_bits, prod_bits)) * Signed(sext(w_reg, w_bits, prod_bits)))
     m.Always(vg.Posedge(clk))(
-        vg.If(clr)(a_reg(Int(0, a_bits)), w_reg(Int(0, w_bits)), acc(Int(0, acc_bits))).Else(
-            a_reg(a_in), w_reg(w_in), acc(acc + sext(prod, prod_bits, acc_bits))
+        vg.If(clr)(a_reg(Int(0, a_bits)), w_reg(Int(0, w_bits)), p_reg(Int(0, prod_bits)), acc(Int(0, acc_bits))).Else(
+            a_reg(a_in), w_reg(w_in), p_reg(prod), acc(acc + sext(p_reg, prod_bits, acc_bits))
         )
     )
     a_out.assign(a_reg)
@@ -51,62 +54,81 @@ def make_pe(cfg: ArrayConfig) -> Module:
 
 
 def make_requant_mul(cfg: ArrayConfig) -> Module:
-    """The requantization product p = v * M of one biased accumulator (signed V bits times unsigned 16-bit
-    M, exact in V + 16 bits), combinational.
+    """The requantization product of one biased accumulator as two partial products, combinational:
+    pl = v_lo * M (v_lo = v[LO-1:0] unsigned; LO + 16 bits, unsigned) and ph = v_hi * M (v_hi = v >> LO,
+    signed; V - LO + 16 bits, signed), so v * M = ph * 2^LO + pl (LO = cfg.lo_bits).
 
-    Its own module so that hierarchical synthesis maps it on its own: ABC9 on the product and the
-    shift/round/saturate cone behind it as one piece took 5-7x longer for the same LUT count
-    (docs/synth.md, "Why the multiplier is a module")."""
-    v_bits = cfg.v_bits
-    p_bits = v_bits + cfg.M_BITS  # |v * M| < 2^(V-1) * 2^16
+    Each partial product fits one signed 18x18 multiplier (MULT18X18D on ECP5 at V <= 35), so the adder
+    of the partial products is not in the multipliers' cycle: the post-processing registers pl and ph and
+    adds them one edge later (docs/rtl.md, "Fmax"). Its own module so that hierarchical synthesis maps it
+    on its own: ABC9 on the product and the shift/round/saturate cone behind it as one piece took 5-7x
+    longer for the same LUT count (docs/synth.md, "Why the multiplier is a module")."""
+    v_bits, lo, pl_bits, ph_bits = cfg.v_bits, cfg.lo_bits, cfg.pl_bits, cfg.ph_bits
     m = Module(requant_mul_name(cfg))
     v = m.Input("v", v_bits)
     mult = m.Input("mult", cfg.M_BITS)
-    p = m.Output("p", p_bits)
-    p.assign(Signed(sext(v, v_bits, p_bits)) * Signed(zext(mult, cfg.M_BITS, p_bits)))
+    pl = m.Output("pl", pl_bits)
+    ph = m.Output("ph", ph_bits)
+    v_lo = m.Wire("v_lo", lo)
+    v_hi = m.Wire("v_hi", v_bits - lo)
+    v_lo.assign(v[0:lo])
+    v_hi.assign(v[lo:v_bits])
+    # |v_lo * M| < 2^LO * 2^16 and |v_hi * M| <= 2^(V-LO-1) * (2^16 - 1): both exact in their widths
+    pl.assign(zext(v_lo, lo, pl_bits) * zext(mult, cfg.M_BITS, pl_bits))
+    ph.assign(Signed(sext(v_hi, v_bits - lo, ph_bits)) * Signed(zext(mult, cfg.M_BITS, ph_bits)))
     return m
 
 
 def make_postproc(cfg: ArrayConfig, mul: Module) -> Module:
     """Requantization, ReLU and saturation of one biased accumulator (docs/arithmetic.md), as a
-    two-register pipeline: y = clamp(round_half_up(v * M / 2^S), 0, 2^A - 1).
+    three-register pipeline: y = clamp(round_half_up(v * M / 2^S), 0, 2^A - 1).
 
-    - `p_reg` (V+16 bits, signed) takes the product p = v * M of the `mul` instance (`make_requant_mul`);
+    - `pl_reg` (LO+16 bits, unsigned) and `ph_reg` (V-LO+16 bits, signed) take the partial products
+      v_lo * M and v_hi * M of the `mul` instance (`make_requant_mul`);
+    - `p_reg` (V+16 bits, signed) takes p = ph * 2^LO + pl = v * M;
     - `t_reg` (V+17 bits, signed) takes t = floor(2p / 2^S): one arithmetic shift of {p, 0} by S;
     - `y` = clamp(floor((t + 1) / 2), 0, 2^A - 1), combinational (the top registers it as oact_j).
 
     floor((t + 1) / 2) equals floor((p + 2^(S-1)) / 2^S) for S > 0 and p for S = 0 (t = 2p), so no
-    64-bit rounding constant and no S = 0 special case are needed. Both registers load every cycle
+    64-bit rounding constant and no S = 0 special case are needed. Every register loads every cycle
     (no enable, no reset): which of their values count is the top's valid pipeline's business."""
-    v_bits, a_bits = cfg.v_bits, cfg.act_bits
-    p_bits = v_bits + cfg.M_BITS
+    v_bits, a_bits, p_bits, lo = cfg.v_bits, cfg.act_bits, cfg.p_bits, cfg.lo_bits
     m = Module(postproc_name(cfg))
     clk = m.Input("clk")
     v = m.Input("v", v_bits)
     mult = m.Input("mult", cfg.M_BITS)
     shift = m.Input("shift", cfg.S_BITS)
     y = m.Output("y", a_bits)
+    pl = m.Wire("pl", cfg.pl_bits)
+    ph = m.Wire("ph", cfg.ph_bits, signed=True)
+    m.Instance(mul, "mul", ports=[("v", v), ("mult", mult), ("pl", pl), ("ph", ph)])
+    pl_reg, ph_reg = _partial_registers(m, clk, cfg, pl, ph)
     p = m.Wire("p", p_bits, signed=True)
-    m.Instance(mul, "mul", ports=[("v", v), ("mult", mult), ("p", p)])
+    # ph * 2^LO + pl, wrapping at p_bits like the register it feeds (exact unless a fault made pl or ph)
+    p.assign(Cat(ph_reg, Int(0, lo)) + zext(pl_reg, cfg.pl_bits, p_bits))
     return _shift_round_clamp(m, clk, p, p_bits, shift, y, a_bits)
 
 
 def make_postproc_shift(cfg: ArrayConfig) -> Module:
     """The shift-only requantization (requant="shift", the pow2 format of docs/arithmetic.md): the contract
-    with M = 1, y = clamp(round_half_up(v / 2^S), 0, 2^A - 1), and no multiplier. The same two-register
-    pipeline as `make_postproc`, so the tile timing and the fault-site names are the same:
+    with M = 1, y = clamp(round_half_up(v / 2^S), 0, 2^A - 1), and no multiplier. The same pipeline as
+    `make_postproc`, so the tile timing and the fault-site names are the same:
 
-    - `p_reg` (V bits, signed) takes v (the product stage, M = 1);
-    - `t_reg` (V+1 bits, signed) takes t = floor(2v / 2^S): one arithmetic shift of {p_reg, 0} by S;
+    - `pl_reg` (LO bits, unsigned) and `ph_reg` (V-LO bits, signed) take v_lo and v_hi (M = 1);
+    - `p_reg` (V bits, signed) takes p = ph * 2^LO + pl = {ph_reg, pl_reg} = v;
+    - `t_reg` (V+1 bits, signed) takes t = floor(2p / 2^S): one arithmetic shift of {p_reg, 0} by S;
     - `y` = clamp(floor((t + 1) / 2), 0, 2^A - 1), combinational (the top registers it as oact_j)."""
-    v_bits, a_bits = cfg.v_bits, cfg.act_bits
+    v_bits, a_bits, lo = cfg.v_bits, cfg.act_bits, cfg.lo_bits
     p_bits = cfg.p_bits  # = V
     m = Module(postproc_name(cfg))
     clk = m.Input("clk")
     v = m.Input("v", v_bits)
     shift = m.Input("shift", cfg.S_BITS)
     y = m.Output("y", a_bits)
-    return _shift_round_clamp(m, clk, v, p_bits, shift, y, a_bits)
+    pl_reg, ph_reg = _partial_registers(m, clk, cfg, v[0:lo], v[lo:v_bits])
+    p = m.Wire("p", p_bits, signed=True)
+    p.assign(Cat(ph_reg, pl_reg))  # = ph * 2^LO + pl, as pl < 2^LO
+    return _shift_round_clamp(m, clk, p, p_bits, shift, y, a_bits)
 
 
 def make_protect(cfg: ArrayConfig) -> Module:
@@ -168,10 +190,19 @@ def make_protect(cfg: ArrayConfig) -> Module:
     return m
 
 
+def _partial_registers(m: Module, clk, cfg: ArrayConfig, pl_in, ph_in):  # type: ignore[no-untyped-def]
+    """The partial-product stage: `pl_reg` (unsigned) and `ph_reg` (signed) load every cycle."""
+    pl_reg = m.Reg("pl_reg", cfg.pl_bits)
+    ph_reg = m.Reg("ph_reg", cfg.ph_bits, signed=True)
+    m.Always(vg.Posedge(clk))(pl_reg(pl_in), ph_reg(ph_in))
+    return pl_reg, ph_reg
+
+
 def _shift_round_clamp(m: Module, clk, p_in, p_bits: int, shift, y, a_bits: int) -> Module:  # type: ignore[no-untyped-def]
-    """The post-processing pipeline behind the product, shared by both datapaths: `p_reg` takes `p_in`,
-    `t_reg` = floor(2 p_reg / 2^S) (one arithmetic shift of {p_reg, 0}), and the combinational output
-    y = clamp(floor((t_reg + 1) / 2), 0, 2^A - 1) (docs/arithmetic.md; the top registers it as oact_j)."""
+    """The post-processing pipeline behind the partial products, shared by both datapaths: `p_reg` takes
+    `p_in` (their sum), `t_reg` = floor(2 p_reg / 2^S) (one arithmetic shift of {p_reg, 0}), and the
+    combinational output y = clamp(floor((t_reg + 1) / 2), 0, 2^A - 1) (docs/arithmetic.md; the top
+    registers it as oact_j)."""
     t_bits = p_bits + 1
     p_reg = m.Reg("p_reg", p_bits, signed=True)
     t_reg = m.Reg("t_reg", t_bits, signed=True)

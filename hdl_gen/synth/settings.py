@@ -17,7 +17,14 @@ FLOW_VERSION = 1
 TARGETS = ("xc7", "xc7-nodsp", "ecp5", "pnr")
 WRAPPER_TOP = "quasar_synth_wrap"
 DIN_BITS = 8  # wrapper: width of the serial configuration input
-DOUT_BITS = 16  # wrapper: width of the muxed output
+DOUT_BITS = 16  # wrapper: width of the output shift chain
+# The place-and-route wrapper's design, part of the pnr key: 1 = a registered dout_bits-wide output mux
+# selected by a registered address (it set the 8x8 Fmax); 2 = the XOR shift chain of pnr_flow.wrapper_verilog;
+# 3 = also one input flip-flop per core input bit (in_q) behind the input shift register.
+WRAPPER_VERSION = 3
+# The wrapper's clock pin: G2 is PCLKT6_0, a primary-clock input of the CABGA381 package on every LFE5U
+# part used here (25F, 45F, 85F; the ULX3S boards' clock pin).
+CLOCK_PIN = "G2"
 DEFAULT_SEED = 1
 DEFAULT_FREQ_MHZ = 100.0
 ECP5_SPEED = 6  # the slowest (cheapest) LFE5U speed grade, nextpnr's default

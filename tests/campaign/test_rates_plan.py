@@ -13,7 +13,7 @@ from fault_campaigns.planning.rates import FlipSpace, RateConfig, check_rates, d
 from hdl_gen import ArrayConfig
 from quasar.cli import main
 from quasar.errors import ConfigError
-from testbenches.model import Tile, golden, postproc_registers, predict, predict_many
+from testbenches.model import Tile, golden, partial_products, postproc_registers, predict, predict_many
 
 SITES = [Site("pe_0_0.a_reg", 4, "pe_activation", 0, 0), Site("pe_0_0.acc", 15, "accumulator", 0, 0),
          Site("oact_0", 4, "output_activation", None, 0)]
@@ -55,13 +55,13 @@ def test_tile_runs_merge_bits_of_one_register_and_cycle():
 def test_predict_many_equals_predict_for_one_flip(protection, requant):
     cfg = ArrayConfig(rows=4, cols=4, act_bits=4, weight_bits=4, k_max=16, protection=protection, requant=requant)
     rng = np.random.default_rng(7)
-    names = ([f"pe_{i}_{j}.{r}" for i in range(4) for j in range(4) for r in ("a_reg", "w_reg", "acc")]
+    names = ([f"pe_{i}_{j}.{r}" for i in range(4) for j in range(4) for r in ("a_reg", "w_reg", "p_reg", "acc")]
              + 4 * ([f"{r}_{j}" for j in range(4) for r in ("v", "oact")]  # as many draws as the PEs'
-                    + [f"pp_{j}.{r}" for j in range(4) for r in ("p_reg", "t_reg")]))
-    width = {"a_reg": 4, "w_reg": 4, "acc": cfg.acc_bits, "v": cfg.v_bits, "oact": 4,
-             "pp.p_reg": cfg.p_bits, "pp.t_reg": cfg.p_bits + 1}
+                    + [f"pp_{j}.{r}" for j in range(4) for r in ("pl_reg", "ph_reg", "p_reg", "t_reg")]))
+    width = {"a_reg": 4, "w_reg": 4, "p_reg": 8, "acc": cfg.acc_bits, "v": cfg.v_bits, "oact": 4,
+             "pp.pl_reg": cfg.pl_bits, "pp.ph_reg": cfg.ph_bits, "pp.p_reg": cfg.p_bits, "pp.t_reg": cfg.p_bits + 1}
     changed = dict.fromkeys(width, 0)
-    for n in range(600):
+    for n in range(1000):  # 160 site names: about 100 draws of each pp_j register kind
         k = int(rng.integers(1, 17))
         mult = np.ones(4, np.int64) if requant == "shift" else rng.integers(0, 3000, 4)
         tile = Tile(rng.integers(0, 16, (4, k)), rng.integers(-7, 8, (k, 4)), rng.integers(-40, 40, 4),
@@ -99,6 +99,13 @@ def test_predict_many_composes_flips():
                                   ("pp_0.t_reg", 2, cfg.stage_edge(2, "shifted", 1))])
     assert pp.out_act[1, 0] == min(max((t + 1) >> 1, 0), 15) != golden(cfg, tile).out_act[1, 0]
     assert np.array_equal(pp.logits, gold)
+    # row 0 of column 1 meets flips in both partial products at once: p = (ph ^ 1) * 2^LO + (pl ^ 2^9)
+    pl, ph = partial_products(cfg, gold[0, 1], 1 << 10)
+    p = ((ph ^ 1) << cfg.lo_bits) + (pl ^ (1 << 9))
+    edge = cfg.stage_edge(2, "partial", 0)
+    pp = predict_many(cfg, tile, [("pp_1.ph_reg", 1, edge), ("pp_1.pl_reg", 1 << 9, edge)])
+    assert pp.out_act[0, 1] == min(max((((2 * p) >> 10) + 1) >> 1, 0), 15) != golden(cfg, tile).out_act[0, 1]
+    assert np.array_equal(predict_many(cfg, tile, [("pp_1.ph_reg", 1, edge - 1)]).out_act, golden(cfg, tile).out_act)
 
 
 def test_curve_statistics_and_the_one_point_rate():

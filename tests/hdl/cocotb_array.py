@@ -15,7 +15,7 @@ import numpy as np
 from hdl_gen.signoff.cocotb_checks import check_protection, random_bounds
 from quasar import arithmetic as ar
 from testbenches.array_tb import ArrayTB, Injection, TileResult, config_from_env
-from testbenches.model import Expected, Tile, golden, operand_index, predict
+from testbenches.model import Expected, Tile, golden, operand_index, partial_products, predict
 
 
 def _setup(dut, salt: int):  # type: ignore[no-untyped-def]
@@ -280,8 +280,8 @@ async def fault_pe_activation(dut) -> None:  # type: ignore[no-untyped-def]
 
 @cocotb.test()
 async def fault_other_registers(dut) -> None:  # type: ignore[no-untyped-def]
-    """Weight, accumulator, v, post-processing pipeline (pp_j.p_reg, pp_j.t_reg) and output-activation
-    flips match the analytic model at every cycle, with the protection passing everything and with
+    """Weight, PE product, accumulator, v, post-processing pipeline (pp_j.pl_reg, pp_j.ph_reg, pp_j.p_reg, pp_j.t_reg)
+    and output-activation flips match the analytic model at every cycle, with the protection passing everything and with
     random bounds clamping some outputs. A pipeline register's flip counts only at the edge that loaded
     a row (ArrayConfig.stage_edge): at every other cycle the output is golden."""
     cfg, tb, rng = _setup(dut, 8)
@@ -290,35 +290,44 @@ async def fault_other_registers(dut) -> None:  # type: ignore[no-untyped-def]
     last = cfg.cols - 1
     sites = [
         (f"pe_{i}_{j}.w_reg", cfg.weight_bits),
+        (f"pe_{i}_{j}.p_reg", cfg.act_bits + cfg.weight_bits),
         (f"pe_{i}_{j}.acc", cfg.acc_bits),
         (f"v_{j}", cfg.v_bits),
-        (f"pp_{j}.p_reg", p_bits),
-        (f"pp_{j}.t_reg", p_bits + 1),
-        (f"pp_{last}.p_reg", p_bits),
-        (f"pp_{last}.t_reg", p_bits + 1),
+        *((f"pp_{col}.{reg}", width) for col in (j, last) for reg, width in
+          (("pl_reg", cfg.pl_bits), ("ph_reg", cfg.ph_bits), ("p_reg", p_bits), ("t_reg", p_bits + 1))),
         (f"oact_{j}", cfg.act_bits),
         (f"oact_{last}", cfg.act_bits),
     ]
-    stage = {"p_reg": "product", "t_reg": "shifted"}
+    stage = {"pl_reg": "partial", "ph_reg": "partial", "p_reg": "product", "t_reg": "shifted"}
     for clamp in (False, True):
         tile = _fault_tile(cfg, rng, clamp)
         _load(tb, tile)
         span = cfg.tile_cycles(tile.k)
         counts = {}
         for site, width in sites:
-            bits = {0, width - 1}
-            if site.startswith("pp_"):  # the bits that reach the activation: around the shift
-                bits.add(min(width - 2, int(tile.shift[int(site[3:].split(".")[0])]) + cfg.act_bits - 1))
-            for bit in sorted(bits):
+            masks = {1, 1 << (width - 1)}
+            if site.startswith("pp_"):  # the bits that reach the activation: around the shift (ph_reg: p's bit LO)
+                col, reg = site[3:].split(".")
+                lsb = cfg.lo_bits if reg == "ph_reg" else 0
+                masks.add(1 << max(0, min(width - 2, int(tile.shift[int(col)]) + cfg.act_bits - 1 - lsb)))
+                if reg == "pl_reg":  # every set bit of row 0's pl: p drops to ph * 2^LO, visible even when saturated
+                    v0 = int(golden(cfg, tile).logits[0, int(col)])
+                    masks.add(partial_products(cfg, v0, int(tile.mult[int(col)]))[0] or 1)
+            for mask in sorted(masks):
                 for cycle in range(span):
-                    inj = Injection(site, 1 << bit, cycle)
+                    inj = Injection(site, mask, cycle)
                     changed = await _expect_fault(cfg, tb, tile, inj, f"clamp={clamp}")
-                    counts[site] = counts.get(site, 0) + changed
                     reg = site.split(".")[-1]
-                    if reg in stage:
+                    # pl_reg adds less than 2^(LO+16) to p: in a column whose v is far below 0 (ReLU) no
+                    # flip of it can show, so its visibility is required over the two columns together; on
+                    # a shift-only design it holds v's low LO bits, below the rounding bit 2^(S-1) whenever
+                    # S > LO, where no flip of it can ever show (checked against the model all the same)
+                    key = "pp_*.pl_reg" if reg == "pl_reg" else site
+                    counts[key] = counts.get(key, 0) + changed
+                    if site.startswith("pp_"):
                         loaded = [cfg.stage_edge(tile.k, stage[reg], r) for r in range(cfg.rows)]
                         assert not changed or cycle in loaded, f"{inj}: changed outside the row window"
-        assert clamp or all(n > 0 for n in counts.values()), counts
+        assert clamp or all(n > 0 for key, n in counts.items() if not (cfg.shift_only and key == "pp_*.pl_reg")), counts
 
 
 @cocotb.test()
@@ -362,9 +371,9 @@ async def fault_sites_resolve(dut) -> None:  # type: ignore[no-untyped-def]
 
     cfg, tb, _ = _setup(dut, 11)
     sites = json.loads(open(os.environ["QUASAR_FAULT_SITES"]).read())["sites"]
-    # a_reg, w_reg, acc per PE; v, p_reg, t_reg, oact per column; busy, done, cyc, k, drain_r, d_row and
-    # 4 valid/row pairs
-    assert len(sites) == 3 * cfg.rows * cfg.cols + 4 * cfg.cols + 14
+    # a_reg, w_reg, p_reg, acc per PE; v, pl_reg, ph_reg, p_reg, t_reg, oact, dsel per column; busy, done,
+    # cyc, k, drain_r, d_row and 5 valid/row pairs
+    assert len(sites) == 4 * cfg.rows * cfg.cols + 7 * cfg.cols + 16
     for s in sites:
         assert len(tb.handle(s["name"])) == s["width"], s
 

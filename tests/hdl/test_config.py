@@ -47,13 +47,18 @@ def test_derived_widths() -> None:
 
 def test_tile_cycles_formula() -> None:
     cfg = ArrayConfig(rows=8, cols=3, k_max=64)
-    # K + R + C + 5: two cycles of operand lag, one per drain stage after v (product, shift, clamp, output)
-    assert [cfg.tile_cycles(k) for k in (1, 13, 64)] == [1 + 16, 13 + 16, 64 + 16]
-    assert [cfg.stage_edge(13, s, 0) for s in ("v", "product", "shifted", "oact", "out")] == [18, 19, 20, 21, 22]
+    # K + R + C + 7: two cycles of operand lag, the PE's product register, one per drain stage after v
+    # (partial products, product, shift, clamp, output)
+    assert [cfg.tile_cycles(k) for k in (1, 13, 64)] == [1 + 18, 13 + 18, 64 + 18]
+    stages = ("v", "partial", "product", "shifted", "oact", "out")
+    assert [cfg.stage_edge(13, s, 0) for s in stages] == [19, 20, 21, 22, 23, 24]
+    # acc(i, j) takes the product of operand n at edge n + 4 + i + j
+    assert [cfg.products_in(13, e, 1, 2) for e in (0, 6, 7, 19, 20, 40)] == [0, 0, 1, 13, 13, 13]
     assert cfg.stage_edge(13, "out", cfg.rows - 1) == cfg.tile_cycles(13)  # done rises with the last row
     with pytest.raises(ConfigError, match=r"row must be in 0..7, got 8"):
         cfg.stage_edge(13, "v", 8)
-    with pytest.raises(ConfigError, match=r"drain stage must be one of v, product, shifted, oact, out; got 'acc'"):
+    with pytest.raises(ConfigError, match=r"drain stage must be one of v, partial, product, shifted, oact, out; "
+                                          r"got 'acc'"):
         cfg.stage_edge(13, "acc", 0)
     with pytest.raises(ConfigError, match=r"k must be in 1..64, got 65"):
         cfg.tile_cycles(65)
@@ -116,7 +121,13 @@ def test_fault_site_map(tmp_path) -> None:
     by_kind = {}
     for s in entries:
         by_kind.setdefault(s["kind"], []).append(s)
-    assert sorted(by_kind) == ["accumulator", "control", "output_activation", "pe_activation", "pipeline", "weight"]
+    assert sorted(by_kind) == [
+        "accumulator", "control", "output_activation", "pe_activation", "pe_product", "pipeline", "weight"
+    ]
+    assert [(s["name"], s["width"], s["row"], s["col"]) for s in by_kind["pe_product"]][:2] == [
+        ("pe_0_0.p_reg", 4 + 6, 0, 0), ("pe_0_1.p_reg", 4 + 6, 0, 1)
+    ]
+    assert len(by_kind["pe_product"]) == 6
     assert [(s["name"], s["width"], s["row"], s["col"]) for s in by_kind["pe_activation"]][:3] == [
         ("pe_0_0.a_reg", 4, 0, 0), ("pe_0_1.a_reg", 4, 0, 1), ("pe_1_0.a_reg", 4, 1, 0)
     ]
@@ -126,13 +137,15 @@ def test_fault_site_map(tmp_path) -> None:
     ]
     assert {s["width"] for s in by_kind["weight"]} == {6}
     assert {s["width"] for s in by_kind["accumulator"] if s["row"] is not None} == {cfg.acc_bits}
-    p_bits = cfg.v_bits + cfg.M_BITS
+    p_bits, lo = cfg.v_bits + cfg.M_BITS, min(17, cfg.v_bits - 1)
+    assert (cfg.lo_bits, cfg.pl_bits, cfg.ph_bits) == (lo, lo + 16, p_bits - lo)
     assert [(s["name"], s["width"], s["row"], s["col"]) for s in by_kind["pipeline"]] == [
-        ("pp_0.p_reg", p_bits, None, 0), ("pp_0.t_reg", p_bits + 1, None, 0),
-        ("pp_1.p_reg", p_bits, None, 1), ("pp_1.t_reg", p_bits + 1, None, 1),
+        (f"pp_{j}.{reg}", width, None, j) for j in range(2)
+        for reg, width in (("pl_reg", lo + 16), ("ph_reg", p_bits - lo), ("p_reg", p_bits), ("t_reg", p_bits + 1))
     ]
     assert {s["name"] for s in by_kind["control"]} == {
-        "busy_r", "done_r", "cyc", "k_reg", "drain_r", "d_row", *(f"{p}_{r}" for p in "vpto" for r in ("valid", "row"))
+        "busy_r", "done_r", "cyc", "k_reg", "drain_r", "d_row", "dsel_0", "dsel_1",
+        *(f"{p}_{r}" for p in "vmpto" for r in ("valid", "row"))
     }
 
 
@@ -200,5 +213,7 @@ def test_shift_only_design_has_no_multiplier_and_its_own_key(tmp_path) -> None:
     assert json.loads((tmp_path / "config.json").read_text())["requant"] == "shift"
     sites = json.loads((tmp_path / "fault_sites.json").read_text())["sites"]
     pipeline = [(s["name"], s["width"]) for s in sites if s["kind"] == "pipeline"]
-    assert pipeline[:2] == [("pp_0.p_reg", shift.v_bits), ("pp_0.t_reg", shift.v_bits + 1)]  # p_reg holds v
+    lo = shift.lo_bits  # pl_reg/ph_reg hold v's low and high bits, p_reg holds v
+    assert pipeline[:4] == [("pp_0.pl_reg", lo), ("pp_0.ph_reg", shift.v_bits - lo), ("pp_0.p_reg", shift.v_bits),
+                            ("pp_0.t_reg", shift.v_bits + 1)]
     assert shift.tile_cycles(5) == mul.tile_cycles(5)  # same pipeline stages as the multiplier datapath

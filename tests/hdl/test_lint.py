@@ -40,7 +40,7 @@ def test_lint_catches_a_width_bug(tmp_path) -> None:
     design = generate(ArrayConfig(2, 2, 4, 4, k_max=16), tmp_path)
     pe = design.sources[0]
     text = pe.read_text()
-    broken, n = re.subn(r"acc \+ \{ \{ \d+\{ prod\[\d+\] \} \}, prod \}", "acc + prod", text)
+    broken, n = re.subn(r"acc \+ \{ \{ \d+\{ p_reg\[\d+\] \} \}, p_reg \}", "acc + p_reg", text)
     assert n == 1
     pe.write_text(broken)
     result = lint(design.sources)

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -21,7 +23,16 @@ from testbenches.array_tb import (
     unpack_rows,
     unpack_u32,
 )
-from testbenches.model import OPERAND_LAG, Tile, golden, oact_from_t, operand_index, postproc_registers, predict
+from testbenches.model import (
+    OPERAND_LAG,
+    Tile,
+    golden,
+    oact_from_t,
+    operand_index,
+    partial_products,
+    postproc_registers,
+    predict,
+)
 
 
 @pytest.mark.parametrize("width", [2, 4, 8, 13, 16, 27, 47])
@@ -183,18 +194,22 @@ def test_model_golden_is_the_arithmetic_oracle() -> None:
 
 def test_model_timing_matches_tile_cycles() -> None:
     """The model's drain schedule ends where tile_cycles says done rises: row R-1 is written at edge
-    D + R + 3 with D = K + C + 2 (v, product, shifted, oact, output: one edge each)."""
+    D + R + 4 with D = K + C + 3 (v, partial, product, shifted, oact, output: one edge each)."""
     for rows, cols, k in [(1, 1, 1), (8, 3, 13), (4, 8, 64)]:
         cfg = ArrayConfig(rows=rows, cols=cols, k_max=64)
-        assert (k + cols + 2) + rows + 3 == cfg.tile_cycles(k) == k + rows + cols + TILE_OVERHEAD
-        assert cfg.stage_edge(k, "v", 0) == k + cols + 2 and cfg.stage_edge(k, "out", rows - 1) == cfg.tile_cycles(k)
-    assert TILE_OVERHEAD == 5
+        assert (k + cols + 3) + rows + 4 == cfg.tile_cycles(k) == k + rows + cols + TILE_OVERHEAD
+        assert cfg.stage_edge(k, "v", 0) == k + cols + 3 and cfg.stage_edge(k, "out", rows - 1) == cfg.tile_cycles(k)
+        # row i is complete (all K products in acc(i, C-1)) one edge before the drain samples it
+        assert cfg.products_in(k, cfg.stage_edge(k, "v", rows - 1) - 1, rows - 1, cols - 1) == k
+        assert cfg.products_in(k, cfg.stage_edge(k, "v", rows - 1) - 2, rows - 1, cols - 1) == k - 1
+    assert TILE_OVERHEAD == 7
     assert operand_index(OPERAND_LAG + 3 + 1, 3, 1) == 0
 
 
 def test_pipeline_registers_compose_to_requantize() -> None:
-    """p_reg = v*M, t_reg = floor(2p / 2^S) and oact = clamp(floor((t+1)/2)) are the oracle's requantize for
-    every shift 0..63, at the extremes of v and M (the registers the RTL regression flips)."""
+    """pl_reg + ph_reg * 2^LO = p_reg = v*M, t_reg = floor(2p / 2^S) and oact = clamp(floor((t+1)/2)) are
+    the oracle's requantize for every shift 0..63, at the extremes of v and M (the registers the RTL
+    regression flips); the partial products fit their registers (pl unsigned, ph signed)."""
     cfg = ArrayConfig(rows=1, cols=1, act_bits=8, weight_bits=8, k_max=1024)
     half = 1 << (cfg.v_bits - 1)
     rng = np.random.default_rng(3)
@@ -204,14 +219,21 @@ def test_pipeline_registers_compose_to_requantize() -> None:
             want = ar.requantize(np.array(vs), mult, shift, cfg.act_bits)
             got = [oact_from_t(cfg, postproc_registers(v, mult, shift)[1]) for v in vs]
             assert got == want.tolist(), (shift, mult)
+            for v in vs:
+                pl, ph = partial_products(cfg, int(v), mult)
+                assert (ph << cfg.lo_bits) + pl == int(v) * mult
+                assert 0 <= pl < 1 << cfg.pl_bits and -(1 << (cfg.ph_bits - 1)) <= ph < 1 << (cfg.ph_bits - 1)
 
 
 def test_model_pipeline_flip_hits_one_row_at_one_edge() -> None:
     cfg = ArrayConfig(rows=3, cols=4, k_max=16, protection="range")
-    tile = _tile(cfg, 5)
-    gold = golden(cfg, tile)
+    saturated = _tile(cfg, 5)  # every output at or above hi: a sign flip moves it
+    small = replace(saturated, shift=np.full(cfg.cols, 30))  # outputs near lo: pl's top bit (2^32) adds 4
     top = cfg.v_bits + cfg.M_BITS  # t_reg's sign bit; p_reg's is one below
-    for reg, stage, bit in (("p_reg", "product", top - 1), ("t_reg", "shifted", top)):
+    for reg, stage, bit, tile in (("pl_reg", "partial", cfg.pl_bits - 1, small),
+                                  ("ph_reg", "partial", cfg.ph_bits - 1, saturated),
+                                  ("p_reg", "product", top - 1, saturated), ("t_reg", "shifted", top, saturated)):
+        gold = golden(cfg, tile)
         for cycle in range(cfg.tile_cycles(tile.k)):
             exp = predict(cfg, tile, f"pp_2.{reg}", 1 << bit, cycle)
             assert np.array_equal(exp.logits, gold.logits)  # the logits are captured from v, before
@@ -261,3 +283,22 @@ def test_batch_packing_equals_the_word_packing(width, lanes):
     assert np.array_equal(got, values)
     signed = unpack_rows(pack_u32(values, width), lanes, width, signed=True)
     assert np.array_equal(signed, np.where(values >= 1 << (width - 1), values - (1 << width), values))
+
+
+def test_model_pe_product_flip_counts_until_the_drain() -> None:
+    """A flip of the PE's product register is added to acc(i, j) once, whether it holds a product or a
+    padding zero, as long as the accumulator adds it before the drain samples row i."""
+    cfg = ArrayConfig(rows=3, cols=4, k_max=16)
+    tile = _tile(cfg, 5)
+    gold = golden(cfg, tile)
+    i, j = 1, 2
+    last = cfg.stage_edge(tile.k, "v", i) - 2  # the last flip whose addition the drain still sees
+    for cycle in range(cfg.tile_cycles(tile.k)):
+        exp = predict(cfg, tile, f"pe_{i}_{j}.p_reg", 1 << 3, cycle)
+        delta = exp.logits - gold.logits
+        k = cycle - 3 - i - j
+        p = int(tile.x[i, k] * tile.wt[k, j]) if 0 <= k < tile.k else 0
+        want = ((p ^ 8) - p) if cycle <= last else 0
+        assert delta[i, j] == want, (cycle, delta)
+        delta[i, j] = 0
+        assert not delta.any()
