@@ -54,6 +54,10 @@ ACCEPTED = [
      lambda a, k: (k["bits"], k["protections"], tuple(k["targets"])), ([2, 3], ["range"], ("pnr",))),
     (["synth-fmax", "--bits", "8", "--bits", "4", "--protections", "none"], "hdl_gen.synth.fmax_modes",
      lambda a, k: (k["bits"], k["protections"]), ([8, 4], ["none"])),
+    (["paper", "--net", "tiny", "--int-bits", "4", "--bits", "8", "--bits", "6", "--protection", "none",
+      "--protection", "range", "--targets", "pe_activation,output_activation"], "fault_campaigns.paper.run.run_paper",
+     lambda a, k: (a[0].bits, a[0].protections, a[0].targets),
+     ((6, 8), ("none", "range"), ("pe_activation", "output_activation"))),
 ]
 
 
@@ -92,6 +96,7 @@ def test_the_list_options_are_all_known():
         ("synth-overhead", "--bits"), ("synth-overhead", "--targets"),
         ("synth-all", "--bits"), ("synth-all", "--protections"), ("synth-all", "--targets"),
         ("synth-fmax", "--bits"), ("synth-fmax", "--protections"),
+        ("paper", "--bits"), ("paper", "--protection"), ("paper", "--targets"),
     }
 
 

@@ -237,9 +237,11 @@ async def _rate_group(tb, cfg: ArrayConfig, group: dict, out, prof: dict, total:
     ops, k, is_last, sites = group["ops"], group["k"], group["is_last"], group["sites"]
     x = np.zeros((cfg.rows, k), group["x"].dtype)
     first = True
-    flips_all = group["flips"]
-    starts = sorted({run["at"][2] for run in group["runs"]} - {0})  # where a next run's flips begin
-    tb.check_flips(k, flips_all, sites, [s for s in starts if s < len(flips_all)])
+    # the runs of this job only (a retry's group keeps the arrays of runs already reported)
+    parts = [run_parts(group, run) for run in group["runs"]]
+    sizes = np.cumsum([len(f) for _, _, f in parts])
+    tb.check_flips(k, np.concatenate([f for _, _, f in parts]).reshape(-1, 3), sites,
+                   [int(n) for n in sizes[:-1] if 0 < n < sizes[-1]])  # where a next run's flips begin
     top = (1 << cfg.act_bits) - 1
     xs = group["x"]
     if xs.shape[1:] != (k,) or xs.dtype.kind != "u" or (xs.size and int(xs.max()) > top):
