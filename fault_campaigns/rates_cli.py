@@ -47,6 +47,10 @@ def rates(
     dataset: Annotated[str | None, typer.Option(help="dataset (default: the net's own)")] = None,
     data_dir: Annotated[str | None, typer.Option(help="dataset directory")] = None,
     train_mode: Annotated[str, typer.Option(help="qat or ptq")] = "qat",
+    act_format: Annotated[str, typer.Option(help="activation number format: calibrated (multiplier requantization) "
+                                            "or pow2 (power-of-two scales, shift-only RTL); docs/arithmetic.md")]
+    = "calibrated",
+    int_bits: Annotated[str, typer.Option(help="pow2: integer bits of every hidden layer (0..A) or auto")] = "auto",
     rate: Annotated[list[str] | None, list_option(
         "--rates", "fault rates per bit per cycle, each in (0, 1)", "1e-7,1e-6",
         ",".join(f"{r:g}" for r in DEFAULT_RATES))] = None,
@@ -83,6 +87,7 @@ def rates(
         dataset=dataset,
         data_dir=data_dir, train_mode=train_mode, rates=parse_rates(rate), images=images, trials=trials,
         targets=parse_list("--targets", targets) or DEFAULT_RATE_TARGETS, seed=seed, confidence=confidence,
+        act_format=act_format, int_bits=None if int_bits == "auto" else int_bits,
     )
     run_dir = out or cfg.default_dir(runs_dir)
     log.info("fault-rate campaign %s -> %s", cfg.campaign_id, run_dir)

@@ -83,6 +83,8 @@ class RateConfig:
     targets: tuple[str, ...] = DEFAULT_RATE_TARGETS
     seed: int = 0
     confidence: float = 0.95
+    act_format: str = "calibrated"  # docs/arithmetic.md; pow2 runs shift-only designs, as a campaign does
+    int_bits: int | None = None  # pow2 only: integer bits of every hidden layer; None = auto
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "rates", check_rates(self.rates))
@@ -93,7 +95,9 @@ class RateConfig:
             raise ConfigError(f"at least one target register kind is needed, choose from {REGISTER_KINDS}")
         for t in self.targets:
             check_choice("target register kind", t, REGISTER_KINDS)
-        self.campaign_config()  # the shared checks: net, widths, array shape, protections, data directory
+        # The shared checks (net, widths, array shape, protections, format, data directory); the format's
+        # integer bits come back normalised.
+        object.__setattr__(self, "int_bits", self.campaign_config().int_bits)
 
     def campaign_config(self):  # type: ignore[no-untyped-def]
         """The single-fault campaign config with the same model, array, images and targets (its
@@ -105,6 +109,7 @@ class RateConfig:
             cols=self.cols, k_max=self.k_max, per_channel_bounds=self.per_channel_bounds,
             protections=self.protections, dataset=self.dataset, data_dir=self.data_dir, train_mode=self.train_mode,
             images=self.images, golden_images=1, targets=self.targets, seed=self.seed, confidence=self.confidence,
+            act_format=self.act_format, int_bits=self.int_bits,
         )
 
     @property
@@ -121,6 +126,8 @@ class RateConfig:
         d["protections"], d["targets"], d["rates"] = list(self.protections), list(self.targets), list(self.rates)
         d["data_dir"] = None
         d["schema"] = RATE_SCHEMA
+        if self.act_format == "calibrated":  # left out: ids from before the formats stay valid
+            del d["act_format"], d["int_bits"]
         return d
 
     @property
@@ -128,7 +135,9 @@ class RateConfig:
         return hashlib.sha256(json.dumps(self.identity(), sort_keys=True).encode()).hexdigest()[:16]
 
     def default_dir(self, runs_dir: str | Path) -> Path:
-        name = f"{self.net}-a{self.a_bits}w{self.w_bits}-{self.rows}x{self.cols}-{self.campaign_id[:8]}"
+        fmt = "" if self.act_format == "calibrated" else f"-{self.act_format}"
+        fmt += "" if self.int_bits is None else f"i{self.int_bits}"
+        name = f"{self.net}-a{self.a_bits}w{self.w_bits}{fmt}-{self.rows}x{self.cols}-{self.campaign_id[:8]}"
         return Path(runs_dir) / "rates" / name
 
     def to_dict(self) -> dict:

@@ -16,9 +16,11 @@ from fault_campaigns.planning.rates import RateConfig
 
 
 def rate_config(cfg, bits: int) -> RateConfig:  # type: ignore[no-untyped-def]
+    """The curve of one width: the sweep's model (format), array, designs and seed."""
     return RateConfig(net=cfg.net, bits=bits, rows=cfg.rows, cols=cfg.cols, k_max=cfg.k_max,
-                      per_channel_bounds=cfg.per_channel_bounds, data_dir=cfg.data_dir, rates=cfg.rates,
-                      images=cfg.rate_images, trials=cfg.rate_trials, seed=cfg.seed, confidence=cfg.confidence)
+                      per_channel_bounds=cfg.per_channel_bounds, protections=cfg.protections, data_dir=cfg.data_dir,
+                      rates=cfg.rates, images=cfg.rate_images, trials=cfg.rate_trials, seed=cfg.seed,
+                      confidence=cfg.confidence, act_format=cfg.act_format, int_bits=cfg.int_bits)
 
 
 def _complete(path: Path, rc: RateConfig) -> bool:

@@ -94,6 +94,32 @@ def test_multi_flip_tile_runs_equal_plain_runs_and_the_dataflow_model(finished):
         assert all(model_ok) and all(plain_ok), (p, model_ok.count(False), plain_ok.count(False))
 
 
+def test_pow2_curve_runs_the_shift_only_designs_bit_exact(tmp_path):
+    """A fixed-point (pow2) curve: the campaign runs the pow2 model on shift-only designs (golden check
+    bit-exact), its run directory and id say the format, and its multi-flip tile runs equal the plain
+    GPI-clocked runs and the dataflow model (M = 1, no multiplier in the post-processing)."""
+    cfg = RateConfig(**{**SETTINGS, "act_format": "pow2", "int_bits": 2, "images": 2, "trials": 1,
+                        "rates": (3e-3,)})
+    assert "-pow2i2-" in cfg.default_dir("runs").name
+    assert cfg.campaign_id != RateConfig(**{**SETTINGS, "images": 2, "trials": 1, "rates": (3e-3,)}).campaign_id
+    rc = RateCampaign(cfg, tmp_path / "run", workers=2, progress=False)
+    summary = rc.run()
+    assert summary["config"]["act_format"] == "pow2" and summary["config"]["int_bits"] == 2
+    for p, d in rc.campaign.designs.items():
+        assert d.array.requant == "shift" and summary["golden"][p]["bit_exact"], p
+        captured = []
+        run = rc.run_groups_for(d, "check-")
+
+        def capture(groups, on_results, on_lost, run=run, captured=captured):
+            by_id = single_runs(groups)
+            run(groups, lambda recs: (captured.extend((by_id[r["id"]], r) for r in recs), on_results(recs)), on_lost)
+
+        RateEngine(rc.campaign, d, capture, chunks=1).run(rc.inferences()[:2], lambda rows: None)
+        assert len(captured) >= 20 and sum(len(record_diff(r)) > 0 for _, r in captured) >= 5
+        model_ok, plain_ok, _ = tile_checks(rc, d, captured, workers=2)
+        assert all(model_ok) and all(plain_ok), (p, model_ok.count(False), plain_ok.count(False))
+
+
 def test_tile_checks_catch_a_wrong_record(finished):
     rc, _, _ = finished
     d = rc.campaign.designs["none"]
