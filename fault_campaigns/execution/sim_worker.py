@@ -216,14 +216,7 @@ async def run_shard(dut):
                     res = await tb.run(ops.k, injections, max_cycles=group["max_cycles"])
                     t1, c1 = time.perf_counter(), time.process_time()
                     lines = [result_line(run["id"], res, want, group["is_last"], t1 - t0, group["logit"])]
-                prof["run_s"] += t1 - t0
-                prof["run_cpu_s"] += c1 - c0
-                prof["runs"] += len(lines)
-                if prof["runs"] == total:  # before the last lines: the executor ends this process after them
-                    _write_profile(prof, t_start, tb)
-                out.write("".join(line + "\n" for line in lines))
-                prof["write_s"] += time.perf_counter() - t1
-                prof["write_cpu_s"] += time.process_time() - c1
+                _emit(prof, lines, out, (t0, c0), (t1, c1), total, t_start, tb)
 
 
 async def _rate_group(tb, cfg: ArrayConfig, group: dict, out, prof: dict, total: int, t_start: float,  # type: ignore[no-untyped-def]
@@ -304,14 +297,7 @@ def _rate_group_batch(tb, cfg: ArrayConfig, group: dict, out, prof: dict, total:
              for n, run in enumerate(runs)]
     prof["load_s"] += t1 - t0
     prof["load_cpu_s"] += c1 - c0
-    prof["run_s"] += t2 - t1
-    prof["run_cpu_s"] += c2 - c1
-    prof["runs"] += len(lines)
-    if prof["runs"] == total:  # before the last lines: the executor ends this process after them
-        _write_profile(prof, t_start, tb)
-    out.write("".join(line + "\n" for line in lines))
-    prof["write_s"] += time.perf_counter() - t2
-    prof["write_cpu_s"] += time.process_time() - c2
+    _emit(prof, lines, out, (t1, c1), (t2, c2), total, t_start, tb)
 
 
 def _batches(runs: list[dict], stopped: dict[int, tuple]) -> list[list[dict]]:
@@ -328,6 +314,20 @@ def _batches(runs: list[dict], stopped: dict[int, tuple]) -> list[list[dict]]:
         out.append([run])
         rows = {plan[0]} if plan is not None else set()
     return out
+
+
+def _emit(prof: dict, lines: list[str], out, run_from: tuple[float, float], run_to: tuple[float, float],  # type: ignore[no-untyped-def]
+          total: int, t_start: float, tb) -> None:
+    """Account the runs' wall and CPU time (from `run_from` to `run_to`, perf_counter and process_time),
+    then write their result lines and account the writing."""
+    prof["run_s"] += run_to[0] - run_from[0]
+    prof["run_cpu_s"] += run_to[1] - run_from[1]
+    prof["runs"] += len(lines)
+    if prof["runs"] == total:  # before the last lines: the executor ends this process after them
+        _write_profile(prof, t_start, tb)
+    out.write("".join(line + "\n" for line in lines))
+    prof["write_s"] += time.perf_counter() - run_to[0]
+    prof["write_cpu_s"] += time.process_time() - run_to[1]
 
 
 def _write_profile(prof: dict, t_start: float, tb) -> None:  # type: ignore[no-untyped-def]
