@@ -37,6 +37,9 @@ OPERAND_LAG = 2
 # then acc. Row i's accumulators are final after edge K + C + OPERAND_LAG + MAC_LAG - 2 + i; the drain
 # reads them at the next.
 MAC_LAG = 2
+# The PEs are cleared at this edge of a run (a registered clear: docs/rtl.md, "Timing"): a flip of a PE
+# register after an earlier edge is wiped out.
+PE_CLEAR_EDGE = 1
 # The fixed latency of a tile run beyond K + rows + cols: `done` rises with the last row's output
 # write, edge K + C + OPERAND_LAG + MAC_LAG - 1 + (rows - 1) + (len(DRAIN_STAGES) - 1).
 TILE_OVERHEAD = OPERAND_LAG + MAC_LAG - 3 + len(DRAIN_STAGES)

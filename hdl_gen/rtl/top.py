@@ -102,6 +102,12 @@ def _sequencer(t: TopParts) -> None:
     go.assign(vg.Land(t["start"], vg.Not(busy)))
     clr = t["clr"] = m.Wire("clr")
     clr.assign(vg.Lor(rst, go))
+    # The PEs and the skew registers are cleared one edge later, from a flip-flop: their synchronous clear
+    # reaches every PE register (R x C x (A + W + A+W + ACC) flip-flops), and through the `go` logic it was
+    # the routed 8x8 critical path (busy_r -> go -> clear net, 12.3 ns). Equivalent: at rest (and at edge 0
+    # of a run) they hold zeros or sums that edge 1 clears before any operand arrives (docs/rtl.md, "Timing").
+    pe_clr = t["pe_clr"] = m.Reg("pe_clr")
+    m.Always(vg.Posedge(clk))(pe_clr(clr))
     k_reg = m.Reg("k_reg", KB)
     cyc = t["cyc"] = m.Reg("cyc", CB)
     k_ext = m.Wire("k_ext", CB)
@@ -189,7 +195,7 @@ def _skew_registers(t: TopParts) -> None:
         w_north.append(src)
     if skew_regs:
         m.Always(vg.Posedge(clk))(
-            vg.If(clr)(*[r(Int(0, n)) for r, n in skew_regs]).Else(
+            vg.If(t["pe_clr"])(*[r(Int(0, n)) for r, n in skew_regs]).Else(
                 *[r(s) for (r, _), s in zip(skew_regs, skew_next, strict=True)]
             )
         )
@@ -214,7 +220,7 @@ def _pe_grid(t: TopParts, pe: Module) -> None:
                 f"{PE_PREFIX}{i}_{j}",
                 ports=[
                     ("clk", t["clk"]),
-                    ("clr", t["clr"]),
+                    ("clr", t["pe_clr"]),
                     ("a_in", t["a_west"][i] if j == 0 else a_wire[i][j - 1]),
                     ("w_in", t["w_north"][j] if i == 0 else w_wire[i - 1][j]),
                     ("a_out", a_wire[i][j]),

@@ -153,7 +153,7 @@ def make_protect(cfg: ArrayConfig) -> Module:
     lo = m.Input("lo", lanes * width)
     hi = m.Input("hi", lanes * width)
     z = m.Output("z", cols * width)
-    viol_count = m.OutputReg("viol_count", VIOL_BITS)
+    viol_count = m.Output("viol_count", VIOL_BITS)
     bound_wires = {}
     for b in range(lanes):
         for name, vec in (("lo", lo), ("hi", hi)):
@@ -178,16 +178,27 @@ def make_protect(cfg: ArrayConfig) -> Module:
         flags.append(zext(out, 1, n_bits))
     z.assign(Cat(*reversed(zs)))
     n_viol = m.Wire("n_viol", n_bits)
-    total = flags[0]
-    for f in flags[1:]:
-        total = total + f
-    n_viol.assign(total)
+    n_viol.assign(_tree_sum(flags))
+    # The count is pipelined without delaying it: `n_q` takes the row's count (0 when not `valid`), `acc_q`
+    # adds it one edge later, and the output is their sum, so viol_count is exact at every edge, `done`
+    # included. Adding the row's count into the 32-bit counter in the same cycle as the compares was the
+    # routed 8x8 critical path (bound -> compare -> count -> counter, 41 logic levels, 12.4 ns).
+    n_q = m.Reg("n_q", n_bits)
+    acc_q = m.Reg("acc_q", VIOL_BITS)
     m.Always(vg.Posedge(clk))(
-        vg.If(vg.Lor(rst, clear))(viol_count(Int(0, VIOL_BITS))).Elif(valid)(
-            viol_count(viol_count + zext(n_viol, n_bits, VIOL_BITS))
+        vg.If(vg.Lor(rst, clear))(n_q(Int(0, n_bits)), acc_q(Int(0, VIOL_BITS))).Else(
+            n_q(Mux(valid, n_viol, Int(0, n_bits))), acc_q(acc_q + zext(n_q, n_bits, VIOL_BITS))
         )
     )
+    viol_count.assign(acc_q + zext(n_q, n_bits, VIOL_BITS))
     return m
+
+
+def _tree_sum(terms: list):  # type: ignore[no-untyped-def]
+    """The sum of `terms` as a balanced tree of additions (log depth, not a chain)."""
+    while len(terms) > 1:
+        terms = [terms[i] + terms[i + 1] if i + 1 < len(terms) else terms[i] for i in range(0, len(terms), 2)]
+    return terms[0]
 
 
 def _partial_registers(m: Module, clk, cfg: ArrayConfig, pl_in, ph_in):  # type: ignore[no-untyped-def]
