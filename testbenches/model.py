@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hdl_gen.config import MAC_LAG, OPERAND_LAG, PE_CLEAR_EDGE, ArrayConfig
+from hdl_gen.config import MAC_LAG, OPERAND_LAG, ArrayConfig
 from quasar import arithmetic as ar
 from quasar.errors import ConfigError
 
@@ -157,8 +157,8 @@ def predict(cfg: ArrayConfig, tile: Tile, site: str, mask: int, cycle: int = 0, 
         if 0 <= k < K:
             w = int(wt[k, j])
             acc[i:, j] += x[i:, k] * (_signed(w ^ mask, cfg.weight_bits) - w)
-    elif reg in ("prod", "acc") and cycle < PE_CLEAR_EDGE:
-        pass  # the PEs' registered clear wipes it out at edge PE_CLEAR_EDGE
+    elif reg in ("prod", "acc") and cycle < cfg.pe_clear_edge(i, j):
+        pass  # the PE's clear wipes it out
     elif reg == "prod":
         # p_reg after edge e holds the product of index e - 3 - i - j (zero outside the window); acc
         # adds it at edge e + 1, which counts while the drain has not yet sampled row i
@@ -285,8 +285,8 @@ def predict_many(cfg: ArrayConfig, tile: Tile, flips) -> Expected:  # type: igno
             a_masks.setdefault((i, operand_index(cycle, i, j)), []).append((j, mask))
         elif reg == "w_reg":
             w_masks.setdefault((j, operand_index(cycle, i, j)), []).append((i, mask))
-        elif reg in ("prod", "acc") and cycle < PE_CLEAR_EDGE:
-            continue  # the PEs' registered clear wipes it out
+        elif reg in ("prod", "acc") and cycle < cfg.pe_clear_edge(i, j):
+            continue  # the PE's clear wipes it out
         elif reg == "prod":
             if cycle + 1 < drained[i]:  # acc adds it at the next edge, before the drain samples row i
                 key = (i, j, cycle + 1 - _entry_edge(0, i, j))

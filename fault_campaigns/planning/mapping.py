@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hdl_gen.config import PE_CLEAR_EDGE, ArrayConfig
+from hdl_gen.config import ArrayConfig
 from quasar import arithmetic
 from quasar.protection import ProtectionSpec
 
@@ -208,7 +208,7 @@ def live_fault(lm: LayerMap, tile: int, site: str, cycle: int, model: str = "fli
             return False
         if stuck:
             return True
-        if reg in ("acc", "p_reg") and cycle < PE_CLEAR_EDGE:  # the PEs' registered clear wipes it out
+        if reg in ("acc", "p_reg") and cycle < cfg.pe_clear_edge(i, j):  # the PE's clear wipes it out
             return False
         if reg == "acc":  # the drain samples row i's accumulators at this edge
             return cycle < cfg.stage_edge(k, "v", i)

@@ -24,12 +24,15 @@ def make_pe(cfg: ArrayConfig) -> Module:
     """One processing element: registered activation (forwarded right), weight (forwarded down), the
     registered product p_reg = a_reg * w_reg, and a signed accumulator acc += p_reg. The product
     register takes the multiplier out of the accumulator's carry-chain path (docs/rtl.md, "Fmax").
-    `clr` zeroes all four (reset, or the start of a tile run)."""
+    `clr_in` is the array's clear, one edge late per PE: `clr_r` takes it, zeroes all four registers at the
+    next edge and passes it on (`clr_out`) to the next PE, so no clear net spans the array (a clear fanned
+    out to every PE register was the routed 8x8 critical path, docs/rtl.md "Fmax")."""
     a_bits, w_bits, acc_bits = cfg.act_bits, cfg.weight_bits, cfg.acc_bits
     prod_bits = a_bits + w_bits
     m = Module(pe_name(cfg))
     clk = m.Input("clk")
-    clr = m.Input("clr")
+    clr_in = m.Input("clr_in")
+    clr_out = m.Output("clr_out")
     a_in = m.Input("a_in", a_bits)
     w_in = m.Input("w_in", w_bits)
     a_out = m.Output("a_out", a_bits)
@@ -42,6 +45,9 @@ def make_pe(cfg: ArrayConfig) -> Module:
     prod = m.Wire("prod", prod_bits, signed=True)
     # unsigned activation x signed weight: both extended to the exact product width A+W
     prod.assign(Signed(zext(a_reg, a_bits, prod_bits)) * Signed(sext(w_reg, w_bits, prod_bits)))
+    clr = m.Reg("clr_r")
+    m.Always(vg.Posedge(clk))(clr(clr_in))
+    clr_out.assign(clr)
     m.Always(vg.Posedge(clk))(
         vg.If(clr)(a_reg(Int(0, a_bits)), w_reg(Int(0, w_bits)), p_reg(Int(0, prod_bits)), acc(Int(0, acc_bits))).Else(
             a_reg(a_in), w_reg(w_in), p_reg(prod), acc(acc + sext(p_reg, prod_bits, acc_bits))
