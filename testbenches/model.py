@@ -6,6 +6,8 @@ regression checks the simulator against it; campaigns may use it to cross-check 
 Never touches a simulator.
 
 Timing (edge 0 samples `start`; "after edge e" = the register's value between edges e and e+1):
+- PE (i,j) is cleared at edge 1 + i + j (ArrayConfig.pe_clear_edge): a flip of its p_reg or acc before
+  that edge is wiped out;
 - a_reg(i,j) and w_reg(i,j) hold operand index k = e - 2 - i - j (zero outside 0 <= k < K);
 - the PE's product register p_reg(i,j) holds the product of index k = e - 3 - i - j (else 0), which
   enters acc(i,j) at edge k + 4 + i + j (ArrayConfig.products_in);
