@@ -37,6 +37,10 @@ OPERAND_LAG = 2
 # then acc. Row i's accumulators are final after edge K + C + OPERAND_LAG + MAC_LAG - 2 + i; the drain
 # reads them at the next.
 MAC_LAG = 2
+# PE (i, j) is cleared at edge PE_CLEAR_EDGE + i + j of a run: the clear travels through the array one
+# PE per edge, like the operands (docs/rtl.md, "Timing"); a flip of a PE register after an earlier edge
+# is wiped out.
+PE_CLEAR_EDGE = 1
 # The fixed latency of a tile run beyond K + rows + cols: `done` rises with the last row's output
 # write, edge K + C + OPERAND_LAG + MAC_LAG - 1 + (rows - 1) + (len(DRAIN_STAGES) - 1).
 TILE_OVERHEAD = OPERAND_LAG + MAC_LAG - 3 + len(DRAIN_STAGES)
@@ -200,6 +204,11 @@ class ArrayConfig:
         """
         k = check_range("k", k, 1, self.k_max)
         return k + self.rows + self.cols + TILE_OVERHEAD
+
+    @staticmethod
+    def pe_clear_edge(row: int, col: int) -> int:
+        """The edge at which PE (row, col) is cleared in a run: PE_CLEAR_EDGE + row + col."""
+        return PE_CLEAR_EDGE + row + col
 
     def products_in(self, k: int, edge: int, row: int, col: int) -> int:
         """How many products acc(row, col) has taken right after edge `edge` of a run of length k:

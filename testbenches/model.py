@@ -6,6 +6,8 @@ regression checks the simulator against it; campaigns may use it to cross-check 
 Never touches a simulator.
 
 Timing (edge 0 samples `start`; "after edge e" = the register's value between edges e and e+1):
+- PE (i,j) is cleared at edge 1 + i + j (ArrayConfig.pe_clear_edge): a flip of its p_reg or acc before
+  that edge is wiped out;
 - a_reg(i,j) and w_reg(i,j) hold operand index k = e - 2 - i - j (zero outside 0 <= k < K);
 - the PE's product register p_reg(i,j) holds the product of index k = e - 3 - i - j (else 0), which
   enters acc(i,j) at edge k + 4 + i + j (ArrayConfig.products_in);
@@ -157,6 +159,8 @@ def predict(cfg: ArrayConfig, tile: Tile, site: str, mask: int, cycle: int = 0, 
         if 0 <= k < K:
             w = int(wt[k, j])
             acc[i:, j] += x[i:, k] * (_signed(w ^ mask, cfg.weight_bits) - w)
+    elif reg in ("prod", "acc") and cycle < cfg.pe_clear_edge(i, j):
+        pass  # the PE's clear wipes it out
     elif reg == "prod":
         # p_reg after edge e holds the product of index e - 3 - i - j (zero outside the window); acc
         # adds it at edge e + 1, which counts while the drain has not yet sampled row i
@@ -283,6 +287,8 @@ def predict_many(cfg: ArrayConfig, tile: Tile, flips) -> Expected:  # type: igno
             a_masks.setdefault((i, operand_index(cycle, i, j)), []).append((j, mask))
         elif reg == "w_reg":
             w_masks.setdefault((j, operand_index(cycle, i, j)), []).append((i, mask))
+        elif reg in ("prod", "acc") and cycle < cfg.pe_clear_edge(i, j):
+            continue  # the PE's clear wipes it out
         elif reg == "prod":
             if cycle + 1 < drained[i]:  # acc adds it at the next edge, before the drain samples row i
                 key = (i, j, cycle + 1 - _entry_edge(0, i, j))

@@ -46,7 +46,9 @@ class EarlyStop:
     then, ArrayConfig.products_in); row i of the tile is finished from the golden accumulators plus
     that difference by the integer post-processing and protection (bit-exact with the RTL's,
     docs/arithmetic.md), every other row is the golden one. It applies only while the drain has not
-    read row i (edge `cfg.stage_edge(K, "v", i)`); later flips run the full tile.
+    read row i (edge `cfg.stage_edge(K, "v", i)`) and once the run has cleared acc(i, C-1) (edge
+    `cfg.pe_clear_edge(i, C-1)`: before, the accumulators still hold the previous run's sums); other
+    flips run the full tile.
     The post-processing pipeline behind the drain (docs/rtl.md, "Timing") only delays the row's output:
     the integer post-processing that finishes the row is the same function of its logits."""
 
@@ -86,6 +88,8 @@ class EarlyStop:
         i, j = int(m.group(1)), int(m.group(2))
         stop_after = run["cycle"] + self.cols - j + MAC_LAG - 1
         if stop_after >= self.cfg.stage_edge(self.k, "v", i):  # the drain samples row i at that edge
+            return None
+        if stop_after < self.cfg.pe_clear_edge(i, self.cols - 1):  # acc(i, C-1) not yet cleared: stale
             return None
         return i, j, stop_after
 

@@ -208,6 +208,8 @@ def live_fault(lm: LayerMap, tile: int, site: str, cycle: int, model: str = "fli
             return False
         if stuck:
             return True
+        if reg in ("acc", "p_reg") and cycle < cfg.pe_clear_edge(i, j):  # the PE's clear wipes it out
+            return False
         if reg == "acc":  # the drain samples row i's accumulators at this edge
             return cycle < cfg.stage_edge(k, "v", i)
         if reg == "p_reg":  # acc adds it (a product, or 0 outside the operands) at the next edge

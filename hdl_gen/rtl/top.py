@@ -188,8 +188,16 @@ def _skew_registers(t: TopParts) -> None:
             src = r
         w_north.append(src)
     if skew_regs:
+        # The skew registers are cleared one edge later, from a flip-flop, and the PEs later still, PE (i, j)
+        # at edge 1 + i + j, their clear passed from PE to PE (hdl_gen.rtl.units.make_pe): one clear net
+        # reaching every PE register (R x C x (2A + 2W + ACC) flip-flops) was the routed 8x8 critical path,
+        # first through the `go` logic (12.3 ns), then from a flip-flop (13.0 ns). Equivalent: at rest (and
+        # until their clear) they hold zeros or sums that the clear wipes out before any operand arrives
+        # (docs/rtl.md, "Timing").
+        pe_clr = m.Reg("pe_clr")
+        m.Always(vg.Posedge(clk))(pe_clr(clr))
         m.Always(vg.Posedge(clk))(
-            vg.If(clr)(*[r(Int(0, n)) for r, n in skew_regs]).Else(
+            vg.If(pe_clr)(*[r(Int(0, n)) for r, n in skew_regs]).Else(
                 *[r(s) for (r, _), s in zip(skew_regs, skew_next, strict=True)]
             )
         )
@@ -201,10 +209,12 @@ def _pe_grid(t: TopParts, pe: Module) -> None:
     cfg, m = t.cfg, t.m
     R, C, A, W = cfg.rows, cfg.cols, cfg.act_bits, cfg.weight_bits
     a_wire = [[m.Wire(f"pa_{i}_{j}", A) for j in range(C)] for i in range(R)]
+    c_wire = [[m.Wire(f"pclr_{i}_{j}") for j in range(C)] for i in range(R)]
     w_wire = [[m.Wire(f"pw_{i}_{j}", W) for j in range(C)] for i in range(R)]
     acc_wire = t["acc"] = [[m.Wire(f"pacc_{i}_{j}", cfg.acc_bits) for j in range(C)] for i in range(R)]
-    waive(m, "UNUSEDSIGNAL", "the east edge's activations and the south edge's weights leave the array unused")
+    waive(m, "UNUSEDSIGNAL", "the east edge's activations, clears and the south edge's weights leave the array unused")
     a_east = [m.Wire(f"a_east_{i}", A) for i in range(R)]
+    clr_east = [m.Wire(f"clr_east_{i}") for i in range(R)]
     w_south = [m.Wire(f"w_south_{j}", W) for j in range(C)]
     unwaive(m, "UNUSEDSIGNAL")
     for i in range(R):
@@ -214,7 +224,9 @@ def _pe_grid(t: TopParts, pe: Module) -> None:
                 f"{PE_PREFIX}{i}_{j}",
                 ports=[
                     ("clk", t["clk"]),
-                    ("clr", t["clr"]),
+                    # the clear enters at PE (0, 0), runs down column 0 and along every row
+                    ("clr_in", t["clr"] if i == j == 0 else c_wire[i - 1][0] if j == 0 else c_wire[i][j - 1]),
+                    ("clr_out", c_wire[i][j]),
                     ("a_in", t["a_west"][i] if j == 0 else a_wire[i][j - 1]),
                     ("w_in", t["w_north"][j] if i == 0 else w_wire[i - 1][j]),
                     ("a_out", a_wire[i][j]),
@@ -224,6 +236,7 @@ def _pe_grid(t: TopParts, pe: Module) -> None:
             )
     for i in range(R):
         a_east[i].assign(a_wire[i][C - 1])
+        clr_east[i].assign(c_wire[i][C - 1])
     for j in range(C):
         w_south[j].assign(w_wire[R - 1][j])
 

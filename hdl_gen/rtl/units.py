@@ -24,12 +24,15 @@ def make_pe(cfg: ArrayConfig) -> Module:
     """One processing element: registered activation (forwarded right), weight (forwarded down), the
     registered product p_reg = a_reg * w_reg, and a signed accumulator acc += p_reg. The product
     register takes the multiplier out of the accumulator's carry-chain path (docs/rtl.md, "Fmax").
-    `clr` zeroes all four (reset, or the start of a tile run)."""
+    `clr_in` is the array's clear, one edge late per PE: `clr_r` takes it, zeroes all four registers at the
+    next edge and passes it on (`clr_out`) to the next PE, so no clear net spans the array (a clear fanned
+    out to every PE register was the routed 8x8 critical path, docs/rtl.md "Fmax")."""
     a_bits, w_bits, acc_bits = cfg.act_bits, cfg.weight_bits, cfg.acc_bits
     prod_bits = a_bits + w_bits
     m = Module(pe_name(cfg))
     clk = m.Input("clk")
-    clr = m.Input("clr")
+    clr_in = m.Input("clr_in")
+    clr_out = m.Output("clr_out")
     a_in = m.Input("a_in", a_bits)
     w_in = m.Input("w_in", w_bits)
     a_out = m.Output("a_out", a_bits)
@@ -42,6 +45,9 @@ def make_pe(cfg: ArrayConfig) -> Module:
     prod = m.Wire("prod", prod_bits, signed=True)
     # unsigned activation x signed weight: both extended to the exact product width A+W
     prod.assign(Signed(zext(a_reg, a_bits, prod_bits)) * Signed(sext(w_reg, w_bits, prod_bits)))
+    clr = m.Reg("clr_r")
+    m.Always(vg.Posedge(clk))(clr(clr_in))
+    clr_out.assign(clr)
     m.Always(vg.Posedge(clk))(
         vg.If(clr)(a_reg(Int(0, a_bits)), w_reg(Int(0, w_bits)), p_reg(Int(0, prod_bits)), acc(Int(0, acc_bits))).Else(
             a_reg(a_in), w_reg(w_in), p_reg(prod), acc(acc + sext(p_reg, prod_bits, acc_bits))
@@ -153,7 +159,7 @@ def make_protect(cfg: ArrayConfig) -> Module:
     lo = m.Input("lo", lanes * width)
     hi = m.Input("hi", lanes * width)
     z = m.Output("z", cols * width)
-    viol_count = m.OutputReg("viol_count", VIOL_BITS)
+    viol_count = m.Output("viol_count", VIOL_BITS)
     bound_wires = {}
     for b in range(lanes):
         for name, vec in (("lo", lo), ("hi", hi)):
@@ -178,16 +184,27 @@ def make_protect(cfg: ArrayConfig) -> Module:
         flags.append(zext(out, 1, n_bits))
     z.assign(Cat(*reversed(zs)))
     n_viol = m.Wire("n_viol", n_bits)
-    total = flags[0]
-    for f in flags[1:]:
-        total = total + f
-    n_viol.assign(total)
+    n_viol.assign(_tree_sum(flags))
+    # The count is pipelined without delaying it: `n_q` takes the row's count (0 when not `valid`), `acc_q`
+    # adds it one edge later, and the output is their sum, so viol_count is exact at every edge, `done`
+    # included. Adding the row's count into the 32-bit counter in the same cycle as the compares was the
+    # routed 8x8 critical path (bound -> compare -> count -> counter, 41 logic levels, 12.4 ns).
+    n_q = m.Reg("n_q", n_bits)
+    acc_q = m.Reg("acc_q", VIOL_BITS)
     m.Always(vg.Posedge(clk))(
-        vg.If(vg.Lor(rst, clear))(viol_count(Int(0, VIOL_BITS))).Elif(valid)(
-            viol_count(viol_count + zext(n_viol, n_bits, VIOL_BITS))
+        vg.If(vg.Lor(rst, clear))(n_q(Int(0, n_bits)), acc_q(Int(0, VIOL_BITS))).Else(
+            n_q(Mux(valid, n_viol, Int(0, n_bits))), acc_q(acc_q + zext(n_q, n_bits, VIOL_BITS))
         )
     )
+    viol_count.assign(acc_q + zext(n_q, n_bits, VIOL_BITS))
     return m
+
+
+def _tree_sum(terms: list):  # type: ignore[no-untyped-def]
+    """The sum of `terms` as a balanced tree of additions (log depth, not a chain)."""
+    while len(terms) > 1:
+        terms = [terms[i] + terms[i + 1] if i + 1 < len(terms) else terms[i] for i in range(0, len(terms), 2)]
+    return terms[0]
 
 
 def _partial_registers(m: Module, clk, cfg: ArrayConfig, pl_in, ph_in):  # type: ignore[no-untyped-def]

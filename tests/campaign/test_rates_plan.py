@@ -89,8 +89,11 @@ def test_predict_many_composes_flips():
     both = predict_many(cfg, tile, [("pe_0_0.a_reg", 1, 2), ("pe_0_1.a_reg", 1, 3)])
     gold = tile.x @ tile.wt
     assert both.logits[0, 0] == gold[0, 0] + ((3 ^ 1) - 3) * 1 and both.logits[0, 1] == gold[0, 1]
-    # two flips of one accumulator bit before any product: the partial sum 0 flips twice, nothing changes
-    assert np.array_equal(predict_many(cfg, tile, [("pe_1_1.acc", 4, 0), ("pe_1_1.acc", 4, 1)]).logits, gold)
+    # two flips of one accumulator bit before any product: the partial sum 0 flips twice, nothing changes;
+    # a flip before edge 3 is wiped out by the clear of PE (1, 1) at edge 1 + 1 + 1, one after edge 3 is not
+    assert np.array_equal(predict_many(cfg, tile, [("pe_1_1.acc", 4, 3), ("pe_1_1.acc", 4, 4)]).logits, gold)
+    assert np.array_equal(predict_many(cfg, tile, [("pe_1_1.acc", 4, 2)]).logits, gold)
+    assert not np.array_equal(predict_many(cfg, tile, [("pe_1_1.acc", 4, 3)]).logits, gold)
     # row 1 of column 0 meets a flip in pp_0.p_reg and, one edge later, in pp_0.t_reg
     p, _ = postproc_registers(gold[1, 0], 1 << 10, 10)
     p ^= 1 << 12

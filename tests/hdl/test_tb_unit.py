@@ -298,7 +298,7 @@ def test_model_pe_product_flip_counts_until_the_drain() -> None:
         delta = exp.logits - gold.logits
         k = cycle - 3 - i - j
         p = int(tile.x[i, k] * tile.wt[k, j]) if 0 <= k < tile.k else 0
-        want = ((p ^ 8) - p) if cycle <= last else 0
+        want = ((p ^ 8) - p) if 1 + i + j <= cycle <= last else 0  # edge 1 + i + j clears PE (i, j)
         assert delta[i, j] == want, (cycle, delta)
         delta[i, j] = 0
         assert not delta.any()
