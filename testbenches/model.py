@@ -307,12 +307,17 @@ def predict_many(cfg: ArrayConfig, tile: Tile, flips) -> Expected:  # type: igno
     prod_bits = cfg.act_bits + cfg.weight_bits
 
     def product_change(i: int, j: int, k: int) -> int:
+        # The PE's clear (edge 1 + i + j) zeroes a_reg, w_reg, p_reg and acc: the product of operand index
+        # k is formed at edge k + 3 + i + j, so for k <= -2 it is formed at or before the clear, and operand
+        # flips of those indices (made before the clear of the PE that took them) are wiped everywhere
+        # (the clear travels east and south with the operands). A p_reg flip after the clear still counts.
+        operands = k >= -1
         a = int(x[i, k]) if 0 <= k < K else 0
-        for jj, m in a_masks.get((i, k), ()):
+        for jj, m in a_masks.get((i, k), ()) if operands else ():
             if jj <= j:
                 a ^= m
         w = int(wt[k, j]) & w_top if 0 <= k < K else 0
-        for ii, m in w_masks.get((j, k), ()):
+        for ii, m in w_masks.get((j, k), ()) if operands else ():
             if ii <= i:
                 w ^= m
         p = a * _signed(w, cfg.weight_bits)
