@@ -191,22 +191,33 @@ def test_interrupted_campaign_says_what_is_stored_exits_130_and_resumes(finished
     what the store holds and how to resume, exit status 130, the stored rows those of an uninterrupted run,
     no simulator left, no work directory left; the rerun completes to the same rows and says what it ran."""
     _, _, reference = finished
-    run_dir = tmp_path / "run"
-    cmd = [sys.executable, "-m", "quasar", *ARGS, "--out", str(run_dir)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
-    store, deadline, stored = run_dir / STORE_NAME, time.monotonic() + 300, 0
-    while time.monotonic() < deadline and proc.poll() is None and not stored:
-        if store.is_file():
-            try:
-                with sqlite3.connect(store) as db:
-                    stored = db.execute("SELECT COUNT(*) FROM results").fetchone()[0]
-            except sqlite3.Error:
-                stored = 0
-        time.sleep(0.05)
-    assert proc.poll() is None, "the campaign ended before it could be interrupted"
-    sims = [p for p in psutil.Process(proc.pid).children(recursive=True) if _simulates_in(p, run_dir)]
-    os.killpg(proc.pid, signal.SIGINT)
-    out, err = proc.communicate(timeout=120)
+    # The campaign runs its 720 faults in about a second once its simulators are up: on a loaded machine it
+    # can finish before the signal lands. Such an attempt (exit 0) says nothing; another is made.
+    err = "the campaign ended before it could be interrupted, three times"
+    for attempt in range(3):
+        run_dir = tmp_path / f"run{attempt}"
+        cmd = [sys.executable, "-m", "quasar", *ARGS, "--out", str(run_dir)]
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                start_new_session=True)
+        store, deadline, stored = run_dir / STORE_NAME, time.monotonic() + 300, 0
+        while time.monotonic() < deadline and proc.poll() is None and not stored:
+            if store.is_file():
+                try:
+                    with sqlite3.connect(store) as db:
+                        stored = db.execute("SELECT COUNT(*) FROM results").fetchone()[0]
+                except sqlite3.Error:
+                    stored = 0
+            time.sleep(0.05)
+        if proc.poll() is not None:
+            continue
+        try:
+            sims = [p for p in psutil.Process(proc.pid).children(recursive=True) if _simulates_in(p, run_dir)]
+        except psutil.NoSuchProcess:
+            sims = []
+        os.killpg(proc.pid, signal.SIGINT)
+        out, err = proc.communicate(timeout=120)
+        if proc.returncode != 0:
+            break
     assert proc.returncode == 130, err[-2000:]
     held = len(_frame(run_dir))
     assert 0 < held < 2 * 3 * 120
