@@ -136,18 +136,7 @@ def test_killed_campaign_resumes_to_the_same_results(finished, tmp_path):
             "--seed", "11", "--per-channel-bounds", "--workers", "2", "--no-progress", "--out", str(run_dir)]
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     store = run_dir / STORE_NAME
-    deadline = time.monotonic() + 300
-    stored = 0
-    while time.monotonic() < deadline and proc.poll() is None:
-        if store.is_file():
-            try:
-                with sqlite3.connect(store) as db:
-                    stored = db.execute("SELECT COUNT(*) FROM results").fetchone()[0]
-            except sqlite3.Error:
-                stored = 0
-            if stored:
-                break
-        time.sleep(0.05)
+    stored = _wait_for_rows(proc, store)
     assert proc.poll() is None, "the campaign ended before it could be killed"
     sims = [p for p in psutil.Process(proc.pid).children(recursive=True) if _simulates_in(p, run_dir)]
     os.kill(proc.pid, signal.SIGKILL)  # the campaign process alone, as `kill -9 PID` would
@@ -186,6 +175,21 @@ def _rows(frame) -> list[dict]:
     return [{k: None if v is None or v != v else v for k, v in row.items()} for row in frame.to_dict("records")]
 
 
+def _wait_for_rows(proc, store, timeout: float = 300) -> int:  # type: ignore[no-untyped-def]
+    """Poll a running campaign's store until it holds a row (or the process ends); the row count."""
+    deadline, stored = time.monotonic() + timeout, 0
+    while time.monotonic() < deadline and proc.poll() is None and not stored:
+        if store.is_file():
+            try:
+                with sqlite3.connect(store) as db:
+                    stored = db.execute("SELECT COUNT(*) FROM results").fetchone()[0]
+            except sqlite3.Error:
+                stored = 0
+        if not stored:
+            time.sleep(0.05)
+    return stored
+
+
 def test_interrupted_campaign_says_what_is_stored_exits_130_and_resumes(finished, tmp_path):
     """Ctrl-C mid-campaign (SIGINT to the foreground process group, as a terminal sends it): one line saying
     what the store holds and how to resume, exit status 130, the stored rows those of an uninterrupted run,
@@ -199,15 +203,8 @@ def test_interrupted_campaign_says_what_is_stored_exits_130_and_resumes(finished
         cmd = [sys.executable, "-m", "quasar", *ARGS, "--out", str(run_dir)]
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                 start_new_session=True)
-        store, deadline, stored = run_dir / STORE_NAME, time.monotonic() + 300, 0
-        while time.monotonic() < deadline and proc.poll() is None and not stored:
-            if store.is_file():
-                try:
-                    with sqlite3.connect(store) as db:
-                        stored = db.execute("SELECT COUNT(*) FROM results").fetchone()[0]
-                except sqlite3.Error:
-                    stored = 0
-            time.sleep(0.05)
+        store = run_dir / STORE_NAME
+        _wait_for_rows(proc, store)
         if proc.poll() is not None:
             continue
         try:
