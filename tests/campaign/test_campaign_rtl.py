@@ -202,7 +202,8 @@ def test_interrupted_campaign_says_what_is_stored_exits_130_and_resumes(finished
         run_dir = tmp_path / f"run{attempt}"
         cmd = [sys.executable, "-m", "quasar", *ARGS, "--out", str(run_dir)]
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                start_new_session=True)
+                                start_new_session=True,
+                                preexec_fn=_default_sigint)
         store = run_dir / STORE_NAME
         _wait_for_rows(proc, store)
         if proc.poll() is not None:
@@ -308,3 +309,11 @@ def test_pow2_campaign_runs_on_the_shift_only_design(tmp_path):
 def _frame_of(run_dir: Path, cfg: CampaignConfig):
     with ResultStore(run_dir / STORE_NAME, cfg.campaign_id, {}) as store:
         return store.frame().drop(columns=["sim_time_s"])
+
+
+def _default_sigint() -> None:
+    """In the child, before exec: SIGINT at its default, as in a terminal's foreground job (a shell that
+    started the test suite in the background leaves it ignored, and the child would inherit that)."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

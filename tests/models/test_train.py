@@ -322,7 +322,8 @@ def test_interrupted_training_exits_130_and_caches_nothing(tmp_path):
         cache, out = tmp_path / f"cache{attempt}", tmp_path / f"out{attempt}"
         proc = subprocess.Popen([sys.executable, "-m", "quasar", "train", "--net", "tiny", "--bits", "3",
                                  "--cache-dir", str(cache), "--out", str(out), "--no-progress"],
-                                stderr=subprocess.PIPE, text=True, start_new_session=True)
+                                stderr=subprocess.PIPE, text=True, start_new_session=True,
+                                preexec_fn=_default_sigint)
         for line in proc.stderr:
             if "training" in line:  # "no cached model for ...; training"
                 break
@@ -384,3 +385,11 @@ def test_alexnet_trains_end_to_end_on_generated_cifar_batches(tmp_path):
     assert m.agreement == 1.0 and m.n_train == 40 and m.n_test == 8
     assert [layer.kind for layer in export.layers] == ["conv"] * 5 + ["fc"] * 3
     assert export.max_reduction == 1024 and export.layers[5].reduction == 1024
+
+
+def _default_sigint() -> None:
+    """In the child, before exec: SIGINT at its default, as in a terminal's foreground job (a shell that
+    started the test suite in the background leaves it ignored, and the child would inherit that)."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
