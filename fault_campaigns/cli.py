@@ -14,6 +14,7 @@ from typing import Annotated
 import typer
 
 from fault_campaigns.planning.faults import DEFAULT_TARGETS
+from models.formats import ACT_FORMAT_HELP, INT_BITS_HELP
 from quasar.errors import QuasarError
 from quasar.options import list_option, parse_list
 
@@ -38,10 +39,9 @@ def campaign(
     dataset: Annotated[str | None, typer.Option(help="dataset (default: the net's own)")] = None,
     data_dir: Annotated[str | None, typer.Option(help="dataset directory")] = None,
     train_mode: Annotated[str, typer.Option(help="qat or ptq")] = "qat",
-    act_format: Annotated[str, typer.Option(help="activation number format: calibrated (multiplier requantization) "
-                                            "or pow2 (power-of-two scales, shift-only RTL); docs/arithmetic.md")]
+    act_format: Annotated[str, typer.Option(help=ACT_FORMAT_HELP)]
     = "calibrated",
-    int_bits: Annotated[str, typer.Option(help="pow2: integer bits of every hidden layer (0..A) or auto")] = "auto",
+    int_bits: Annotated[str, typer.Option(help=INT_BITS_HELP)] = "auto",
     images: Annotated[int, typer.Option(help="test images in the fault space")] = 256,
     golden_images: Annotated[int, typer.Option(help="images whose every tile is checked on RTL first")] = 1,
     fault_model: Annotated[str, typer.Option(help="flip, mbu2, mbu3, stuck0, stuck1")] = "flip",

@@ -12,6 +12,7 @@ from typing import Annotated
 import typer
 
 from fault_campaigns.planning.rates import DEFAULT_IMAGES, DEFAULT_RATE_TARGETS, DEFAULT_RATES, DEFAULT_TRIALS
+from models.formats import ACT_FORMAT_HELP, INT_BITS_HELP
 from quasar.errors import ConfigError, QuasarError
 from quasar.options import list_option, parse_list
 
@@ -47,10 +48,9 @@ def rates(
     dataset: Annotated[str | None, typer.Option(help="dataset (default: the net's own)")] = None,
     data_dir: Annotated[str | None, typer.Option(help="dataset directory")] = None,
     train_mode: Annotated[str, typer.Option(help="qat or ptq")] = "qat",
-    act_format: Annotated[str, typer.Option(help="activation number format: calibrated (multiplier requantization) "
-                                            "or pow2 (power-of-two scales, shift-only RTL); docs/arithmetic.md")]
+    act_format: Annotated[str, typer.Option(help=ACT_FORMAT_HELP)]
     = "calibrated",
-    int_bits: Annotated[str, typer.Option(help="pow2: integer bits of every hidden layer (0..A) or auto")] = "auto",
+    int_bits: Annotated[str, typer.Option(help=INT_BITS_HELP)] = "auto",
     rate: Annotated[list[str] | None, list_option(
         "--rates", "fault rates per bit per cycle, each in (0, 1)", "1e-7,1e-6",
         ",".join(f"{r:g}" for r in DEFAULT_RATES))] = None,

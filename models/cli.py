@@ -15,20 +15,13 @@ from typing import Annotated
 
 import typer
 
+from models.formats import ACT_FORMAT_HELP, INT_BITS_HELP
 from quasar.errors import check_range
 from quasar.options import list_option, parse_int_list, parse_list
 
 log = logging.getLogger(__name__)
 
 DEFAULT_TABLE_BITS = (2, 3, 4, 5, 6, 7, 8, 16)
-ACT_FORMAT_HELP = (
-    "activation number format: calibrated (real scales, multiplier M and shift S) or pow2 (power-of-two "
-    "scales, ap_ufixed<A, I>; requantization is a shift); docs/arithmetic.md"
-)
-INT_BITS_HELP = (
-    "pow2 only: integer bits I of every hidden layer's ap_ufixed<A, I> (0..A), or auto (per layer, the "
-    "fewest that hold the data maximum)"
-)
 
 
 def register(app: typer.Typer) -> None:

@@ -34,3 +34,15 @@ def format_text(act_format: str, int_bits: int | None) -> str:
     if act_format == "calibrated":
         return "calibrated (real scales, M and S)"
     return f"{act_format} (integer bits {'auto' if int_bits is None else int_bits}; M = 1, shift only)"
+
+
+# The --act-format / --int-bits help of every command that takes them (train, accuracy-table, campaign,
+# rates, sweep, paper).
+ACT_FORMAT_HELP = (
+    "activation number format: calibrated (real scales, multiplier M and shift S) or pow2 (power-of-two "
+    "scales, ap_ufixed<A, I>; requantization is a shift); docs/arithmetic.md"
+)
+INT_BITS_HELP = (
+    "pow2 only: integer bits I of every hidden layer's ap_ufixed<A, I> (0..A), or auto (per layer, the "
+    "fewest that hold the data maximum)"
+)

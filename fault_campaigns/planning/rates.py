@@ -135,8 +135,9 @@ class RateConfig:
         return hashlib.sha256(json.dumps(self.identity(), sort_keys=True).encode()).hexdigest()[:16]
 
     def default_dir(self, runs_dir: str | Path) -> Path:
-        fmt = "" if self.act_format == "calibrated" else f"-{self.act_format}"
-        fmt += "" if self.int_bits is None else f"i{self.int_bits}"
+        from models.formats import format_tag
+
+        fmt = format_tag(self.act_format, self.int_bits)
         name = f"{self.net}-a{self.a_bits}w{self.w_bits}{fmt}-{self.rows}x{self.cols}-{self.campaign_id[:8]}"
         return Path(runs_dir) / "rates" / name
 

@@ -14,6 +14,7 @@ import typer
 
 from fault_campaigns.cli import TARGETS_OPTION
 from fault_campaigns.planning.faults import DEFAULT_TARGETS
+from models.formats import INT_BITS_HELP
 from quasar.options import list_option, parse_int_list, parse_list
 
 log = logging.getLogger(__name__)
@@ -46,7 +47,7 @@ def sweep(
     act_format: Annotated[list[str] | None, list_option(
         "--act-format", "activation formats, each a sweep of its own shown side by side (calibrated, pow2; "
         "docs/arithmetic.md)", "calibrated,pow2", "calibrated")] = None,
-    int_bits: Annotated[str, typer.Option(help="pow2: integer bits of every hidden layer (0..A) or auto")] = "auto",
+    int_bits: Annotated[str, typer.Option(help=INT_BITS_HELP)] = "auto",
     workers: Annotated[int | None, typer.Option(help="simulator processes (default: all cores)")] = None,
     runs_dir: Annotated[Path, typer.Option(help="parent of the campaign, synth and sweep run directories")]
     = Path("runs"),
