@@ -55,10 +55,13 @@ def wrapper_verilog(ports: Sequence[Port], top: str, din_bits: int = DIN_BITS, d
     """A pin-light wrapper for place and route.
 
     Every core input except clk is driven by a flip-flop of its own: rst through one register, every
-    other input bit from `in_q`, which takes its bit of one long shift register `sh` (loaded `din_bits`
-    at a time) every cycle, so no input is constant and nothing is optimised away, and the placer can put
-    each input's flip-flop next to the logic it feeds (one sh bit fanning out to its successor in the
-    chain and to the core set the routed 8x8 Fmax: 9 ns of routing on one sh net). Every core output
+    other input bit from `in_q`, which takes `in_p`, which takes its bit of one long shift register `sh`
+    (loaded `din_bits` at a time) every cycle, so no input is constant and nothing is optimised away. Two
+    flip-flops per input bit let the placer put one by the shift chain and the other next to the logic
+    it feeds, as a configuration register of a larger design would sit: one sh bit fanning out to its
+    successor in the chain and to the core set the routed 8x8 Fmax (9 ns of routing on one sh net), and
+    with one flip-flop between them, that flip-flop, pulled between the chain and a requantization
+    multiplier's DSP site, did (`in_q` -> `pp_3.ph_reg`, 13.8 ns, docs/synth.md). Every core output
     bit enters a `dout_bits`-wide shift chain of flip-flops through one XOR:
     o_q[i] <= o_q[i + dout_bits] ^ o_all[i], dout = o_q[dout_bits-1:0] (a linear compactor: every output
     bit reaches dout, so none is optimised away). Every wrapper path is therefore one register, one LUT
@@ -86,6 +89,7 @@ def wrapper_verilog(ports: Sequence[Port], top: str, din_bits: int = DIN_BITS, d
         ");",
         "  reg rst_q;",
         f"  reg [{sh_w - 1}:0] sh;",
+        f"  reg [{max(in_w, 1) - 1}:0] in_p;",
         f"  reg [{max(in_w, 1) - 1}:0] in_q;",
         f"  reg [{o_w - 1}:0] o_q;",
         f"  wire [{out_w - 1}:0] o_all;",
@@ -97,7 +101,8 @@ def wrapper_verilog(ports: Sequence[Port], top: str, din_bits: int = DIN_BITS, d
         lines.append(f"    if (din_en) sh <= {{sh[{sh_w - din_bits - 1}:0], din}};")
     else:
         lines.append("    if (din_en) sh <= din;")
-    lines.append(f"    in_q <= sh[{max(in_w, 1) - 1}:0];")
+    lines.append(f"    in_p <= sh[{max(in_w, 1) - 1}:0];")
+    lines.append("    in_q <= in_p;")
     pad = o_w - out_w
     o_pad = f"{{{pad}'d0, o_all}}" if pad else "o_all"
     upper = f"{{{dout_bits}'d0, o_q[{o_w - 1}:{dout_bits}]}}" if o_w > dout_bits else f"{dout_bits}'d0"
