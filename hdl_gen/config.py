@@ -21,10 +21,10 @@ MAX_DIM = 64
 MIN_BITS, MAX_BITS = 2, 16
 MAX_K = 16384
 # The registers a drained row passes through, one clock edge apart (docs/rtl.md, "Timing"): the biased
-# accumulator v_j, the requantization's two partial products pp_j.pl_reg / pp_j.ph_reg (each one 18x18
-# multiplier), their sum, the product pp_j.p_reg, the shifted product pp_j.t_reg, the rounded and
-# clamped activation oact_j, and the (protected) output row.
-DRAIN_STAGES = ("v", "partial", "product", "shifted", "oact", "out")
+# accumulator v_j, its copy pp_j.v_reg next to the multipliers, the requantization's two partial products
+# pp_j.pl_reg / pp_j.ph_reg (each one 18x18 multiplier), their sum, the product pp_j.p_reg, the shifted
+# product pp_j.t_reg, the rounded and clamped activation oact_j, and the (protected) output row.
+DRAIN_STAGES = ("v", "input", "partial", "product", "shifted", "oact", "out")
 # The requantization product v * M is split at this bit of v: v_lo = v[LO-1:0] (unsigned) and the signed
 # rest, so that each partial product fits one signed 18x18 multiplier (MULT18X18D): 17 unsigned bits plus
 # a zero sign bit times the unsigned 16-bit M plus a zero sign bit.
@@ -33,10 +33,10 @@ PRODUCT_SPLIT = 17
 # operand buffers into a_word/w_word, the next loads PE (0, 0). Row i's accumulators are final after
 # edge K + C + OPERAND_LAG - 1 + i, and the drain reads them at the next edge.
 OPERAND_LAG = 2
-# Edges from a_reg/w_reg holding operand k to its product being in acc: the PE's product register p_reg,
-# then acc. Row i's accumulators are final after edge K + C + OPERAND_LAG + MAC_LAG - 2 + i; the drain
-# reads them at the next.
-MAC_LAG = 2
+# Edges from a_reg/w_reg holding operand k to its product being in acc: the multiplier's operand
+# registers a_op/w_op, the PE's product register p_reg, then acc. Row i's accumulators are final after edge
+# K + C + OPERAND_LAG + MAC_LAG - 2 + i; the drain reads them at the next.
+MAC_LAG = 3
 # PE (i, j) is cleared at edge PE_CLEAR_EDGE + i + j of a run: the clear travels through the array one
 # PE per edge, like the operands (docs/rtl.md, "Timing"); a flip of a PE register after an earlier edge
 # is wiped out.
@@ -199,7 +199,7 @@ class ArrayConfig:
     def tile_cycles(self, k: int) -> int:
         """Clock edges from the edge that samples `start` (edge 0) to the edge that raises `done`.
 
-        `done` rises at edge k + rows + cols + 7 (docs/rtl.md, "Timing"), the edge that writes the
+        `done` rises at edge k + rows + cols + 9 (docs/rtl.md, "Timing"), the edge that writes the
         last output row; the regression measures it.
         """
         k = check_range("k", k, 1, self.k_max)
@@ -217,7 +217,7 @@ class ArrayConfig:
 
     def stage_edge(self, k: int, stage: str, row: int) -> int:
         """The edge after which drain stage `stage` (one of DRAIN_STAGES) holds output row `row` of a
-        tile run of reduction length k; the drain reads row 0's accumulators at edge k + cols + 3."""
+        tile run of reduction length k; the drain reads row 0's accumulators at edge k + cols + 4."""
         k = check_range("k", k, 1, self.k_max)
         check_choice("drain stage", stage, DRAIN_STAGES)
         row = check_range("row", row, 0, self.rows - 1)

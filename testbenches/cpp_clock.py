@@ -23,7 +23,9 @@ if TYPE_CHECKING:
 
 # Registers of the datapath: a fault there cannot move `done` (the sequencer never reads them), so
 # the run ends exactly tile_cycles(k) edges after edge 0 and the testbench can sleep until then.
-DATA_SITE = re.compile(r"pe_\d+_\d+\.(a_reg|w_reg|p_reg|acc)|pp_\d+\.(pl_reg|ph_reg|p_reg|t_reg)|oact_\d+|v_\d+")
+DATA_SITE = re.compile(
+    r"pe_\d+_\d+\.(a_reg|w_reg|a_op|w_op|p_reg|acc)|pp_\d+\.(v_reg|pl_reg|ph_reg|p_reg|t_reg)|oact_\d+|v_\d+"
+)
 
 
 def read_value(h) -> int:  # type: ignore[no-untyped-def]

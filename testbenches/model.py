@@ -6,17 +6,19 @@ regression checks the simulator against it; campaigns may use it to cross-check 
 Never touches a simulator.
 
 Timing (edge 0 samples `start`; "after edge e" = the register's value between edges e and e+1):
-- PE (i,j) is cleared at edge 1 + i + j (ArrayConfig.pe_clear_edge): a flip of its p_reg or acc before
-  that edge is wiped out;
-- a_reg(i,j) and w_reg(i,j) hold operand index k = e - 2 - i - j (zero outside 0 <= k < K);
-- the PE's product register p_reg(i,j) holds the product of index k = e - 3 - i - j (else 0), which
-  enters acc(i,j) at edge k + 4 + i + j (ArrayConfig.products_in);
-- the drain samples row r's accumulators at edge D + r, D = K + C + 3, into v_j;
+- PE (i,j) is cleared at edge 1 + i + j (ArrayConfig.pe_clear_edge): a flip of its a_op, w_op, p_reg or
+  acc before that edge is wiped out;
+- a_reg(i,j) and w_reg(i,j) hold operand index k = e - 2 - i - j (zero outside 0 <= k < K), the
+  multiplier's operand registers a_op(i,j) and w_op(i,j) index k = e - 3 - i - j (for this PE only);
+- the PE's product register p_reg(i,j) holds the product of index k = e - 4 - i - j (else 0), which
+  enters acc(i,j) at edge k + 5 + i + j (ArrayConfig.products_in);
+- the drain samples row r's accumulators at edge D + r, D = K + C + 4, into v_j;
 - row r's values then pass one register per edge (ArrayConfig.stage_edge): v_j after edge D + r,
-  the partial products pp_j.pl_reg = v_lo*M and pp_j.ph_reg = v_hi*M after D + 1 + r, the product
-  pp_j.p_reg = ph * 2^LO + pl = v*M after D + 2 + r, the shifted product pp_j.t_reg = floor(2p / 2^S)
-  after D + 3 + r, the clamped oact_j = clamp(floor((t + 1) / 2)) after D + 4 + r;
-- the protection writes row r's output at edge D + 5 + r; `done` rises at edge K + R + C + 7.
+  its copy next to the multipliers pp_j.v_reg after D + 1 + r, the partial products
+  pp_j.pl_reg = v_lo*M and pp_j.ph_reg = v_hi*M after D + 2 + r, the product
+  pp_j.p_reg = ph * 2^LO + pl = v*M after D + 3 + r, the shifted product pp_j.t_reg = floor(2p / 2^S)
+  after D + 4 + r, the clamped oact_j = clamp(floor((t + 1) / 2)) after D + 5 + r;
+- the protection writes row r's output at edge D + 6 + r; `done` rises at edge K + R + C + 9.
 """
 
 from __future__ import annotations
@@ -43,8 +45,10 @@ __all__ = [
     "predict_many",
 ]
 # the drain stage each modelled post-accumulator register belongs to (hdl_gen.config.DRAIN_STAGES)
-_STAGE = {"v": "v", "pl_reg": "partial", "ph_reg": "partial", "p_reg": "product", "t_reg": "shifted", "oact": "oact"}
-_PP_REGS = ("pl_reg", "ph_reg", "p_reg", "t_reg")  # the post-processing pipeline's registers, in dataflow order
+_STAGE = {"v": "v", "v_reg": "input", "pl_reg": "partial", "ph_reg": "partial", "p_reg": "product",
+          "t_reg": "shifted", "oact": "oact"}
+# the post-processing pipeline's registers, in dataflow order
+_PP_REGS = ("v_reg", "pl_reg", "ph_reg", "p_reg", "t_reg")
 
 
 @dataclass(frozen=True)
@@ -118,7 +122,7 @@ def operand_index(cycle: int, row: int, col: int) -> int:
 
 def _parse(site: str) -> tuple[str, int | None, int | None]:
     """('a_reg'|'w_reg'|'prod'|'acc', i, j) for PE registers (the PE's p_reg reported as 'prod'),
-    ('pl_reg'|'ph_reg'|'p_reg'|'t_reg', None, j) for the post-processing pipeline of column j,
+    ('v_reg'|'pl_reg'|'ph_reg'|'p_reg'|'t_reg', None, j) for the post-processing pipeline of column j,
     ('oact'|'v', None, j), else (name, None, None)."""
     if site.startswith("pe_") and "." in site:
         inst, reg = site.split(".", 1)
@@ -159,10 +163,19 @@ def predict(cfg: ArrayConfig, tile: Tile, site: str, mask: int, cycle: int = 0, 
         if 0 <= k < K:
             w = int(wt[k, j])
             acc[i:, j] += x[i:, k] * (_signed(w ^ mask, cfg.weight_bits) - w)
-    elif reg in ("prod", "acc") and cycle < cfg.pe_clear_edge(i, j):
+    elif reg in ("a_op", "w_op", "prod", "acc") and cycle < cfg.pe_clear_edge(i, j):
         pass  # the PE's clear wipes it out
+    elif reg in ("a_op", "w_op"):
+        # the operand a_reg/w_reg held one edge before, for this PE's product only (padding: 0 * 0)
+        k = operand_index(cycle, i, j) - 1
+        if 0 <= k < K:
+            a, w = int(x[i, k]), int(wt[k, j])
+            if reg == "a_op":
+                acc[i, j] += ((a ^ mask) - a) * w
+            else:
+                acc[i, j] += a * (_signed(w ^ mask, cfg.weight_bits) - w)
     elif reg == "prod":
-        # p_reg after edge e holds the product of index e - 3 - i - j (zero outside the window); acc
+        # p_reg after edge e holds the product of index e - 4 - i - j (zero outside the window); acc
         # adds it at edge e + 1, which counts while the drain has not yet sampled row i
         if cycle + 1 < cfg.stage_edge(K, "v", i):
             k = operand_index(cycle, i, j) - (MAC_LAG - 1)
@@ -231,8 +244,10 @@ def _pipeline_flip(cfg: ArrayConfig, reg: str, v: int, mult: int, shift: int, ma
 
 def _postproc(cfg: ArrayConfig, v: int, mult: int, shift: int, masks: dict[str, int]) -> int:
     """The activation oact_j takes for biased accumulator v when its row meets the flips `masks`
-    ({'pl_reg'|'ph_reg'|'p_reg'|'t_reg'|'oact': mask}) in the post-processing pipeline, in dataflow order."""
+    ({'v_reg'|'pl_reg'|'ph_reg'|'p_reg'|'t_reg'|'oact': mask}) in the post-processing pipeline, in dataflow order."""
     p_bits = cfg.p_bits  # V + 16, or V in a shift-only design (M = 1)
+    if masks.get("v_reg"):
+        v = _signed(v ^ masks["v_reg"], cfg.v_bits)
     p, t = postproc_registers(v, mult, shift)
     if masks.get("pl_reg") or masks.get("ph_reg"):
         pl, ph = partial_products(cfg, v, mult)
@@ -257,19 +272,22 @@ def _entry_edge(k: int, i: int, j: int) -> int:
 
 def predict_many(cfg: ArrayConfig, tile: Tile, flips) -> Expected:  # type: ignore[no-untyped-def]
     """What the array outputs with several transient flips in one tile run: `flips` is a sequence of
-    (site, mask, cycle) of data registers (a_reg, w_reg, the PE product p_reg, acc, v, the
-    post-processing pp_j.pl_reg, pp_j.ph_reg, pp_j.p_reg and pp_j.t_reg, oact), composed in dataflow order.
+    (site, mask, cycle) of data registers (a_reg, w_reg, the PE's operands a_op, w_op, the PE product
+    p_reg, acc, v, the
+    post-processing pp_j.v_reg, pp_j.pl_reg, pp_j.ph_reg, pp_j.p_reg and pp_j.t_reg, oact), composed in
+    dataflow order.
 
     Same timing as `predict` (keep the two in step; both from ArrayConfig's timing helpers): an operand
     flipped in a_reg(i, j) (or w_reg) is seen, XORed with any later flip of the same operand further
-    along its row (column), by every PE it still reaches; the product of index k sits in p_reg(i, j)
+    along its row (column), by every PE it still reaches, and then XORed with a flip of this PE's a_op
+    (w_op) while it holds the operand; the product of index k sits in p_reg(i, j)
     after edge `_entry_edge(k, i, j) - 1`, where a flip XORs the (possibly already flipped) product at
     A+W bits; it counts when it enters acc(i, j) before the drain samples row i (edge
     `stage_edge(K, "v", i)`; padding operands are zeros, so a flipped padding activation only matters
     where it meets a flipped padding weight, a flipped padding product always); accumulator flips XOR
     the partial sum at their edge and the sum wraps at ACC bits; then, for a drained row, v (logit)
-    flips, the partial products pl_reg/ph_reg, the requantization product p_reg, the shifted t_reg,
-    oact, protection.
+    flips, the post-processing's input v_reg, the partial products pl_reg/ph_reg, the requantization
+    product p_reg, the shifted t_reg, oact, protection.
     With one flip this equals `predict` (tests/campaign/test_rates_plan.py)."""
     R, C = cfg.rows, cfg.cols
     x = np.asarray(tile.x, dtype=np.int64)
@@ -278,17 +296,21 @@ def predict_many(cfg: ArrayConfig, tile: Tile, flips) -> Expected:  # type: igno
     drained = [cfg.stage_edge(K, "v", i) for i in range(R)]  # the drain samples row i at this edge
     a_masks: dict[tuple[int, int], list[tuple[int, int]]] = {}  # (i, k): [(j, mask)]
     w_masks: dict[tuple[int, int], list[tuple[int, int]]] = {}  # (j, k): [(i, mask)]
+    op_masks: dict[tuple[int, int, int], list[int]] = {}  # (i, j, k): [a_op mask, w_op mask]
     p_masks: dict[tuple[int, int, int], int] = {}  # (i, j, k): mask of the product register
     acc_flips: dict[tuple[int, int], list[tuple[int, int]]] = {}  # (i, j): [(cycle, mask)]
-    row_masks: dict[tuple[int, int], dict[str, int]] = {}  # (r, j): {v|pl_reg|ph_reg|p_reg|t_reg|oact: mask}
+    row_masks: dict[tuple[int, int], dict[str, int]] = {}  # (r, j): {v|v_reg|pl_reg|ph_reg|p_reg|t_reg|oact: mask}
     for site, mask, cycle in flips:
         reg, i, j = _parse(site)
         if reg == "a_reg":
             a_masks.setdefault((i, operand_index(cycle, i, j)), []).append((j, mask))
         elif reg == "w_reg":
             w_masks.setdefault((j, operand_index(cycle, i, j)), []).append((i, mask))
-        elif reg in ("prod", "acc") and cycle < cfg.pe_clear_edge(i, j):
+        elif reg in ("a_op", "w_op", "prod", "acc") and cycle < cfg.pe_clear_edge(i, j):
             continue  # the PE's clear wipes it out
+        elif reg in ("a_op", "w_op"):  # the operand of index k one edge after a_reg/w_reg held it
+            masks = op_masks.setdefault((i, j, operand_index(cycle, i, j) - 1), [0, 0])
+            masks[reg == "w_op"] ^= mask
         elif reg == "prod":
             if cycle + 1 < drained[i]:  # acc adds it at the next edge, before the drain samples row i
                 key = (i, j, cycle + 1 - _entry_edge(0, i, j))
@@ -307,19 +329,22 @@ def predict_many(cfg: ArrayConfig, tile: Tile, flips) -> Expected:  # type: igno
     prod_bits = cfg.act_bits + cfg.weight_bits
 
     def product_change(i: int, j: int, k: int) -> int:
-        # The PE's clear (edge 1 + i + j) zeroes a_reg, w_reg, p_reg and acc: the product of operand index
-        # k is formed at edge k + 3 + i + j, so for k <= -2 it is formed at or before the clear, and operand
-        # flips of those indices (made before the clear of the PE that took them) are wiped everywhere
-        # (the clear travels east and south with the operands). A p_reg flip after the clear still counts.
-        operands = k >= -1
+        # The PE's clear (edge 1 + i + j) zeroes all its registers. a_reg(i, jj) takes operand index k at
+        # edge k + 2 + i + jj: for k <= -2 before its clear, so a flip of it is wiped; for k = -1 at its clear
+        # edge (the flip lands after it and reaches this PE's a_op), but the next PE takes it at its own
+        # clear edge, which loads zero instead: an index -1 flip reaches only its own PE's product (the
+        # same down a column for w_reg). a_op/w_op and p_reg flips after the clear count (op_masks and
+        # p_masks hold only those).
         a = int(x[i, k]) if 0 <= k < K else 0
-        for jj, m in a_masks.get((i, k), ()) if operands else ():
-            if jj <= j:
+        for jj, m in a_masks.get((i, k), ()) if k >= -1 else ():
+            if jj == j or (jj < j and k >= 0):
                 a ^= m
         w = int(wt[k, j]) & w_top if 0 <= k < K else 0
-        for ii, m in w_masks.get((j, k), ()) if operands else ():
-            if ii <= i:
+        for ii, m in w_masks.get((j, k), ()) if k >= -1 else ():
+            if ii == i or (ii < i and k >= 0):
                 w ^= m
+        a_op, w_op = op_masks.get((i, j, k), (0, 0))
+        a, w = a ^ a_op, w ^ w_op
         p = a * _signed(w, cfg.weight_bits)
         if (i, j, k) in p_masks:
             p = _signed(p ^ p_masks[(i, j, k)], prod_bits)
@@ -328,7 +353,7 @@ def predict_many(cfg: ArrayConfig, tile: Tile, flips) -> Expected:  # type: igno
     delta: dict[tuple[int, int], dict[int, int]] = {}  # (i, j): {operand index: product change}
     touched = {(i, j, k) for (i, k), fl in a_masks.items() for j in range(min(j for j, _ in fl), C)}
     touched |= {(i, j, k) for (j, k), fl in w_masks.items() for i in range(min(i for i, _ in fl), R)}
-    touched |= set(p_masks)
+    touched |= set(p_masks) | set(op_masks)
     for i, j, k in touched:
         if _entry_edge(k, i, j) < drained[i]:  # entered acc(i, j) before the drain read it
             d = product_change(i, j, k)

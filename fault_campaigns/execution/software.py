@@ -4,7 +4,7 @@ What a PyTorchFI-style tool does, at the place of the tile computation that the 
 (docs/rtl.md gives the timing): a transient flip of PE activation register `a_reg(i, j)` after edge
 e flips the bits of operand `X[i, k]`, `k = e - 2 - i - j`, in the products of output columns
 `j..C-1` of the tile (the PE uses it and forwards it to the right); a flip of output-activation
-register `oact_j` after edge `K + C + 6 + r` (`cfg.stage_edge(K, "oact", r)`) flips the requantized
+register `oact_j` after edge `K + C + 8 + r` (`cfg.stage_edge(K, "oact", r)`) flips the requantized
 `y[r, j]` before the protection; a flip while the register holds a padding zero, or no operand, or
 no valid row, changes nothing. The tile is then computed by `quasar.arithmetic` (matmul, bias,
 requantization, protection) and turned into records of exactly the format the RTL shard worker

@@ -22,9 +22,11 @@ from quasar.errors import ConfigError, check_choice
 # flip: one transient bit flip; mbu2/mbu3: adjacent multi-bit upset; stuck0/stuck1: a bit held at a
 # value for the whole tile run.
 FAULT_MODELS = ("flip", "mbu2", "mbu3", "stuck0", "stuck1")
-# pe_product: the PE's product register; pipeline: the post-processing registers between the drain and
-# oact (docs/rtl.md, "Fault-site map")
-REGISTER_KINDS = ("pe_activation", "output_activation", "weight", "pe_product", "accumulator", "pipeline", "control")
+# pe_act_operand/pe_weight_operand: the PE multiplier's operand registers a_op/w_op; pe_product: the PE's
+# product register; pipeline: the post-processing registers between the drain and oact (docs/rtl.md,
+# "Fault-site map")
+REGISTER_KINDS = ("pe_activation", "output_activation", "weight", "pe_act_operand", "pe_weight_operand", "pe_product",
+                  "accumulator", "pipeline", "control")
 DEFAULT_TARGETS = ("pe_activation", "output_activation")
 
 

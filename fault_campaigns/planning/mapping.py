@@ -172,10 +172,12 @@ def diff_entries(got: np.ndarray, want: np.ndarray) -> list[list[int]]:
 # Register timing of a tile run: hdl_gen.config's helpers (docs/rtl.md, "Timing of a tile run"), the same
 # the analytic fault model uses. tests/campaign/test_live.py checks live_fault against faults injected into
 # the RTL, so a timing change that is not followed here fails.
-_SITE = re.compile(r"pe_(\d+)_(\d+)\.(a_reg|w_reg|p_reg|acc)|(oact|v)_(\d+)|pp_(\d+)\.(pl_reg|ph_reg|p_reg|t_reg)")
+_SITE = re.compile(
+    r"pe_(\d+)_(\d+)\.(a_reg|w_reg|a_op|w_op|p_reg|acc)|(oact|v)_(\d+)|pp_(\d+)\.(v_reg|pl_reg|ph_reg|p_reg|t_reg)"
+)
 # the drain stage (hdl_gen.config.DRAIN_STAGES) of each register a drained row passes through
-_STAGE = {"v": "v", "pl_reg": "partial", "ph_reg": "partial", "p_reg": "product", "t_reg": "shifted",
-          "oact": "oact"}
+_STAGE = {"v": "v", "v_reg": "input", "pl_reg": "partial", "ph_reg": "partial", "p_reg": "product",
+          "t_reg": "shifted", "oact": "oact"}
 
 
 @functools.lru_cache(maxsize=256)
@@ -214,6 +216,8 @@ def live_fault(lm: LayerMap, tile: int, site: str, cycle: int, model: str = "fli
             return cycle < cfg.stage_edge(k, "v", i)
         if reg == "p_reg":  # acc adds it (a product, or 0 outside the operands) at the next edge
             return cycle + 1 < cfg.stage_edge(k, "v", i)
+        if reg in ("a_op", "w_op"):  # the operand a_reg/w_reg held one edge before, for this PE only
+            return 0 <= operand_index(cycle, i, j) - 1 < k
         return 0 <= operand_index(cycle, i, j) < k
     reg, j = (m.group(4), int(m.group(5))) if m.group(4) else (m.group(7), int(m.group(6)))
     if j >= vn or (reg != "v" and lm.is_last):

@@ -26,10 +26,13 @@ from fault_campaigns.stats import check_unit_interval
 from quasar.errors import ConfigError, check_choice, check_range
 
 # Every register an activation passes through, in dataflow order: the PE activation registers, the PE
-# product registers, the accumulators (PE accumulators and the drain's biased v_j), the post-processing
-# pipeline (pp_j.pl_reg, ph_reg, p_reg, t_reg) and the output activations. The weights (reloaded per tile) and the
-# control registers are left to --targets. Each kind's bits and flips are reported apart.
-DEFAULT_RATE_TARGETS = ("pe_activation", "pe_product", "accumulator", "pipeline", "output_activation")
+# multipliers' activation operands (a_op), the PE product registers, the accumulators (PE accumulators and
+# the drain's biased v_j), the post-processing pipeline (pp_j.v_reg, pl_reg, ph_reg, p_reg, t_reg) and the
+# output activations. The weights (w_reg, w_op; reloaded per tile) and the control registers are left to
+# --targets. Each kind's bits and flips are reported apart.
+DEFAULT_RATE_TARGETS = (
+    "pe_activation", "pe_act_operand", "pe_product", "accumulator", "pipeline", "output_activation"
+)
 # LeNet-5, 8 bits, 8x8, default targets: from no visible accuracy drop to collapse (docs/campaign.md,
 # "Fault-rate campaigns", the measurement that chose them).
 DEFAULT_RATES = (3e-8, 1e-7, 3e-7, 1e-6, 3e-6, 1e-5, 3e-5, 1e-4)

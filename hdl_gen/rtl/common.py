@@ -14,9 +14,9 @@ from hdl_gen.config import ArrayConfig
 TOP = "quasar_array"
 VIOL_BITS = 32
 # The prefixes of the valid/row registers that follow a drained row through the stages before the
-# output write: v_j, pp_j.pl_reg/ph_reg (m: the multipliers), pp_j.p_reg, pp_j.t_reg, oact_j
+# output write: v_j, pp_j.v_reg (q), pp_j.pl_reg/ph_reg (m: the multipliers), pp_j.p_reg, pp_j.t_reg, oact_j
 # (hdl_gen.config.DRAIN_STAGES minus "out").
-VALID_STAGES = ("v", "m", "p", "t", "o")
+VALID_STAGES = ("v", "q", "m", "p", "t", "o")
 # Instance-name prefix of the dotted fault sites -> the module that declares the register.
 PE_PREFIX, PP_PREFIX = "pe_", "pp_"
 

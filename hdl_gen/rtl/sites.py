@@ -12,11 +12,11 @@ from hdl_gen.rtl.common import PE_PREFIX, PP_PREFIX, TOP, VALID_STAGES, pe_name,
 
 def fault_sites(cfg: ArrayConfig) -> list[dict[str, object]]:
     """Every fault-injectable register: dotted name relative to the top (the cocotb `dut`), width, kind,
-    position. Kinds: pe_activation, weight, pe_product (the PE's product register p_reg), accumulator
-    (PE accumulators and the drain's v_j),
-    pipeline (the requantization's partial products pp_j.pl_reg, pp_j.ph_reg, product pp_j.p_reg and shifted
-    product pp_j.t_reg), output_activation
-    (oact_j, ahead of the protection) and control (sequencer state)."""
+    position. Kinds: pe_activation, weight, pe_act_operand and pe_weight_operand (the PE multiplier's
+    operand registers a_op, w_op), pe_product (the PE's product register p_reg), accumulator (PE
+    accumulators and the drain's v_j), pipeline (the post-processing's input pp_j.v_reg, the
+    requantization's partial products pp_j.pl_reg, pp_j.ph_reg, product pp_j.p_reg and shifted product
+    pp_j.t_reg), output_activation (oact_j, ahead of the protection) and control (sequencer state)."""
     R, C = cfg.rows, cfg.cols
     sites: list[dict[str, object]] = []
 
@@ -33,6 +33,12 @@ def fault_sites(cfg: ArrayConfig) -> list[dict[str, object]]:
             add(f"pe_{i}_{j}.w_reg", cfg.weight_bits, "weight", i, j)
     for i in range(R):
         for j in range(C):
+            add(f"pe_{i}_{j}.a_op", cfg.act_bits, "pe_act_operand", i, j)
+    for i in range(R):
+        for j in range(C):
+            add(f"pe_{i}_{j}.w_op", cfg.weight_bits, "pe_weight_operand", i, j)
+    for i in range(R):
+        for j in range(C):
             add(f"pe_{i}_{j}.p_reg", cfg.act_bits + cfg.weight_bits, "pe_product", i, j)
     for i in range(R):
         for j in range(C):
@@ -41,6 +47,7 @@ def fault_sites(cfg: ArrayConfig) -> list[dict[str, object]]:
         add(f"v_{j}", cfg.v_bits, "accumulator", None, j)
     p_bits = cfg.p_bits
     for j in range(C):
+        add(f"{PP_PREFIX}{j}.v_reg", cfg.v_bits, "pipeline", None, j)
         add(f"{PP_PREFIX}{j}.pl_reg", cfg.pl_bits, "pipeline", None, j)
         add(f"{PP_PREFIX}{j}.ph_reg", cfg.ph_bits, "pipeline", None, j)
         add(f"{PP_PREFIX}{j}.p_reg", p_bits, "pipeline", None, j)
@@ -50,6 +57,8 @@ def fault_sites(cfg: ArrayConfig) -> list[dict[str, object]]:
     control += [("drain_r", 1), ("d_row", cfg.row_bits)] + [(f"dsel_{j}", cfg.row_bits) for j in range(C)]
     for s in VALID_STAGES:
         control += [(f"{s}_valid", 1), (f"{s}_row", cfg.row_bits)]
+    control += [("lrow_we", R), ("orow_we", R)]  # the logit and output rows' one-hot write enables
+    control += [("rst_o", 1)]  # the output registers' reset
     for name, width in control:
         add(name, width, "control", None, None)
     return sites

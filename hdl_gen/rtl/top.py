@@ -32,14 +32,6 @@ class TopParts:
         self.sig[name] = value
 
 
-def _row_cases(index_bits: int, n: int, action, hold):
-    """`case` items 0..n-1 doing `action(i)`, plus a default doing `hold()` when n is not a power of 2."""
-    cases = [When(Int(i, index_bits))(*action(i)) for i in range(n)]
-    if (1 << index_bits) != n:
-        cases.append(When()(*hold()))
-    return cases
-
-
 def _ports(t: TopParts) -> None:
     cfg, m = t.cfg, t.m
     R, C, A = cfg.rows, cfg.cols, cfg.act_bits
@@ -156,6 +148,25 @@ def _sequencer(t: TopParts) -> None:
     for n in range(1, len(VALID_STAGES)):
         shift_in += [valid[n](valid[n - 1]), row[n](row[n - 1])]
     m.Always(vg.Posedge(clk))(vg.If(clr)(*zero).Else(*shift_in))
+    # One-hot write enables of the logit and output rows, registered at the same edge as v_valid/v_row
+    # (o_valid/o_row) from the stage before: lrow_<i> and orow_<i> load when their bit is set. Decoding
+    # o_row into R enables, each reaching C x A flip-flops across the placement, was the routed 8x8
+    # critical path (o_row -> orow_0, 1 logic level, 14.9 ns; docs/rtl.md, "Fmax").
+    # The output registers' reset, one edge late from a flip-flop of its own: the rst port itself reaching
+    # the R x C x (A + V) flip-flops of the logit and output rows as well as the control state set the
+    # routed 8x8 Fmax at one seed (a 12.3 ns route from the wrapper's reset flip-flop; docs/rtl.md "Fmax").
+    # A reset of two or more edges (ArrayTB.reset holds it for two) clears them as before.
+    rst_o = t["rst_o"] = m.Reg("rst_o")
+    m.Always(vg.Posedge(clk))(rst_o(rst))
+    lrow_we = t["lrow_we"] = m.Reg("lrow_we", R)
+    orow_we = t["orow_we"] = m.Reg("orow_we", R)
+    t_valid, t_row = t["t_valid"], t["t_row"]
+    m.Always(vg.Posedge(clk))(
+        vg.If(clr)(lrow_we(Int(0, R)), orow_we(Int(0, R))).Else(
+            *[lrow_we[i](vg.Land(drain, d_row == Int(i, RB))) for i in range(R)],
+            *[orow_we[i](vg.Land(t_valid, t_row == Int(i, RB))) for i in range(R)],
+        )
+    )
 
 
 def _skew_registers(t: TopParts) -> None:
@@ -262,10 +273,10 @@ def _drain(t: TopParts) -> None:
 
 def _postproc_row(t: TopParts, postproc: Module) -> None:
     """Stages 2-5: `pp_<j>` requantizes v_j through its partial-product, product and shift registers;
-    oact_j takes the rounded, clamped y_j of the row in pp_j.t_reg; the logit row is captured from v when
-    v is valid."""
+    oact_j takes the rounded, clamped y_j of the row in pp_j.t_reg; logit row lrow_<i> takes v when
+    lrow_we[i] is set (the edge after the drain read row i)."""
     cfg, m = t.cfg, t.m
-    R, C, A, V, RB = cfg.rows, cfg.cols, cfg.act_bits, cfg.v_bits, cfg.row_bits
+    R, C, A, V = cfg.rows, cfg.cols, cfg.act_bits, cfg.v_bits
     v_regs = t.sig.get("v_protected", t["v"])  # the acc-domain protection sits between the drain and here
     y_wire = []
     for j in range(C):
@@ -285,12 +296,12 @@ def _postproc_row(t: TopParts, postproc: Module) -> None:
     oact = t["oact"] = [m.Reg(f"oact_{j}", A) for j in range(C)]
     lrow = t["lrow"] = [m.Reg(f"lrow_{i}", C * V) for i in range(R)]
     v_cat = Cat(*reversed(v_regs))
-    logit_cases = _row_cases(RB, R, lambda i: [lrow[i](v_cat)], lambda: [lrow[i](lrow[i]) for i in range(R)])
+    we = t["lrow_we"]
     m.Always(vg.Posedge(t["clk"]))(
-        vg.If(t["rst"])(*[lr(Int(0, C * V)) for lr in lrow]).Elif(t["v_valid"])(vg.Case(t["v_row"])(*logit_cases))
+        vg.If(t["rst_o"])(*[lr(Int(0, C * V)) for lr in lrow]).Else(*[vg.If(we[i])(lrow[i](v_cat)) for i in range(R)])
     )
     m.Always(vg.Posedge(t["clk"]))(
-        vg.If(t["rst"])(*[o(Int(0, A)) for o in oact]).Elif(t["t_valid"])(*[oact[j](y_wire[j]) for j in range(C)])
+        vg.If(t["rst_o"])(*[o(Int(0, A)) for o in oact]).Elif(t["t_valid"])(*[oact[j](y_wire[j]) for j in range(C)])
     )
 
 
@@ -343,13 +354,14 @@ def _protection(t: TopParts, protect: Module | None, domain: str) -> None:
 
 
 def _output_rows(t: TopParts) -> None:
-    """orow_<i> holds output row i once written; out_act and out_logit are the rows concatenated."""
+    """orow_<i> holds output row i once written (when orow_we[i] is set); out_act and out_logit are the
+    rows concatenated."""
     cfg, m = t.cfg, t.m
-    R, C, A, RB = cfg.rows, cfg.cols, cfg.act_bits, cfg.row_bits
+    R, C, A = cfg.rows, cfg.cols, cfg.act_bits
     orow = [m.Reg(f"orow_{i}", C * A) for i in range(R)]
-    out_cases = _row_cases(RB, R, lambda i: [orow[i](t["row_value"])], lambda: [orow[i](orow[i]) for i in range(R)])
+    we, value = t["orow_we"], t["row_value"]
     m.Always(vg.Posedge(t["clk"]))(
-        vg.If(t["rst"])(*[o(Int(0, C * A)) for o in orow]).Elif(t["o_valid"])(vg.Case(t["o_row"])(*out_cases))
+        vg.If(t["rst_o"])(*[o(Int(0, C * A)) for o in orow]).Else(*[vg.If(we[i])(orow[i](value)) for i in range(R)])
     )
     t["out_act"].assign(Cat(*reversed(orow)))
     t["out_logit"].assign(Cat(*reversed(t["lrow"])))

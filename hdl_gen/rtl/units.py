@@ -21,10 +21,14 @@ from hdl_gen.rtl.common import (
 
 
 def make_pe(cfg: ArrayConfig) -> Module:
-    """One processing element: registered activation (forwarded right), weight (forwarded down), the
-    registered product p_reg = a_reg * w_reg, and a signed accumulator acc += p_reg. The product
-    register takes the multiplier out of the accumulator's carry-chain path (docs/rtl.md, "Fmax").
-    `clr_in` is the array's clear, one edge late per PE: `clr_r` takes it, zeroes all four registers at the
+    """One processing element: registered activation (forwarded right), weight (forwarded down), their
+    copies a_op/w_op (the multiplier's operands), the registered product p_reg = a_op * w_op, and a signed
+    accumulator acc += p_reg. The product register takes the multiplier out of the accumulator's
+    carry-chain path; the operand registers take the route from a_reg/w_reg (placed between this PE's
+    neighbours) to the multiplier's DSP site out of the multiplier's cycle, so that a_op, w_op and p_reg
+    can sit by the DSP (a_reg -> DSP -> p_reg, 8 ns of its 12.6 ns routing, was the routed 8x8 critical
+    path; docs/rtl.md "Fmax").
+    `clr_in` is the array's clear, one edge late per PE: `clr_r` takes it, zeroes all six registers at the
     next edge and passes it on (`clr_out`) to the next PE, so no clear net spans the array (a clear fanned
     out to every PE register was the routed 8x8 critical path, docs/rtl.md "Fmax")."""
     a_bits, w_bits, acc_bits = cfg.act_bits, cfg.weight_bits, cfg.acc_bits
@@ -40,17 +44,22 @@ def make_pe(cfg: ArrayConfig) -> Module:
     acc_out = m.Output("acc_out", acc_bits)
     a_reg = m.Reg("a_reg", a_bits)
     w_reg = m.Reg("w_reg", w_bits)
+    a_op = m.Reg("a_op", a_bits)
+    w_op = m.Reg("w_op", w_bits)
     p_reg = m.Reg("p_reg", prod_bits)
     acc = m.Reg("acc", acc_bits)
     prod = m.Wire("prod", prod_bits, signed=True)
     # unsigned activation x signed weight: both extended to the exact product width A+W
-    prod.assign(Signed(zext(a_reg, a_bits, prod_bits)) * Signed(sext(w_reg, w_bits, prod_bits)))
+    prod.assign(Signed(zext(a_op, a_bits, prod_bits)) * Signed(sext(w_op, w_bits, prod_bits)))
     clr = m.Reg("clr_r")
     m.Always(vg.Posedge(clk))(clr(clr_in))
     clr_out.assign(clr)
     m.Always(vg.Posedge(clk))(
-        vg.If(clr)(a_reg(Int(0, a_bits)), w_reg(Int(0, w_bits)), p_reg(Int(0, prod_bits)), acc(Int(0, acc_bits))).Else(
-            a_reg(a_in), w_reg(w_in), p_reg(prod), acc(acc + sext(p_reg, prod_bits, acc_bits))
+        vg.If(clr)(
+            a_reg(Int(0, a_bits)), w_reg(Int(0, w_bits)), a_op(Int(0, a_bits)), w_op(Int(0, w_bits)),
+            p_reg(Int(0, prod_bits)), acc(Int(0, acc_bits)),
+        ).Else(
+            a_reg(a_in), w_reg(w_in), a_op(a_reg), w_op(w_reg), p_reg(prod), acc(acc + sext(p_reg, prod_bits, acc_bits))
         )
     )
     a_out.assign(a_reg)
@@ -87,10 +96,13 @@ def make_requant_mul(cfg: ArrayConfig) -> Module:
 
 def make_postproc(cfg: ArrayConfig, mul: Module) -> Module:
     """Requantization, ReLU and saturation of one biased accumulator (docs/arithmetic.md), as a
-    three-register pipeline: y = clamp(round_half_up(v * M / 2^S), 0, 2^A - 1).
+    four-register pipeline: y = clamp(round_half_up(v * M / 2^S), 0, 2^A - 1).
 
+    - `v_reg` (V bits) takes v: the multipliers' operand from a flip-flop next to them, not from the
+      drain's v_j, which sits by the PE column it selects from and also feeds the logit rows (v_j to
+      the multipliers was the routed 8x8 critical path, docs/rtl.md "Fmax");
     - `pl_reg` (LO+16 bits, unsigned) and `ph_reg` (V-LO+16 bits, signed) take the partial products
-      v_lo * M and v_hi * M of the `mul` instance (`make_requant_mul`);
+      v_lo * M and v_hi * M of the `mul` instance (`make_requant_mul`) of v_reg;
     - `p_reg` (V+16 bits, signed) takes p = ph * 2^LO + pl = v * M;
     - `t_reg` (V+17 bits, signed) takes t = floor(2p / 2^S): one arithmetic shift of {p, 0} by S;
     - `y` = clamp(floor((t + 1) / 2), 0, 2^A - 1), combinational (the top registers it as oact_j).
@@ -107,7 +119,9 @@ def make_postproc(cfg: ArrayConfig, mul: Module) -> Module:
     y = m.Output("y", a_bits)
     pl = m.Wire("pl", cfg.pl_bits)
     ph = m.Wire("ph", cfg.ph_bits, signed=True)
-    m.Instance(mul, "mul", ports=[("v", v), ("mult", mult), ("pl", pl), ("ph", ph)])
+    v_reg = m.Reg("v_reg", v_bits)
+    m.Always(vg.Posedge(clk))(v_reg(v))
+    m.Instance(mul, "mul", ports=[("v", v_reg), ("mult", mult), ("pl", pl), ("ph", ph)])
     pl_reg, ph_reg = _partial_registers(m, clk, cfg, pl, ph)
     p = m.Wire("p", p_bits, signed=True)
     # ph * 2^LO + pl, wrapping at p_bits like the register it feeds (exact unless a fault made pl or ph)
@@ -120,7 +134,8 @@ def make_postproc_shift(cfg: ArrayConfig) -> Module:
     with M = 1, y = clamp(round_half_up(v / 2^S), 0, 2^A - 1), and no multiplier. The same pipeline as
     `make_postproc`, so the tile timing and the fault-site names are the same:
 
-    - `pl_reg` (LO bits, unsigned) and `ph_reg` (V-LO bits, signed) take v_lo and v_hi (M = 1);
+    - `v_reg` (V bits) takes v;
+    - `pl_reg` (LO bits, unsigned) and `ph_reg` (V-LO bits, signed) take v_reg's low and high bits (M = 1);
     - `p_reg` (V bits, signed) takes p = ph * 2^LO + pl = {ph_reg, pl_reg} = v;
     - `t_reg` (V+1 bits, signed) takes t = floor(2p / 2^S): one arithmetic shift of {p_reg, 0} by S;
     - `y` = clamp(floor((t + 1) / 2), 0, 2^A - 1), combinational (the top registers it as oact_j)."""
@@ -131,7 +146,9 @@ def make_postproc_shift(cfg: ArrayConfig) -> Module:
     v = m.Input("v", v_bits)
     shift = m.Input("shift", cfg.S_BITS)
     y = m.Output("y", a_bits)
-    pl_reg, ph_reg = _partial_registers(m, clk, cfg, v[0:lo], v[lo:v_bits])
+    v_reg = m.Reg("v_reg", v_bits)
+    m.Always(vg.Posedge(clk))(v_reg(v))
+    pl_reg, ph_reg = _partial_registers(m, clk, cfg, v_reg[0:lo], v_reg[lo:v_bits])
     p = m.Wire("p", p_bits, signed=True)
     p.assign(Cat(ph_reg, pl_reg))  # = ph * 2^LO + pl, as pl < 2^LO
     return _shift_round_clamp(m, clk, p, p_bits, shift, y, a_bits)

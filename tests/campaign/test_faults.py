@@ -84,16 +84,16 @@ def test_bad_fault_model_is_named():
 
 
 def test_pipeline_kind_selects_the_post_processing_registers(tmp_path):
-    """`--targets pipeline` plans faults in the requantization's partial-product, product and shift
+    """`--targets pipeline` plans faults in the post-processing's input, partial-product, product and shift
     registers of a generated design, every bit of each, and nothing else."""
     from hdl_gen import ArrayConfig, generate
 
     cfg = ArrayConfig(rows=2, cols=3, act_bits=4, weight_bits=4, k_max=16, protection="range")
     sites = F.load_sites(str(generate(cfg, tmp_path).sites_path), ["pipeline"])
     p_bits, lo = cfg.v_bits + cfg.M_BITS, min(17, cfg.v_bits - 1)
-    widths = {"pl_reg": lo + 16, "ph_reg": p_bits - lo, "p_reg": p_bits, "t_reg": p_bits + 1}
+    widths = {"v_reg": cfg.v_bits, "pl_reg": lo + 16, "ph_reg": p_bits - lo, "p_reg": p_bits, "t_reg": p_bits + 1}
     assert [(s.name, s.width, s.col) for s in sites] == [
         (f"pp_{j}.{reg}", width, j) for j in range(3) for reg, width in widths.items()
     ]
     fs = F.FaultSpace(F.LayerSpace(0, 1, cfg.tile_cycles(5)), 1, sites, "flip")
-    assert fs.size == 3 * (16 + 3 * p_bits + 1) * cfg.tile_cycles(5)
+    assert fs.size == 3 * (cfg.v_bits + 16 + 3 * p_bits + 1) * cfg.tile_cycles(5)

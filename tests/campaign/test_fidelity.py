@@ -57,13 +57,15 @@ def test_fast_path_equals_plain_runs_on_campaign_faults(data_faults, tmp_path):
     _check(data_faults, faults, tmp_path, min_stopped=0.3)
 
 
-@pytest.mark.parametrize("targets, model", [(("control",), "flip"), (("weight", "accumulator"), "flip"),
-                                            (("pe_product", "pipeline"), "flip"), (("pe_activation",), "stuck1"),
-                                            (("pe_activation",), "mbu2")])
+@pytest.mark.parametrize("targets, model", [
+    (("control",), "flip"), (("weight", "accumulator"), "flip"),
+    (("pe_act_operand", "pe_weight_operand", "pe_product", "pipeline"), "flip"), (("pe_activation",), "stuck1"),
+    (("pe_activation",), "mbu2"),
+])
 def test_fast_path_equals_plain_runs_on_other_faults(tmp_path_factory, tmp_path, targets, model):
-    """Control registers (hangs, early and late `done`), weights and accumulators, the PE product and
-    post-processing pipeline registers, stuck-at and multi-bit faults: the cpp clock's exact path, no early stop except
-    for multi-bit PE flips."""
+    """Control registers (hangs, early and late `done`), weights and accumulators, the PE operand, PE product
+    and post-processing pipeline registers, stuck-at and multi-bit faults: the cpp clock's exact path, no
+    early stop except for multi-bit PE flips."""
     campaign = _campaign(tmp_path_factory, faults=30, targets=targets, fault_model=model)
     _check(campaign, campaign.fault_list(), tmp_path)
 
@@ -100,8 +102,9 @@ def test_software_injector_flips_the_operand_the_dataflow_model_predicts():
         lo, hi = (np.full(cfg.cols, 1), np.full(cfg.cols, 9)) if cfg.per_channel_bounds else (1, 9)
         tile = Tile(x, w, rng.integers(-50, 50, cfg.cols), rng.integers(0, 1 << 16, cfg.cols),
                     rng.integers(0, 20, cfg.cols), lo, hi)
-        sites = [f"pe_{i}_{j}.{reg}" for i in range(cfg.rows) for j in range(cfg.cols) for reg in ("a_reg", "p_reg")]
-        sites += [f"pp_{j}.{reg}" for j in range(cfg.cols) for reg in ("pl_reg", "ph_reg", "p_reg", "t_reg")]
+        sites = [f"pe_{i}_{j}.{reg}" for i in range(cfg.rows) for j in range(cfg.cols)
+                 for reg in ("a_reg", "a_op", "w_op", "p_reg")]
+        sites += [f"pp_{j}.{reg}" for j in range(cfg.cols) for reg in ("v_reg", "pl_reg", "ph_reg", "p_reg", "t_reg")]
         base = golden(cfg, tile)
         changed = 0
         for cycle in range(cfg.tile_cycles(k)):

@@ -55,13 +55,16 @@ def test_tile_runs_merge_bits_of_one_register_and_cycle():
 def test_predict_many_equals_predict_for_one_flip(protection, requant):
     cfg = ArrayConfig(rows=4, cols=4, act_bits=4, weight_bits=4, k_max=16, protection=protection, requant=requant)
     rng = np.random.default_rng(7)
-    names = ([f"pe_{i}_{j}.{r}" for i in range(4) for j in range(4) for r in ("a_reg", "w_reg", "p_reg", "acc")]
-             + 4 * ([f"{r}_{j}" for j in range(4) for r in ("v", "oact")]  # as many draws as the PEs'
-                    + [f"pp_{j}.{r}" for j in range(4) for r in ("pl_reg", "ph_reg", "p_reg", "t_reg")]))
-    width = {"a_reg": 4, "w_reg": 4, "p_reg": 8, "acc": cfg.acc_bits, "v": cfg.v_bits, "oact": 4,
-             "pp.pl_reg": cfg.pl_bits, "pp.ph_reg": cfg.ph_bits, "pp.p_reg": cfg.p_bits, "pp.t_reg": cfg.p_bits + 1}
+    names = ([f"pe_{i}_{j}.{r}" for i in range(4) for j in range(4)
+              for r in ("a_reg", "w_reg", "a_op", "w_op", "p_reg", "acc")]
+             # twice the PEs' draws: a drain register holds a given row at one edge only
+             + 8 * ([f"{r}_{j}" for j in range(4) for r in ("v", "oact")]
+                    + [f"pp_{j}.{r}" for j in range(4) for r in ("v_reg", "pl_reg", "ph_reg", "p_reg", "t_reg")]))
+    width = {"a_reg": 4, "w_reg": 4, "a_op": 4, "w_op": 4, "p_reg": 8, "acc": cfg.acc_bits, "v": cfg.v_bits,
+             "oact": 4, "pp.v_reg": cfg.v_bits, "pp.pl_reg": cfg.pl_bits, "pp.ph_reg": cfg.ph_bits,
+             "pp.p_reg": cfg.p_bits, "pp.t_reg": cfg.p_bits + 1}
     changed = dict.fromkeys(width, 0)
-    for n in range(1000):  # 160 site names: about 100 draws of each pp_j register kind
+    for n in range(1600):  # 320 site names: 80 draws of each PE, 160 of each drain register kind
         k = int(rng.integers(1, 17))
         mult = np.ones(4, np.int64) if requant == "shift" else rng.integers(0, 3000, 4)
         tile = Tile(rng.integers(0, 16, (4, k)), rng.integers(-7, 8, (k, 4)), rng.integers(-40, 40, 4),
@@ -109,6 +112,12 @@ def test_predict_many_composes_flips():
     pp = predict_many(cfg, tile, [("pp_1.ph_reg", 1, edge), ("pp_1.pl_reg", 1 << 9, edge)])
     assert pp.out_act[0, 1] == min(max((((2 * p) >> 10) + 1) >> 1, 0), 15) != golden(cfg, tile).out_act[0, 1]
     assert np.array_equal(predict_many(cfg, tile, [("pp_1.ph_reg", 1, edge - 1)]).out_act, golden(cfg, tile).out_act)
+    # row 1 of column 1 (v = 0) meets a flip in v_1, which the logit keeps, and one edge later another in
+    # its copy pp_1.v_reg, which only the activation sees: requantized from 4 ^ 1 = 5
+    v_edge, in_edge = cfg.stage_edge(2, "v", 1), cfg.stage_edge(2, "input", 1)
+    vq = predict_many(cfg, tile, [("v_1", 4, v_edge), ("pp_1.v_reg", 1, in_edge)])
+    assert gold[1, 1] == 0 and vq.logits[1, 1] == 4 and vq.out_act[1, 1] == 5
+    assert np.array_equal(predict_many(cfg, tile, [("pp_1.v_reg", 1, in_edge)]).logits, gold)
 
 
 def test_curve_statistics_and_the_one_point_rate():

@@ -280,25 +280,29 @@ async def fault_pe_activation(dut) -> None:  # type: ignore[no-untyped-def]
 
 @cocotb.test()
 async def fault_other_registers(dut) -> None:  # type: ignore[no-untyped-def]
-    """Weight, PE product, accumulator, v, post-processing pipeline (pp_j.pl_reg, pp_j.ph_reg, pp_j.p_reg, pp_j.t_reg)
-    and output-activation flips match the analytic model at every cycle, with the protection passing everything and with
-    random bounds clamping some outputs. A pipeline register's flip counts only at the edge that loaded
-    a row (ArrayConfig.stage_edge): at every other cycle the output is golden."""
+    """Weight, PE operand (a_op, w_op), PE product, accumulator, v, post-processing pipeline (pp_j.v_reg,
+    pp_j.pl_reg, pp_j.ph_reg, pp_j.p_reg, pp_j.t_reg) and output-activation flips match the analytic model at
+    every cycle, with the protection passing everything and with random bounds clamping some outputs. A
+    pipeline register's flip counts only at the edge that loaded a row (ArrayConfig.stage_edge): at every
+    other cycle the output is golden."""
     cfg, tb, rng = _setup(dut, 8)
     i, j = _pes(cfg)[len(_pes(cfg)) // 2]
     p_bits = cfg.p_bits  # V + 16, or V on a shift-only design
     last = cfg.cols - 1
     sites = [
         (f"pe_{i}_{j}.w_reg", cfg.weight_bits),
+        (f"pe_{i}_{j}.a_op", cfg.act_bits),
+        (f"pe_{i}_{j}.w_op", cfg.weight_bits),
         (f"pe_{i}_{j}.p_reg", cfg.act_bits + cfg.weight_bits),
         (f"pe_{i}_{j}.acc", cfg.acc_bits),
         (f"v_{j}", cfg.v_bits),
         *((f"pp_{col}.{reg}", width) for col in (j, last) for reg, width in
-          (("pl_reg", cfg.pl_bits), ("ph_reg", cfg.ph_bits), ("p_reg", p_bits), ("t_reg", p_bits + 1))),
+          (("v_reg", cfg.v_bits), ("pl_reg", cfg.pl_bits), ("ph_reg", cfg.ph_bits), ("p_reg", p_bits),
+           ("t_reg", p_bits + 1))),
         (f"oact_{j}", cfg.act_bits),
         (f"oact_{last}", cfg.act_bits),
     ]
-    stage = {"pl_reg": "partial", "ph_reg": "partial", "p_reg": "product", "t_reg": "shifted"}
+    stage = {"v_reg": "input", "pl_reg": "partial", "ph_reg": "partial", "p_reg": "product", "t_reg": "shifted"}
     for clamp in (False, True):
         tile = _fault_tile(cfg, rng, clamp)
         _load(tb, tile)
@@ -371,9 +375,10 @@ async def fault_sites_resolve(dut) -> None:  # type: ignore[no-untyped-def]
 
     cfg, tb, _ = _setup(dut, 11)
     sites = json.loads(open(os.environ["QUASAR_FAULT_SITES"]).read())["sites"]
-    # a_reg, w_reg, p_reg, acc per PE; v, pl_reg, ph_reg, p_reg, t_reg, oact, dsel per column; busy, done,
-    # cyc, k, pe_clr (not at 1x1: no skew registers), drain_r, d_row and 5 valid/row pairs
-    assert len(sites) == 4 * cfg.rows * cfg.cols + 7 * cfg.cols + 16 + (cfg.rows * cfg.cols > 1)
+    # a_reg, w_reg, a_op, w_op, p_reg, acc per PE; v, v_reg, pl_reg, ph_reg, p_reg, t_reg, oact, dsel per
+    # column; busy, done, cyc, k, pe_clr (not at 1x1: no skew registers), drain_r, d_row, 6 valid/row pairs,
+    # lrow_we, orow_we, rst_o
+    assert len(sites) == 6 * cfg.rows * cfg.cols + 8 * cfg.cols + 21 + (cfg.rows * cfg.cols > 1)
     for s in sites:
         assert len(tb.handle(s["name"])) == s["width"], s
 

@@ -47,17 +47,17 @@ def test_derived_widths() -> None:
 
 def test_tile_cycles_formula() -> None:
     cfg = ArrayConfig(rows=8, cols=3, k_max=64)
-    # K + R + C + 7: two cycles of operand lag, the PE's product register, one per drain stage after v
-    # (partial products, product, shift, clamp, output)
-    assert [cfg.tile_cycles(k) for k in (1, 13, 64)] == [1 + 18, 13 + 18, 64 + 18]
-    stages = ("v", "partial", "product", "shifted", "oact", "out")
-    assert [cfg.stage_edge(13, s, 0) for s in stages] == [19, 20, 21, 22, 23, 24]
-    # acc(i, j) takes the product of operand n at edge n + 4 + i + j
-    assert [cfg.products_in(13, e, 1, 2) for e in (0, 6, 7, 19, 20, 40)] == [0, 0, 1, 13, 13, 13]
+    # K + R + C + 9: two cycles of operand lag, the PE's operand and product registers, one per drain stage
+    # after v (post-processing input, partial products, product, shift, clamp, output)
+    assert [cfg.tile_cycles(k) for k in (1, 13, 64)] == [1 + 20, 13 + 20, 64 + 20]
+    stages = ("v", "input", "partial", "product", "shifted", "oact", "out")
+    assert [cfg.stage_edge(13, s, 0) for s in stages] == [20, 21, 22, 23, 24, 25, 26]
+    # acc(i, j) takes the product of operand n at edge n + 5 + i + j
+    assert [cfg.products_in(13, e, 1, 2) for e in (0, 7, 8, 20, 21, 40)] == [0, 0, 1, 13, 13, 13]
     assert cfg.stage_edge(13, "out", cfg.rows - 1) == cfg.tile_cycles(13)  # done rises with the last row
     with pytest.raises(ConfigError, match=r"row must be in 0..7, got 8"):
         cfg.stage_edge(13, "v", 8)
-    with pytest.raises(ConfigError, match=r"drain stage must be one of v, partial, product, shifted, oact, out; "
+    with pytest.raises(ConfigError, match=r"drain stage must be one of v, input, partial, product, shifted, oact, out; "
                                           r"got 'acc'"):
         cfg.stage_edge(13, "acc", 0)
     with pytest.raises(ConfigError, match=r"k must be in 1..64, got 65"):
@@ -122,8 +122,13 @@ def test_fault_site_map(tmp_path) -> None:
     for s in entries:
         by_kind.setdefault(s["kind"], []).append(s)
     assert sorted(by_kind) == [
-        "accumulator", "control", "output_activation", "pe_activation", "pe_product", "pipeline", "weight"
+        "accumulator", "control", "output_activation", "pe_act_operand", "pe_activation", "pe_product",
+        "pe_weight_operand", "pipeline", "weight"
     ]
+    assert [(s["name"], s["width"]) for s in by_kind["pe_act_operand"]][:2] == [("pe_0_0.a_op", 4),
+                                                                                 ("pe_0_1.a_op", 4)]
+    assert [(s["name"], s["width"]) for s in by_kind["pe_weight_operand"]][-1] == ("pe_2_1.w_op", 6)
+    assert len(by_kind["pe_act_operand"]) == len(by_kind["pe_weight_operand"]) == 6
     assert [(s["name"], s["width"], s["row"], s["col"]) for s in by_kind["pe_product"]][:2] == [
         ("pe_0_0.p_reg", 4 + 6, 0, 0), ("pe_0_1.p_reg", 4 + 6, 0, 1)
     ]
@@ -141,11 +146,12 @@ def test_fault_site_map(tmp_path) -> None:
     assert (cfg.lo_bits, cfg.pl_bits, cfg.ph_bits) == (lo, lo + 16, p_bits - lo)
     assert [(s["name"], s["width"], s["row"], s["col"]) for s in by_kind["pipeline"]] == [
         (f"pp_{j}.{reg}", width, None, j) for j in range(2)
-        for reg, width in (("pl_reg", lo + 16), ("ph_reg", p_bits - lo), ("p_reg", p_bits), ("t_reg", p_bits + 1))
+        for reg, width in (("v_reg", cfg.v_bits), ("pl_reg", lo + 16), ("ph_reg", p_bits - lo), ("p_reg", p_bits),
+                           ("t_reg", p_bits + 1))
     ]
     assert {s["name"] for s in by_kind["control"]} == {
         "busy_r", "done_r", "cyc", "k_reg", "pe_clr", "drain_r", "d_row", "dsel_0", "dsel_1",
-        *(f"{p}_{r}" for p in "vmpto" for r in ("valid", "row"))
+        *(f"{p}_{r}" for p in "vqmpto" for r in ("valid", "row")), "lrow_we", "orow_we", "rst_o"
     }
 
 
@@ -214,6 +220,6 @@ def test_shift_only_design_has_no_multiplier_and_its_own_key(tmp_path) -> None:
     sites = json.loads((tmp_path / "fault_sites.json").read_text())["sites"]
     pipeline = [(s["name"], s["width"]) for s in sites if s["kind"] == "pipeline"]
     lo = shift.lo_bits  # pl_reg/ph_reg hold v's low and high bits, p_reg holds v
-    assert pipeline[:4] == [("pp_0.pl_reg", lo), ("pp_0.ph_reg", shift.v_bits - lo), ("pp_0.p_reg", shift.v_bits),
-                            ("pp_0.t_reg", shift.v_bits + 1)]
+    assert pipeline[:5] == [("pp_0.v_reg", shift.v_bits), ("pp_0.pl_reg", lo), ("pp_0.ph_reg", shift.v_bits - lo),
+                            ("pp_0.p_reg", shift.v_bits), ("pp_0.t_reg", shift.v_bits + 1)]
     assert shift.tile_cycles(5) == mul.tile_cycles(5)  # same pipeline stages as the multiplier datapath

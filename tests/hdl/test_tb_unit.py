@@ -194,15 +194,15 @@ def test_model_golden_is_the_arithmetic_oracle() -> None:
 
 def test_model_timing_matches_tile_cycles() -> None:
     """The model's drain schedule ends where tile_cycles says done rises: row R-1 is written at edge
-    D + R + 4 with D = K + C + 3 (v, partial, product, shifted, oact, output: one edge each)."""
+    D + R + 5 with D = K + C + 4 (v, input, partial, product, shifted, oact, output: one edge each)."""
     for rows, cols, k in [(1, 1, 1), (8, 3, 13), (4, 8, 64)]:
         cfg = ArrayConfig(rows=rows, cols=cols, k_max=64)
-        assert (k + cols + 3) + rows + 4 == cfg.tile_cycles(k) == k + rows + cols + TILE_OVERHEAD
-        assert cfg.stage_edge(k, "v", 0) == k + cols + 3 and cfg.stage_edge(k, "out", rows - 1) == cfg.tile_cycles(k)
+        assert (k + cols + 4) + rows + 5 == cfg.tile_cycles(k) == k + rows + cols + TILE_OVERHEAD
+        assert cfg.stage_edge(k, "v", 0) == k + cols + 4 and cfg.stage_edge(k, "out", rows - 1) == cfg.tile_cycles(k)
         # row i is complete (all K products in acc(i, C-1)) one edge before the drain samples it
         assert cfg.products_in(k, cfg.stage_edge(k, "v", rows - 1) - 1, rows - 1, cols - 1) == k
         assert cfg.products_in(k, cfg.stage_edge(k, "v", rows - 1) - 2, rows - 1, cols - 1) == k - 1
-    assert TILE_OVERHEAD == 7
+    assert TILE_OVERHEAD == 9
     assert operand_index(OPERAND_LAG + 3 + 1, 3, 1) == 0
 
 
@@ -230,7 +230,8 @@ def test_model_pipeline_flip_hits_one_row_at_one_edge() -> None:
     saturated = _tile(cfg, 5)  # every output at or above hi: a sign flip moves it
     small = replace(saturated, shift=np.full(cfg.cols, 30))  # outputs near lo: pl's top bit (2^32) adds 4
     top = cfg.v_bits + cfg.M_BITS  # t_reg's sign bit; p_reg's is one below
-    for reg, stage, bit, tile in (("pl_reg", "partial", cfg.pl_bits - 1, small),
+    for reg, stage, bit, tile in (("v_reg", "input", cfg.v_bits - 1, saturated),
+                                  ("pl_reg", "partial", cfg.pl_bits - 1, small),
                                   ("ph_reg", "partial", cfg.ph_bits - 1, saturated),
                                   ("p_reg", "product", top - 1, saturated), ("t_reg", "shifted", top, saturated)):
         gold = golden(cfg, tile)
@@ -296,7 +297,7 @@ def test_model_pe_product_flip_counts_until_the_drain() -> None:
     for cycle in range(cfg.tile_cycles(tile.k)):
         exp = predict(cfg, tile, f"pe_{i}_{j}.p_reg", 1 << 3, cycle)
         delta = exp.logits - gold.logits
-        k = cycle - 3 - i - j
+        k = cycle - 4 - i - j  # p_reg holds the product of index e - 4 - i - j after edge e
         p = int(tile.x[i, k] * tile.wt[k, j]) if 0 <= k < tile.k else 0
         want = ((p ^ 8) - p) if 1 + i + j <= cycle <= last else 0  # edge 1 + i + j clears PE (i, j)
         assert delta[i, j] == want, (cycle, delta)
