@@ -109,7 +109,9 @@ def test_synth_json_is_complete(results):
             assert result["wall_s"][t] > 0
         pnr = result["targets"]["pnr"]
         cp = pnr["critical_path"]
-        assert cp["end"]["in_core"] and cp["logic_levels"] > 0 and cp["through"]
+        # `through` may be empty: the nets of a path through techmapped cells only (e.g. the shift's LUT
+        # tree) name Yosys's cell library as their source, not a generated RTL file
+        assert cp["end"]["in_core"] and cp["logic_levels"] > 0 and isinstance(cp["through"], list)
         assert abs(cp["delay_ns"] - 1000.0 / pnr["fmax_mhz"]) < 0.05  # the reported path is the one setting Fmax
         assert pnr["seed_spread"] is None  # one seed unless more are asked for
 
