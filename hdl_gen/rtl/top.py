@@ -148,16 +148,16 @@ def _sequencer(t: TopParts) -> None:
     for n in range(1, len(VALID_STAGES)):
         shift_in += [valid[n](valid[n - 1]), row[n](row[n - 1])]
     m.Always(vg.Posedge(clk))(vg.If(clr)(*zero).Else(*shift_in))
-    # One-hot write enables of the logit and output rows, registered at the same edge as v_valid/v_row
-    # (o_valid/o_row) from the stage before: lrow_<i> and orow_<i> load when their bit is set. Decoding
-    # o_row into R enables, each reaching C x A flip-flops across the placement, was the routed 8x8
-    # critical path (o_row -> orow_0, 1 logic level, 14.9 ns; docs/rtl.md, "Fmax").
     # The output registers' reset, one edge late from a flip-flop of its own: the rst port itself reaching
     # the R x C x (A + V) flip-flops of the logit and output rows as well as the control state set the
     # routed 8x8 Fmax at one seed (a 12.3 ns route from the wrapper's reset flip-flop; docs/rtl.md "Fmax").
     # A reset of two or more edges (ArrayTB.reset holds it for two) clears them as before.
     rst_o = t["rst_o"] = m.Reg("rst_o")
     m.Always(vg.Posedge(clk))(rst_o(rst))
+    # One-hot write enables of the logit and output rows, registered at the same edge as v_valid/v_row
+    # (o_valid/o_row) from the stage before: lrow_<i> and orow_<i> load when their bit is set. Decoding
+    # o_row into R enables, each reaching C x A flip-flops across the placement, was the routed 8x8
+    # critical path (o_row -> orow_0, 1 logic level, 14.9 ns; docs/rtl.md, "Fmax").
     lrow_we = t["lrow_we"] = m.Reg("lrow_we", R)
     orow_we = t["orow_we"] = m.Reg("orow_we", R)
     t_valid, t_row = t["t_valid"], t["t_row"]
@@ -272,7 +272,7 @@ def _drain(t: TopParts) -> None:
 
 
 def _postproc_row(t: TopParts, postproc: Module) -> None:
-    """Stages 2-5: `pp_<j>` requantizes v_j through its partial-product, product and shift registers;
+    """Stages 2-6: `pp_<j>` requantizes v_j through its input, partial-product, product and shift registers;
     oact_j takes the rounded, clamped y_j of the row in pp_j.t_reg; logit row lrow_<i> takes v when
     lrow_we[i] is set (the edge after the drain read row i)."""
     cfg, m = t.cfg, t.m
@@ -307,7 +307,7 @@ def _postproc_row(t: TopParts, postproc: Module) -> None:
 
 def _protection(t: TopParts, protect: Module | None, domain: str) -> None:
     """The `prot` instance in its domain's place: `acc` between the drain's v_j and the post-processing
-    row (the logits row captures the protected v), `act` as the last stage (6) on the oact row. It corrects
+    row (the logits row captures the protected v), `act` as the last stage (7) on the oact row. It corrects
     and counts only the real outputs of the tile: columns set in `valid_cols` of rows below `valid_rows`.
     With protection `none` the row passes unchanged and the counter port is a constant 0."""
     cfg, m = t.cfg, t.m

@@ -26,8 +26,9 @@ def make_pe(cfg: ArrayConfig) -> Module:
     accumulator acc += p_reg. The product register takes the multiplier out of the accumulator's
     carry-chain path; the operand registers take the route from a_reg/w_reg (placed between this PE's
     neighbours) to the multiplier's DSP site out of the multiplier's cycle, so that a_op, w_op and p_reg
-    can sit by the DSP (a_reg -> DSP -> p_reg, 8 ns of its 12.6 ns routing, was the routed 8x8 critical
-    path; docs/rtl.md "Fmax").
+    may sit by the DSP (a_reg -> DSP -> p_reg, 8 ns of its 12.6 ns routing, was the routed 8x8 critical
+    path). nextpnr mostly places them by the accumulator instead, so the DSP's routes remain the most
+    frequent critical path (docs/rtl.md "Fmax").
     `clr_in` is the array's clear, one edge late per PE: `clr_r` takes it, zeroes all six registers at the
     next edge and passes it on (`clr_out`) to the next PE, so no clear net spans the array (a clear fanned
     out to every PE register was the routed 8x8 critical path, docs/rtl.md "Fmax")."""
