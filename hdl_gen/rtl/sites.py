@@ -52,7 +52,7 @@ def fault_sites(cfg: ArrayConfig) -> list[dict[str, object]]:
         add(f"{PP_PREFIX}{j}.ph_reg", cfg.ph_bits, "pipeline", None, j)
         add(f"{PP_PREFIX}{j}.p_reg", p_bits, "pipeline", None, j)
         add(f"{PP_PREFIX}{j}.t_reg", p_bits + 1, "pipeline", None, j)
-    control = [("busy_r", 1), ("done_r", 1), ("cyc", cfg.cyc_bits), ("k_reg", cfg.k_bits)]
+    control = [("busy_r", 1), ("done_r", 1), ("cyc", cfg.cyc_bits), ("k_reg", cfg.k_bits), ("drain_at", cfg.cyc_bits)]
     control += [("pe_clr", 1)] if R > 1 or C > 1 else []  # the skew registers' clear (none at 1x1)
     control += [("drain_r", 1), ("d_row", cfg.row_bits)] + [(f"dsel_{j}", cfg.row_bits) for j in range(C)]
     for s in VALID_STAGES:

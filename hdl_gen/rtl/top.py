@@ -105,8 +105,12 @@ def _sequencer(t: TopParts) -> None:
     # accumulator multiplexers come straight from flip-flops, not from a cycle-counter subtraction.
     drain = t["drain"] = m.Reg("drain_r")
     d_row = t["d_row"] = m.Reg("d_row", RB)
-    drain_start = m.Wire("drain_start")  # cyc = D - 2: the next edge opens the window
-    drain_start.assign(vg.Land(busy, cyc == k_ext + Int(cfg.stage_edge(1, "v", 0) - 3, CB)))
+    # cyc = D - 2: the next edge opens the window. `drain_at` = k + D - 3 (D - 2 for K = 1) is computed
+    # once, at start, from the k port: the addition of k_reg and the constant ahead of the compare, into
+    # every column's row select, was a routed 8x8 critical path (k_ext -> dsel_j, 8 levels, 11.8 ns).
+    drain_at = m.Reg("drain_at", CB)
+    drain_start = m.Wire("drain_start")
+    drain_start.assign(vg.Land(busy, cyc == drain_at))
     # <s>_valid/<s>_row: drain stage s holds a row, and which (VALID_STAGES: v_j, pp_j.pl_reg/ph_reg,
     # pp_j.p_reg, pp_j.t_reg, oact_j)
     valid, row = [], []
@@ -117,8 +121,11 @@ def _sequencer(t: TopParts) -> None:
     last = m.Wire("last")
     last.assign(vg.Land(valid[-1], row[-1] == Int(R - 1, RB)))
     m.Always(vg.Posedge(clk))(
-        vg.If(rst)(busy(Int(0, 1)), done(Int(0, 1)), cyc(Int(0, CB)), k_reg(Int(0, KB)))
-        .Elif(go)(busy(Int(1, 1)), done(Int(0, 1)), cyc(Int(0, CB)), k_reg(t["k"]))
+        vg.If(rst)(busy(Int(0, 1)), done(Int(0, 1)), cyc(Int(0, CB)), k_reg(Int(0, KB)), drain_at(Int(0, CB)))
+        .Elif(go)(
+            busy(Int(1, 1)), done(Int(0, 1)), cyc(Int(0, CB)), k_reg(t["k"]),
+            drain_at(zext(t["k"], KB, CB) + Int(cfg.stage_edge(1, "v", 0) - 3, CB)),
+        )
         .Elif(busy)(
             cyc(cyc + Int(1, CB)),
             vg.If(last)(busy(Int(0, 1)), done(Int(1, 1))),

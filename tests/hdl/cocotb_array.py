@@ -376,9 +376,9 @@ async def fault_sites_resolve(dut) -> None:  # type: ignore[no-untyped-def]
     cfg, tb, _ = _setup(dut, 11)
     sites = json.loads(open(os.environ["QUASAR_FAULT_SITES"]).read())["sites"]
     # a_reg, w_reg, a_op, w_op, p_reg, acc per PE; v, v_reg, pl_reg, ph_reg, p_reg, t_reg, oact, dsel per
-    # column; busy, done, cyc, k, pe_clr (not at 1x1: no skew registers), drain_r, d_row, 6 valid/row pairs,
-    # lrow_we, orow_we, rst_o
-    assert len(sites) == 6 * cfg.rows * cfg.cols + 8 * cfg.cols + 21 + (cfg.rows * cfg.cols > 1)
+    # column; busy, done, cyc, k, drain_at, pe_clr (not at 1x1: no skew registers), drain_r, d_row, 6 valid/row
+    # pairs, lrow_we, orow_we, rst_o
+    assert len(sites) == 6 * cfg.rows * cfg.cols + 8 * cfg.cols + 22 + (cfg.rows * cfg.cols > 1)
     for s in sites:
         assert len(tb.handle(s["name"])) == s["width"], s
 

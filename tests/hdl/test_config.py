@@ -150,7 +150,7 @@ def test_fault_site_map(tmp_path) -> None:
                            ("t_reg", p_bits + 1))
     ]
     assert {s["name"] for s in by_kind["control"]} == {
-        "busy_r", "done_r", "cyc", "k_reg", "pe_clr", "drain_r", "d_row", "dsel_0", "dsel_1",
+        "busy_r", "done_r", "cyc", "k_reg", "drain_at", "pe_clr", "drain_r", "d_row", "dsel_0", "dsel_1",
         *(f"{p}_{r}" for p in "vqmpto" for r in ("valid", "row")), "lrow_we", "orow_we", "rst_o"
     }
 
