@@ -25,6 +25,10 @@ MAX_K = 16384
 # pp_j.pl_reg / pp_j.ph_reg (each one 18x18 multiplier), their sum, the product pp_j.p_reg, the shifted
 # product pp_j.t_reg, the rounded and clamped activation oact_j, and the (protected) output row.
 DRAIN_STAGES = ("v", "input", "partial", "product", "shifted", "oact", "out")
+# The drain stage of each register a drained row passes through, by its name in the fault-site map (v_j,
+# pp_j.<reg>, oact_j): one table for the analytic fault model and the idle set.
+DRAIN_STAGE_OF = {"v": "v", "v_reg": "input", "pl_reg": "partial", "ph_reg": "partial", "p_reg": "product",
+                  "t_reg": "shifted", "oact": "oact"}
 # The requantization product v * M is split at this bit of v: v_lo = v[LO-1:0] (unsigned) and the signed
 # rest, so that each partial product fits one signed 18x18 multiplier (MULT18X18D): 17 unsigned bits plus
 # a zero sign bit times the unsigned 16-bit M plus a zero sign bit.

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hdl_gen.config import MAC_LAG, OPERAND_LAG, ArrayConfig
+from hdl_gen.config import DRAIN_STAGE_OF, MAC_LAG, OPERAND_LAG, ArrayConfig
 from quasar import arithmetic as ar
 from quasar.errors import ConfigError
 
@@ -38,15 +38,13 @@ __all__ = [
     "finish",
     "golden",
     "oact_from_t",
+    "multiplier_operand_index",
     "operand_index",
     "partial_products",
     "postproc_registers",
     "predict",
     "predict_many",
 ]
-# the drain stage each modelled post-accumulator register belongs to (hdl_gen.config.DRAIN_STAGES)
-_STAGE = {"v": "v", "v_reg": "input", "pl_reg": "partial", "ph_reg": "partial", "p_reg": "product",
-          "t_reg": "shifted", "oact": "oact"}
 # the post-processing pipeline's registers, in dataflow order
 _PP_REGS = ("v_reg", "pl_reg", "ph_reg", "p_reg", "t_reg")
 
@@ -120,6 +118,12 @@ def operand_index(cycle: int, row: int, col: int) -> int:
     return cycle - OPERAND_LAG - row - col
 
 
+def multiplier_operand_index(cycle: int, row: int, col: int) -> int:
+    """The operand index k that the multiplier's operand registers a_op/w_op of PE (row, col) hold after
+    edge `cycle`: the one a_reg/w_reg held an edge before."""
+    return operand_index(cycle - 1, row, col)
+
+
 def _parse(site: str) -> tuple[str, int | None, int | None]:
     """('a_reg'|'w_reg'|'prod'|'acc', i, j) for PE registers (the PE's p_reg reported as 'prod'),
     ('v_reg'|'pl_reg'|'ph_reg'|'p_reg'|'t_reg', None, j) for the post-processing pipeline of column j,
@@ -167,7 +171,7 @@ def predict(cfg: ArrayConfig, tile: Tile, site: str, mask: int, cycle: int = 0, 
         pass  # the PE's clear wipes it out
     elif reg in ("a_op", "w_op"):
         # the operand a_reg/w_reg held one edge before, for this PE's product only (padding: 0 * 0)
-        k = operand_index(cycle, i, j) - 1
+        k = multiplier_operand_index(cycle, i, j)
         if 0 <= k < K:
             a, w = int(x[i, k]), int(wt[k, j])
             if reg == "a_op":
@@ -188,10 +192,10 @@ def predict(cfg: ArrayConfig, tile: Tile, site: str, mask: int, cycle: int = 0, 
             partial = int(x[i, :n] @ wt[:n, j])
             flipped = _signed(partial ^ mask, cfg.acc_bits)
             acc[i, j] = _signed(int(acc[i, j]) + flipped - partial, cfg.acc_bits)
-    elif reg in _STAGE:
+    elif reg in DRAIN_STAGE_OF:
         # a drained row's register: only the flip after the edge that loaded row r counts (the next
         # edge passes it on); before the first and after the last row it meets no valid stage
-        r = cycle - cfg.stage_edge(K, _STAGE[reg], 0)
+        r = cycle - cfg.stage_edge(K, DRAIN_STAGE_OF[reg], 0)
         logits = acc + bias
         if not 0 <= r < R:
             return finish(cfg, tile, logits)
@@ -309,7 +313,7 @@ def predict_many(cfg: ArrayConfig, tile: Tile, flips) -> Expected:  # type: igno
         elif reg in ("a_op", "w_op", "prod", "acc") and cycle < cfg.pe_clear_edge(i, j):
             continue  # the PE's clear wipes it out
         elif reg in ("a_op", "w_op"):  # the operand of index k one edge after a_reg/w_reg held it
-            masks = op_masks.setdefault((i, j, operand_index(cycle, i, j) - 1), [0, 0])
+            masks = op_masks.setdefault((i, j, multiplier_operand_index(cycle, i, j)), [0, 0])
             masks[reg == "w_op"] ^= mask
         elif reg == "prod":
             if cycle + 1 < drained[i]:  # acc adds it at the next edge, before the drain samples row i
@@ -318,8 +322,8 @@ def predict_many(cfg: ArrayConfig, tile: Tile, flips) -> Expected:  # type: igno
         elif reg == "acc":
             if cycle < drained[i]:  # before the drain samples row i
                 acc_flips.setdefault((i, j), []).append((cycle, mask))
-        elif reg in _STAGE:
-            r = cycle - cfg.stage_edge(K, _STAGE[reg], 0)
+        elif reg in DRAIN_STAGE_OF:
+            r = cycle - cfg.stage_edge(K, DRAIN_STAGE_OF[reg], 0)
             if 0 <= r < R:  # the register holds row r (the next edge passes it on)
                 masks = row_masks.setdefault((r, j), {})
                 masks[reg] = masks.get(reg, 0) ^ mask

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hdl_gen.config import ArrayConfig
+from hdl_gen.config import DRAIN_STAGE_OF, ArrayConfig
 from quasar import arithmetic
 from quasar.protection import ProtectionSpec
 
@@ -175,9 +175,6 @@ def diff_entries(got: np.ndarray, want: np.ndarray) -> list[list[int]]:
 _SITE = re.compile(
     r"pe_(\d+)_(\d+)\.(a_reg|w_reg|a_op|w_op|p_reg|acc)|(oact|v)_(\d+)|pp_(\d+)\.(v_reg|pl_reg|ph_reg|p_reg|t_reg)"
 )
-# the drain stage (hdl_gen.config.DRAIN_STAGES) of each register a drained row passes through
-_STAGE = {"v": "v", "v_reg": "input", "pl_reg": "partial", "ph_reg": "partial", "p_reg": "product",
-          "t_reg": "shifted", "oact": "oact"}
 
 
 @functools.lru_cache(maxsize=256)
@@ -203,7 +200,7 @@ def live_fault(lm: LayerMap, tile: int, site: str, cycle: int, model: str = "fli
     k, stuck = lm.reduction, model.startswith("stuck")
     cfg = _timing(lm.rows, lm.cols, k)
     if m.group(3):
-        from testbenches.model import operand_index
+        from testbenches.model import multiplier_operand_index, operand_index
 
         i, j, reg = int(m.group(1)), int(m.group(2)), m.group(3)
         if i >= vp or j >= vn:  # activations move right from column j, weights down from row i
@@ -217,12 +214,12 @@ def live_fault(lm: LayerMap, tile: int, site: str, cycle: int, model: str = "fli
         if reg == "p_reg":  # acc adds it (a product, or 0 outside the operands) at the next edge
             return cycle + 1 < cfg.stage_edge(k, "v", i)
         if reg in ("a_op", "w_op"):  # the operand a_reg/w_reg held one edge before, for this PE only
-            return 0 <= operand_index(cycle, i, j) - 1 < k
+            return 0 <= multiplier_operand_index(cycle, i, j) < k
         return 0 <= operand_index(cycle, i, j) < k
     reg, j = (m.group(4), int(m.group(5))) if m.group(4) else (m.group(7), int(m.group(6)))
     if j >= vn or (reg != "v" and lm.is_last):
         return False
     if stuck:
         return True
-    r = cycle - cfg.stage_edge(k, _STAGE[reg], 0)  # the row the register holds after edge `cycle`
+    r = cycle - cfg.stage_edge(k, DRAIN_STAGE_OF[reg], 0)  # the row the register holds after edge `cycle`
     return 0 <= r < vp

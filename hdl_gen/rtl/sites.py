@@ -23,26 +23,20 @@ def fault_sites(cfg: ArrayConfig) -> list[dict[str, object]]:
     def add(name: str, width: int, kind: str, row: int | None, col: int | None) -> None:
         sites.append({"name": name, "width": width, "kind": kind, "row": row, "col": col})
 
-    for i in range(R):
-        for j in range(C):
-            add(f"pe_{i}_{j}.a_reg", cfg.act_bits, "pe_activation", i, j)
+    def add_pe(reg: str, width: int, kind: str) -> None:  # one register of every PE, row by row
+        for i in range(R):
+            for j in range(C):
+                add(f"pe_{i}_{j}.{reg}", width, kind, i, j)
+
+    # the order is part of the map: a campaign's seeded fault draws index into it
+    add_pe("a_reg", cfg.act_bits, "pe_activation")
     for j in range(C):
         add(f"oact_{j}", cfg.act_bits, "output_activation", None, j)
-    for i in range(R):
-        for j in range(C):
-            add(f"pe_{i}_{j}.w_reg", cfg.weight_bits, "weight", i, j)
-    for i in range(R):
-        for j in range(C):
-            add(f"pe_{i}_{j}.a_op", cfg.act_bits, "pe_act_operand", i, j)
-    for i in range(R):
-        for j in range(C):
-            add(f"pe_{i}_{j}.w_op", cfg.weight_bits, "pe_weight_operand", i, j)
-    for i in range(R):
-        for j in range(C):
-            add(f"pe_{i}_{j}.p_reg", cfg.act_bits + cfg.weight_bits, "pe_product", i, j)
-    for i in range(R):
-        for j in range(C):
-            add(f"pe_{i}_{j}.acc", cfg.acc_bits, "accumulator", i, j)
+    add_pe("w_reg", cfg.weight_bits, "weight")
+    add_pe("a_op", cfg.act_bits, "pe_act_operand")
+    add_pe("w_op", cfg.weight_bits, "pe_weight_operand")
+    add_pe("p_reg", cfg.act_bits + cfg.weight_bits, "pe_product")
+    add_pe("acc", cfg.acc_bits, "accumulator")
     for j in range(C):
         add(f"v_{j}", cfg.v_bits, "accumulator", None, j)
     p_bits = cfg.p_bits

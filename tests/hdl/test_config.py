@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 
 from hdl_gen import ArrayConfig, generate
 from hdl_gen.cli import register
+from hdl_gen.config import DRAIN_STAGE_OF, DRAIN_STAGES
 from quasar.errors import ConfigError
 
 
@@ -51,6 +52,7 @@ def test_tile_cycles_formula() -> None:
     # after v (post-processing input, partial products, product, shift, clamp, output)
     assert [cfg.tile_cycles(k) for k in (1, 13, 64)] == [1 + 20, 13 + 20, 64 + 20]
     stages = ("v", "input", "partial", "product", "shifted", "oact", "out")
+    assert DRAIN_STAGES == stages and set(DRAIN_STAGE_OF.values()) <= set(stages) - {"out"}
     assert [cfg.stage_edge(13, s, 0) for s in stages] == [20, 21, 22, 23, 24, 25, 26]
     # acc(i, j) takes the product of operand n at edge n + 5 + i + j
     assert [cfg.products_in(13, e, 1, 2) for e in (0, 7, 8, 20, 21, 40)] == [0, 0, 1, 13, 13, 13]
