@@ -91,6 +91,8 @@ def _target_result(ctx: StepContext, target: str, meta: dict[str, Any],
             **timing,
             "seed_spread": _seed_spread({**timing, "seed": meta["seed"], "dir": str(step_dir)}, extra),
             "utilization": pnr_utilization(report),
+            # multipliers given their operand and product flip-flops as DSP registers (hdl_gen.synth.dsp_regs)
+            "dsp_registers": meta.get("dsp_registers"),
             "tried": meta["tried"],
             "wrapper": {**meta["wrapper"], **{k: wrapper_cells[k] for k in
                                               ("lut4", "ccu2c", "lut4_equiv", "ffs", "mult18", "dp16kd", "dpr16x4")}},

@@ -11,11 +11,13 @@ from typing import Any
 
 from hdl_gen.synth.cache import StepContext, cached_meta, finish_step, fresh_dir, step_key
 from hdl_gen.synth.devices import ECP5_DEVICES, Ecp5Device, candidate_devices, ecp5_demand
+from hdl_gen.synth.dsp_regs import pack_dsp_registers
 from hdl_gen.synth.netlist import cell_counts, ecp5_metrics, last_error
 from hdl_gen.synth.settings import (
     CLOCK_PIN,
     DIN_BITS,
     DOUT_BITS,
+    DSP_REGISTERS_VERSION,
     ECP5_SPEED,
     NEXTPNR_ROUTER,
     WRAPPER_TOP,
@@ -27,6 +29,9 @@ from hdl_gen.synth.yosys_flow import ecp5_script, read_sources
 from quasar.errors import ConfigError
 
 log = logging.getLogger(__name__)
+
+# What nextpnr reads: Yosys's wrap.json after hdl_gen.synth.dsp_regs gave the multipliers their registers.
+PNR_NETLIST = "wrap_dsp.json"
 
 
 def ports_script(sources: Sequence[str], top: str, step: str) -> str:
@@ -132,6 +137,7 @@ def pnr_key(ctx: StepContext) -> str:
     # seed, frequency and device choice change the result and are part of the key too.
     extra = {"seed": ctx.seed, "freq_mhz": ctx.freq_mhz, "device": ctx.device, "speed": ECP5_SPEED,
              "router": NEXTPNR_ROUTER, "mode": ctx.pnr_mode, "wrapper": WRAPPER_VERSION, "lpf": wrapper_lpf(),
+             "dsp_registers": DSP_REGISTERS_VERSION,
              "din": DIN_BITS, "dout": DOUT_BITS, "devices": [d.__dict__ for d in ECP5_DEVICES]}
     return step_key(ctx.pnr_dir, ports_script(ctx.sources, ctx.top, ctx.pnr_dir), ctx.digests, ctx.tools, extra)
 
@@ -183,10 +189,15 @@ def pnr_step(ctx: StepContext) -> dict[str, Any]:
     log.info("%s: running Yosys synth_ecp5 on the wrapper ...", step)
     wall["yosys"] = round(run_yosys(step_dir / "script.ys", step_dir / "yosys.log", ctx.run_dir, step), 2)
     demand = ecp5_demand(ecp5_metrics(cell_counts(json.loads((step_dir / "stat.json").read_text()), WRAPPER_TOP)))
+    netlist = json.loads((step_dir / "wrap.json").read_text())
+    packing = pack_dsp_registers(netlist, WRAPPER_TOP)
+    (step_dir / PNR_NETLIST).write_text(json.dumps(netlist))
+    log.info("%s: %d of %d multipliers take their operand and product flip-flops as DSP registers (%d moved)",
+             step, packing.packed, packing.dsps, packing.ffs_absorbed)
 
     tried = []
     for dev in candidate_devices(demand, ctx.device):
-        args = nextpnr_args(dev, f"{step}/wrap.json", step, ctx.freq_mhz, ctx.seed, ctx.pnr_mode)
+        args = nextpnr_args(dev, f"{step}/{PNR_NETLIST}", step, ctx.freq_mhz, ctx.seed, ctx.pnr_mode)
         logfile = step_dir / f"nextpnr-{dev.name}.log"
         log.info("%s: nextpnr-ecp5 on %s %s (seed %d, %s) ...", step, dev.part, dev.package, ctx.seed,
                  NEXTPNR_ROUTER if ctx.pnr_mode == "routed" else "placement only")
@@ -201,8 +212,8 @@ def pnr_step(ctx: StepContext) -> dict[str, Any]:
             meta = {"wall_s": wall, "key": key, "device": dev.name, "part": dev.part, "package": dev.package,
                     "speed": ECP5_SPEED, "seed": ctx.seed, "router": NEXTPNR_ROUTER, "freq_mhz": ctx.freq_mhz,
                     "mode": ctx.pnr_mode, "tried": tried,
-                    "demand_estimate": demand, "wrapper": {"din_bits": DIN_BITS, "dout_bits": DOUT_BITS,
-                                                             "version": WRAPPER_VERSION}}
+                    "demand_estimate": demand, "dsp_registers": packing.as_dict(),
+                    "wrapper": {"din_bits": DIN_BITS, "dout_bits": DOUT_BITS, "version": WRAPPER_VERSION}}
             return {**finish_step(step_dir, key, meta), "cached": False}
         if not over:
             raise ToolError(f"{step}: nextpnr-ecp5 failed on {dev.part} (exit {rc}); see {logfile}: "
@@ -239,13 +250,13 @@ def seed_step(ctx: StepContext, primary: dict[str, Any], seed: int) -> dict[str,
     dev = next(d for d in ECP5_DEVICES if d.name == primary["device"])
     logfile = step_dir / f"nextpnr-{dev.name}.log"
     log.info("%s: nextpnr-ecp5 on %s %s (seed %d) ...", step, dev.part, dev.package, seed)
-    rc, secs = run_nextpnr(nextpnr_args(dev, f"{ctx.pnr_dir}/wrap.json", step, ctx.freq_mhz, seed, ctx.pnr_mode),
+    rc, secs = run_nextpnr(nextpnr_args(dev, f"{ctx.pnr_dir}/{PNR_NETLIST}", step, ctx.freq_mhz, seed, ctx.pnr_mode),
                            logfile, ctx.run_dir)
     if rc != 0:
         raise ToolError(f"{step}: nextpnr-ecp5 failed on {dev.part} (exit {rc}); see {logfile}: "
                         f"{last_error(logfile.read_text(errors='replace'))}")
     meta = {"wall_s": {f"nextpnr_{dev.name}": round(secs, 2)}, "key": key, "device": dev.name, "part": dev.part,
-            "seed": seed, "mode": ctx.pnr_mode, "netlist": f"{ctx.pnr_dir}/wrap.json"}
+            "seed": seed, "mode": ctx.pnr_mode, "netlist": f"{ctx.pnr_dir}/{PNR_NETLIST}"}
     return {**finish_step(step_dir, key, meta), "cached": False}
 
 

@@ -22,6 +22,9 @@ DOUT_BITS = 16  # wrapper: width of the output shift chain
 # selected by a registered address (it set the 8x8 Fmax); 2 = the XOR shift chain of pnr_flow.wrapper_verilog;
 # 3 = also one input flip-flop per core input bit (in_q) behind the input shift register; 4 = two (in_p, in_q).
 WRAPPER_VERSION = 4
+# The netlist step between Yosys and nextpnr, part of the pnr key: 1 = hdl_gen.synth.dsp_regs gives each
+# MULT18X18D its operand and product flip-flops as input and output registers.
+DSP_REGISTERS_VERSION = 1
 # The wrapper's clock pin: G2 is PCLKT6_0, a primary-clock input of the CABGA381 package on every LFE5U
 # part used here (25F, 45F, 85F; the ULX3S boards' clock pin).
 CLOCK_PIN = "G2"

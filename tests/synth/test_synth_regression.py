@@ -114,6 +114,11 @@ def test_synth_json_is_complete(results):
         assert cp["end"]["in_core"] and cp["logic_levels"] > 0 and isinstance(cp["through"], list)
         assert abs(cp["delay_ns"] - 1000.0 / pnr["fmax_mhz"]) < 0.05  # the reported path is the one setting Fmax
         assert pnr["seed_spread"] is None  # one seed unless more are asked for
+        # at 4 bits the PE multiplies in LUTs; the post-processing multipliers' inputs are not plain
+        # flip-flops of their own, so every MULT18X18D stays as Yosys made it (tests/synth/test_dsp_regs.py)
+        dsp = pnr["dsp_registers"]
+        assert dsp["mult18"] == pnr["wrapper"]["mult18"] > 0 and dsp["mult18_registered"] == 0
+        assert sum(dsp["mult18_left_combinational"].values()) == dsp["mult18"]
 
 
 def test_an_unchanged_design_is_not_synthesized_again(results):
