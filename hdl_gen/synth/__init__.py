@@ -10,6 +10,8 @@ One concern per module:
 - `settings`: the flow's fixed settings, the targets and their validation;
 - `devices`: the ECP5 parts and the choice of the smallest that fits;
 - `netlist` / `timing`: parsing Yosys's and nextpnr's output (pure functions);
+- `dsp_regs`: giving each ECP5 multiplier its operand and product flip-flops as DSP registers, on the
+  netlist between Yosys and nextpnr (a pure function);
 - `tools`: running the YoWASP binaries;
 - `cache`: step directories and their keys;
 - `yosys_flow` / `pnr_flow`: the Yosys-only targets and place and route;

@@ -45,14 +45,16 @@ def _read_json(path: Path) -> dict[str, Any]:
     return json.loads(path.read_text())
 
 
-def _pnr_result(ctx: StepContext, step_dir: Path, meta: dict[str, Any]) -> dict[str, Any]:
-    """Fmax and critical path of one nextpnr run (a primary or an extra-seed step directory)."""
+def _pnr_result(ctx: StepContext, step_dir: Path, meta: dict[str, Any],
+                dsp_registers: dict[str, dict[str, str]] | None = None) -> dict[str, Any]:
+    """Fmax and critical path of one nextpnr run (a primary or an extra-seed step directory; the netlist's
+    DSP-held registers come from the primary step)."""
     nextpnr_log = step_dir / f"nextpnr-{meta['device']}.log"
     if meta.get("mode") == "placed":
         return {**placed_timing(nextpnr_log.read_text(errors="replace")),
                 "critical_path_note": "nextpnr reports no critical path after placement only (--fmax placed); "
                                       "--fmax routed gives it"}
-    return pnr_timing(_read_json(step_dir / "report.json"))
+    return pnr_timing(_read_json(step_dir / "report.json"), dsp_registers=dsp_registers)
 
 
 def _seed_spread(primary: dict[str, Any], extra: dict[int, dict[str, Any]]) -> dict[str, Any] | None:
@@ -79,10 +81,11 @@ def _target_result(ctx: StepContext, target: str, meta: dict[str, Any],
         report = _read_json(step_dir / "report.json")
         wrapper_cells = ecp5_metrics(cells)
         placed = meta.get("mode") == "placed"
-        extra = {s: {**_pnr_result(ctx, ctx.run_dir / seed_dir(ctx, s), m), "seed": s,
+        held = (meta.get("dsp_registers") or {}).get("registers")
+        extra = {s: {**_pnr_result(ctx, ctx.run_dir / seed_dir(ctx, s), m, held), "seed": s,
                      "dir": str(ctx.run_dir / seed_dir(ctx, s)), "cached": m["cached"], "wall_s": m["wall_s"]}
                  for s, m in sorted((seeds or {}).items())}
-        timing = _pnr_result(ctx, step_dir, meta)
+        timing = _pnr_result(ctx, step_dir, meta, held)
         return {
             **{k: meta[k] for k in ("device", "part", "package", "speed", "seed", "router")},
             "mode": "placed" if placed else "routed",

@@ -24,6 +24,8 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
+from hdl_gen.synth.timing import rtl_name
+
 # The TRELLIS_FF settings of a flip-flop a MULT18X18D register can take over: always enabled, clocked on
 # the rising edge, reset (to 0) synchronously from its LSR input, not touched by the global set/reset.
 _FF_SETTINGS = {"CEMUX": "1", "CLKMUX": "CLK", "LSRMUX": "LSR", "REGSET": "RESET", "SRMODE": "LSR_OVER_CE",
@@ -42,10 +44,14 @@ class DspPacking:
     packed: int = 0
     ffs_absorbed: int = 0
     left: dict[str, int] = field(default_factory=dict)
+    # DSP cell -> "A" / "B" / "P" -> the RTL register it now holds (named as hdl_gen.synth.timing.rtl_name
+    # names a flip-flop), so that a critical path ending in a DSP register names the RTL register
+    registers: dict[str, dict[str, str]] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return {"mult18": self.dsps, "mult18_registered": self.packed, "ffs_absorbed": self.ffs_absorbed,
-                "mult18_left_combinational": dict(sorted(self.left.items()))}
+                "mult18_left_combinational": dict(sorted(self.left.items())),
+                "registers": dict(sorted(self.registers.items()))}
 
 
 class _Nets:
@@ -164,6 +170,10 @@ def pack_dsp_registers(netlist: dict[str, Any], top: str) -> DspPacking:
             "RESETMODE": "SYNC", "GSR": "DISABLED",
         })
         absorbed |= moved
+        result.registers[name] = {
+            side: "/".join(sorted({rtl_name(ff) for p, ff in group.items() if p.startswith(side)}))
+            for side, group in (("A", ins), ("B", ins), ("P", outs)) if any(p.startswith(side) for p in group)
+        }
         result.packed += 1
         result.ffs_absorbed += len(moved)
     for ff in absorbed:

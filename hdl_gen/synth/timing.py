@@ -12,8 +12,10 @@ def clock_key(name: str) -> str:
     return name.removeprefix("$glbnet$").split("$", 1)[0]
 
 
-def pnr_timing(report: dict[str, Any], clock: str = "clk") -> dict[str, Any]:
-    """Fmax of `clock` and its critical path from a nextpnr `--report` JSON."""
+def pnr_timing(report: dict[str, Any], clock: str = "clk",
+               dsp_registers: dict[str, dict[str, str]] | None = None) -> dict[str, Any]:
+    """Fmax of `clock` and its critical path from a nextpnr `--report` JSON; `dsp_registers` names the RTL
+    registers the flow moved into multipliers (hdl_gen.synth.dsp_regs), for paths that end in one."""
     fmax_all = report.get("fmax") or {}
     matches = [k for k in fmax_all if clock_key(k) == clock]
     if not matches and len(fmax_all) == 1:
@@ -30,7 +32,7 @@ def pnr_timing(report: dict[str, Any], clock: str = "clk") -> dict[str, Any]:
     }
     for path in report.get("critical_paths") or []:
         if clock_key(str(path.get("from", ""))) == clock and clock_key(str(path.get("to", ""))) == clock:
-            out["critical_path"] = critical_path(path.get("path") or [])
+            out["critical_path"] = critical_path(path.get("path") or [], dsp_registers)
             break
     return out
 
@@ -47,7 +49,8 @@ def rtl_name(cell: str) -> str:
     return _MAPPED_SUFFIX.sub("", cell) or cell
 
 
-def critical_path(steps: list[dict[str, Any]]) -> dict[str, Any] | None:
+def critical_path(steps: list[dict[str, Any]],
+                  dsp_registers: dict[str, dict[str, str]] | None = None) -> dict[str, Any] | None:
     """One nextpnr `--report` path (clk-to-q, routing and logic steps, setup) as readable figures.
 
     `start` / `end`: the launching and capturing cells and their registers by RTL name (`register`; `in_core`
@@ -56,7 +59,10 @@ def critical_path(steps: list[dict[str, Any]]) -> dict[str, Any] | None:
     the flip-flop cell after the port it feeds; the end register by its cell name cut back to the RTL signal.
     `logic_levels`: the cells the path passes through (nextpnr's logic steps: LUT4s, carry-cell halves, wide
     muxes, multiplier blocks); `through`: the generated RTL files the path's nets come from, in path order;
-    `delay_ns` = `clk_to_q_ns` + `logic_ns` + `routing_ns` + `setup_ns`.
+    `delay_ns` = `clk_to_q_ns` + `logic_ns` + `routing_ns` + `setup_ns`. A path that ends at a multiplier's
+    A or B input held in its input register (`dsp_registers`: DSP cell -> port group -> RTL register) ends at
+    that register (`in_dsp` true); one that starts at a registered product starts at the product register,
+    whose net the multiplier drives.
     """
     if not steps:
         return None
@@ -74,14 +80,20 @@ def critical_path(steps: list[dict[str, Any]]) -> dict[str, Any] | None:
     launch, capture = first["from"]["cell"], last["to"]["cell"]
     net = next((s.get("net") for s in steps if s.get("type") == "routing"), None)
     start_reg, end_reg = net or rtl_name(launch), rtl_name(capture)
+    held = (dsp_registers or {}).get(capture, {})
+    end_port = str(last["to"].get("port", ""))
+    end_in_dsp = bool(end_port[:1] in ("A", "B") and end_port[1:].isdigit() and end_port[:1] in held)
+    if end_in_dsp:
+        end_reg = held[end_port[:1]]
     levels = sum(1 for s in steps if s.get("type") == "logic")
     delay = round(sum(float(s.get("delay", 0.0)) for s in steps), 3)
     return {
         "summary": f"{start_reg} -> {end_reg}: {levels} logic levels, {delay:.2f} ns",
         "from": f"{launch}.{first['from']['port']}",
         "to": f"{capture}.{last['to']['port']}",
-        "start": {"register": start_reg, "in_core": start_reg.startswith("core."), "cell": launch},
-        "end": {"register": end_reg, "in_core": end_reg.startswith("core."), "cell": capture},
+        "start": {"register": start_reg, "in_core": start_reg.startswith("core."), "cell": launch,
+                  "in_dsp": launch in (dsp_registers or {})},
+        "end": {"register": end_reg, "in_core": end_reg.startswith("core."), "cell": capture, "in_dsp": end_in_dsp},
         "delay_ns": delay,
         "clk_to_q_ns": total("clk-to-q"),
         "logic_ns": total("logic"),

@@ -40,8 +40,10 @@ def test_operand_and_product_registers_move_into_the_dsp(pe_netlist):
     ffs = {r: named(before, r) for r in ("a_op", "w_op", "p_reg", "a_out", "acc_out")}
     assert [len(ffs[r]) for r in ("a_op", "w_op", "p_reg")] == [8, 8, 16]
     result = pack_dsp_registers(net, TOP)
+    dsp_name = next(n for n, c in before.items() if c["type"] == "MULT18X18D")
     assert result.as_dict() == {"mult18": 1, "mult18_registered": 1, "ffs_absorbed": 32,
-                                "mult18_left_combinational": {}}
+                                "mult18_left_combinational": {},
+                                "registers": {dsp_name: {"A": "a_op", "B": "w_op", "P": "p_reg"}}}
     after = cells_of(net)
     assert not any(named(after, r) for r in ("a_op", "w_op", "p_reg"))
     assert named(after, "a_out") == ffs["a_out"] and named(after, "acc_out") == ffs["acc_out"]
@@ -119,3 +121,22 @@ def test_a_register_the_dsp_cannot_hold_leaves_the_netlist_unchanged(pe_netlist,
     result = pack_dsp_registers(net, TOP)
     assert result.packed == 0 and result.ffs_absorbed == 0 and result.left == {why: 1}
     assert net == edited
+
+
+def test_a_critical_path_into_a_dsp_register_names_the_rtl_register():
+    """nextpnr ends such a path at the MULT18X18D's B port; synth.json names the register held there."""
+    from hdl_gen.synth.timing import critical_path
+
+    dsp = "core.pe_6_0.prod_MULT18X18D_P9"
+    steps = [
+        {"type": "clk-to-q", "delay": 0.52, "from": {"cell": "core.pe_6_0.w_out_TRELLIS_FF_Q_7", "port": "CLK"},
+         "to": {"cell": "core.pe_6_0.w_out_TRELLIS_FF_Q_7", "port": "Q"}},
+        {"type": "routing", "delay": 8.1, "net": "core.pe_6_0.w_out[7]",
+         "from": {"cell": "core.pe_6_0.w_out_TRELLIS_FF_Q_7", "port": "Q"}, "to": {"cell": dsp, "port": "B12"}},
+        {"type": "setup", "delay": 0.1, "from": {"cell": dsp, "port": "B12"}, "to": {"cell": dsp, "port": "B12"}},
+    ]
+    held = {dsp: {"A": "core.pe_6_0.a_op", "B": "core.pe_6_0.w_op", "P": "core.pe_6_0.p_reg"}}
+    cp = critical_path(steps, held)
+    assert cp["end"] == {"register": "core.pe_6_0.w_op", "in_core": True, "cell": dsp, "in_dsp": True}
+    assert cp["summary"].startswith("core.pe_6_0.w_out[7] -> core.pe_6_0.w_op: 0 logic levels")
+    assert critical_path(steps)["end"]["register"] == "core.pe_6_0.prod"  # without the map: the cell's name

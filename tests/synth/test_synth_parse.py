@@ -82,8 +82,8 @@ def test_pnr_timing_finds_the_clk_domain():
     assert (t["fmax_mhz"], t["target_mhz"], t["clock_net"]) == (56.123, 100.0, "$glbnet$clk$TRELLIS_IO_IN")
     assert t["critical_path"] == {
         "summary": "core.v_0 -> core.oact_0: 1 logic levels, 3.75 ns", "from": "core.v_0.Q", "to": "core.oact_0.M",
-        "start": {"register": "core.v_0", "in_core": True, "cell": "core.v_0"},
-        "end": {"register": "core.oact_0", "in_core": True, "cell": "core.oact_0"},
+        "start": {"register": "core.v_0", "in_core": True, "cell": "core.v_0", "in_dsp": False},
+        "end": {"register": "core.oact_0", "in_core": True, "cell": "core.oact_0", "in_dsp": False},
         "delay_ns": 3.75, "clk_to_q_ns": 0.5, "logic_ns": 2.0, "routing_ns": 1.0, "setup_ns": 0.25,
         "logic_levels": 1, "through": []}
     assert synth.pnr_utilization(REPORT) == {"TRELLIS_COMB": {"used": 10, "available": 24288}}
@@ -296,8 +296,10 @@ def test_critical_path_of_a_stored_routed_report():
     assert t["fmax_mhz"] == 49.868
     # launched by the wrapper's shift register bit that feeds the requantization multiplier (Yosys named the
     # flip-flop after the port it drives), captured by the output-activation register of column 1
-    assert cp["start"] == {"register": "sh[46]", "in_core": False, "cell": "core.pp_1.mul.mult_TRELLIS_FF_Q_14"}
-    assert cp["end"] == {"register": "core.oact_1", "in_core": True, "cell": "core.oact_1_TRELLIS_FF_Q_3"}
+    assert cp["start"] == {"register": "sh[46]", "in_core": False, "cell": "core.pp_1.mul.mult_TRELLIS_FF_Q_14",
+                           "in_dsp": False}
+    assert cp["end"] == {"register": "core.oact_1", "in_core": True, "cell": "core.oact_1_TRELLIS_FF_Q_3",
+                         "in_dsp": False}
     assert cp["through"] == ["quasar_requant_mul_v13.v", "quasar_postproc_v13a4.v"]
     steps = next(p["path"] for p in report["critical_paths"] if p["from"] == p["to"])
     assert cp["logic_levels"] == sum(s["type"] == "logic" for s in steps) == 24
