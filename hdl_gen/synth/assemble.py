@@ -110,6 +110,17 @@ def _target_result(ctx: StepContext, target: str, meta: dict[str, Any],
             "script": (step_dir / "script.ys").read_text(), **common}
 
 
+def _through(cp: dict[str, Any]) -> str:
+    """Where a critical path's nets come from, for the printed summary."""
+    if cp["through"]:
+        return "through " + ", ".join(cp["through"])
+    if cp["start"]["in_core"] or cp["end"]["in_core"]:
+        # e.g. a bound bit of the wrapper -> the protection's compare and select (carry cells and LUTs whose
+        # nets Yosys's techmap names) -> an output row: no net of the path is named in a generated RTL file
+        return "its nets inside the core are techmapped cells', named in no generated RTL file"
+    return "through the wrapper only"
+
+
 def parse_seeds(text: str | Iterable[int | str] | None) -> tuple[int, ...]:
     """'1,2,3' (or a list) -> (1, 2, 3), sorted and unique; ConfigError names a bad seed."""
     if text is None:
@@ -260,8 +271,7 @@ def summary_rows(result: dict[str, Any]) -> list[tuple[str, str]]:
             rows.append(("seeds", f"Fmax min {spread['min_mhz']:.1f} / median {spread['median_mhz']:.1f} / max "
                                   f"{spread['max_mhz']:.1f} MHz over seeds {', '.join(map(str, spread['seeds']))}"))
         cp = r.get("critical_path")
-        rows.append(("crit path", cp["summary"] + f" (through {', '.join(cp['through']) or 'the wrapper only'})"
-                     if cp else r.get("critical_path_note", "n/a")))
+        rows.append(("crit path", f"{cp['summary']} ({_through(cp)})" if cp else r.get("critical_path_note", "n/a")))
     lat = result["latency"]
     if lat["total_cycles"] is not None:
         tm = f", {lat['time_us']} us at Fmax" if lat["time_us"] is not None else ""
