@@ -114,11 +114,16 @@ def test_synth_json_is_complete(results):
         assert cp["end"]["in_core"] and cp["logic_levels"] > 0 and isinstance(cp["through"], list)
         assert abs(cp["delay_ns"] - 1000.0 / pnr["fmax_mhz"]) < 0.05  # the reported path is the one setting Fmax
         assert pnr["seed_spread"] is None  # one seed unless more are asked for
-        # at 4 bits the PE multiplies in LUTs; the post-processing multipliers' inputs are not plain
-        # flip-flops of their own, so every MULT18X18D stays as Yosys made it (tests/synth/test_dsp_regs.py)
+        # every PE's multiplier takes a_op, w_op and p_reg as its registers (tests/synth/test_dsp_regs.py);
+        # the requantization multipliers (one per column at 4 bits) read the wrapper's reset-less M flip-flops
         dsp = pnr["dsp_registers"]
-        assert dsp["mult18"] == pnr["wrapper"]["mult18"] > 0 and dsp["mult18_registered"] == 0
-        assert sum(dsp["mult18_left_combinational"].values()) == dsp["mult18"]
+        cfg = CONFIGS[0]
+        assert dsp["mult18"] == pnr["wrapper"]["mult18"] == cfg.rows * cfg.cols + cfg.cols
+        assert dsp["mult18_registered"] == cfg.rows * cfg.cols
+        assert dsp["ffs_absorbed"] == cfg.rows * cfg.cols * 2 * (cfg.act_bits + cfg.weight_bits)
+        assert dsp["mult18_left_combinational"] == {"input not from a plain flip-flop": cfg.cols}
+        assert sorted(dsp["registers"][c]["A"] for c in dsp["registers"]) == sorted(
+            f"core.pe_{i}_{j}.a_op" for i in range(cfg.rows) for j in range(cfg.cols))
 
 
 def test_an_unchanged_design_is_not_synthesized_again(results):
@@ -219,6 +224,6 @@ def test_seed_spread_runs_nextpnr_again_per_extra_seed(results):
     assert spread["min_mhz"] <= spread["median_mhz"] <= spread["max_mhz"]
     assert Path(spread["dirs"]["2"]).name == "pnr-placed-seed2"
     meta = json.loads((Path(spread["dirs"]["2"]) / "meta.json").read_text())
-    assert (meta["seed"], meta["netlist"], meta["part"]) == (2, "pnr-placed/wrap.json", first["part"])
+    assert (meta["seed"], meta["netlist"], meta["part"]) == (2, "pnr-placed/wrap_dsp.json", first["part"])
     again = synth.synthesize(CONFIGS[0], out, targets="pnr", pnr_mode="placed")["targets"]["pnr"]
     assert again["cached"] and again["seed_spread"] == spread  # kept from the cached step directory
