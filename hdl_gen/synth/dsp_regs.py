@@ -20,7 +20,7 @@ else leaves the DSP as Yosys made it. Pure functions on the Yosys JSON netlist; 
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,7 +43,7 @@ class DspPacking:
     dsps: int = 0
     packed: int = 0
     ffs_absorbed: int = 0
-    left: dict[str, int] = field(default_factory=dict)
+    left: Counter[str] = field(default_factory=Counter)
     # DSP cell -> "A" / "B" / "P" -> the RTL register it now holds (named as hdl_gen.synth.timing.rtl_name
     # names a flip-flop), so that a critical path ending in a DSP register names the RTL register
     registers: dict[str, dict[str, str]] = field(default_factory=dict)
@@ -146,11 +146,11 @@ def pack_dsp_registers(netlist: dict[str, Any], top: str) -> DspPacking:
         dsp = cells[name]
         why, ins, outs = _why_not(name, dsp, cells, nets)
         if why is not None:
-            result.left[why] = result.left.get(why, 0) + 1
+            result.left[why] += 1
             continue
         moved = {*ins.values(), *outs.values()}
         if moved & absorbed:  # one DSP's product register feeding the next: the first DSP keeps it
-            result.left["flip-flop taken by another DSP"] = result.left.get("flip-flop taken by another DSP", 0) + 1
+            result.left["flip-flop taken by another DSP"] += 1
             continue
         con, dirs = dsp["connections"], dsp["port_directions"]
         for port, ff in ins.items():
